@@ -1,0 +1,515 @@
+//! Validation and compilation of [`RawScope`] into ready-to-use structures.
+//!
+//! Every error names the offending field with its JSON path, e.g.
+//! `consumers[1].client_id: duplicate client_id "abc"`. Secret values never
+//! appear in an error message.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::rc::Rc;
+
+use super::raw::{RawConsumer, RawScope};
+
+pub const DEFAULT_ISSUER: &str = "Higress-Gateway";
+pub const DEFAULT_AUTH_PATH: &str = "/oauth2/token";
+pub const DEFAULT_AUTH_HEADER: &str = "authorization";
+pub const DEFAULT_TOKEN_TTL: u64 = 7200;
+pub const DEFAULT_CLOCK_SKEW: u64 = 60;
+/// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
+const RECOMMENDED_SECRET_LEN: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON path of the offending field, e.g. `_rules_[0].allow[1]`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Consumer {
+    pub name: String,
+    pub client_id: String,
+    pub secret: Vec<u8>,
+}
+
+/// The consumers a scope knows, indexed by `client_id` for verification.
+#[derive(Debug, Default)]
+pub struct Consumers {
+    list: Vec<Consumer>,
+    by_client_id: HashMap<String, usize>,
+}
+
+impl Consumers {
+    pub fn by_client_id(&self, client_id: &str) -> Option<&Consumer> {
+        self.by_client_id
+            .get(client_id)
+            .and_then(|&i| self.list.get(i))
+    }
+
+    pub fn has_name(&self, name: &str) -> bool {
+        self.list.iter().any(|c| c.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Consumer> {
+        self.list.iter()
+    }
+}
+
+/// The settings that apply to a request: the global ones, or a rule's
+/// overrides layered on top of them.
+#[derive(Debug)]
+pub struct Scope {
+    pub issuer: String,
+    pub auth_path: String,
+    pub global_credentials: bool,
+    /// Lower-case header name the bearer token is read from.
+    pub auth_header: String,
+    pub token_ttl: u64,
+    pub clock_skew: u64,
+    pub keep_token: bool,
+    pub consumers: Rc<Consumers>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct AllowList(Vec<String>);
+
+impl AllowList {
+    pub fn contains(&self, consumer_name: &str) -> bool {
+        self.0.iter().any(|n| n == consumer_name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainPattern {
+    Exact(String),
+    /// `*.example.com` is stored as `.example.com`: subdomains only.
+    Suffix(String),
+    /// `api*` is stored as `api`.
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePattern {
+    pub fqdn: String,
+    pub port: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Matcher {
+    Route(Vec<String>),
+    RoutePrefix(Vec<String>),
+    Domain(Vec<DomainPattern>),
+    Service(Vec<ServicePattern>),
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub matcher: Matcher,
+    pub disabled: bool,
+    pub allow: Option<AllowList>,
+    pub scope: Rc<Scope>,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub global: Rc<Scope>,
+    pub rules: Vec<Rule>,
+    /// `global_auth` resolved: must a request that matches no rule with
+    /// `allow` still carry a valid token?
+    pub auth_by_default: bool,
+    /// Non-fatal findings the shell logs at warn level.
+    pub warnings: Vec<String>,
+}
+
+/// Parses the plugin configuration JSON. An empty configuration means all
+/// defaults (which, with no consumers, denies every request: fail closed).
+pub fn parse(json: &[u8]) -> Result<RawScope, ConfigError> {
+    if json.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RawScope::default());
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let raw: RawScope = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let field = err.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        let inner = err.into_inner();
+        // serde echoes the offending value; for a secret that is a leak.
+        let reason = if field.ends_with("client_secret") {
+            "invalid value, expected a non-empty string".to_string()
+        } else {
+            strip_position(&inner.to_string())
+        };
+        ConfigError::new(field, reason)
+    })?;
+    de.end()
+        .map_err(|e| ConfigError::new("", strip_position(&e.to_string())))?;
+    Ok(raw)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message.get(..i).unwrap_or(message).to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Parses and compiles in one step: what `on_configure` calls.
+pub fn compile_json(json: &[u8]) -> Result<Config, ConfigError> {
+    compile(parse(json)?)
+}
+
+pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
+    let mut warnings = Vec::new();
+    reject_rule_only_keys(&raw)?;
+    let global_consumers = Rc::new(compile_consumers(
+        raw.consumers.as_deref().unwrap_or(&[]),
+        "consumers",
+        &mut warnings,
+    )?);
+    let global = Rc::new(compile_scope(&raw, "", None, global_consumers)?);
+
+    let mut rules = Vec::new();
+    for (i, raw_rule) in raw.rules.as_deref().unwrap_or(&[]).iter().enumerate() {
+        let prefix = format!("_rules_[{i}].");
+        rules.push(compile_rule(raw_rule, &prefix, &global, &mut warnings)?);
+    }
+    let auth_by_default = raw
+        .global_auth
+        .unwrap_or_else(|| rules.iter().all(|r| r.allow.is_none()));
+    Ok(Config {
+        global,
+        rules,
+        auth_by_default,
+        warnings,
+    })
+}
+
+fn reject_rule_only_keys(raw: &RawScope) -> Result<(), ConfigError> {
+    let present = [
+        ("_match_route_", raw.match_route.is_some()),
+        ("_match_route_prefix_", raw.match_route_prefix.is_some()),
+        ("_match_domain_", raw.match_domain.is_some()),
+        ("_match_service_", raw.match_service.is_some()),
+        ("allow", raw.allow.is_some()),
+        ("_disable_", raw.disable.is_some()),
+    ];
+    match present.iter().find(|(_, is_set)| *is_set) {
+        Some((key, _)) => Err(ConfigError::new(
+            *key,
+            "only allowed inside a _rules_ entry",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn compile_rule(
+    raw: &RawScope,
+    prefix: &str,
+    global: &Rc<Scope>,
+    warnings: &mut Vec<String>,
+) -> Result<Rule, ConfigError> {
+    if raw.global_auth.is_some() {
+        return Err(ConfigError::new(
+            format!("{prefix}global_auth"),
+            "only allowed at the top level",
+        ));
+    }
+    if raw.rules.is_some() {
+        return Err(ConfigError::new(
+            format!("{prefix}_rules_"),
+            "rules cannot be nested",
+        ));
+    }
+    let matcher = compile_matcher(raw, prefix)?;
+    let consumers = match &raw.consumers {
+        Some(list) => Rc::new(compile_consumers(
+            list,
+            &format!("{prefix}consumers"),
+            warnings,
+        )?),
+        None => Rc::clone(&global.consumers),
+    };
+    let scope = compile_scope(raw, prefix, Some(global), consumers)?;
+    let disabled = raw.disable.unwrap_or(false);
+    let allow = match &raw.allow {
+        None => None,
+        Some(_) if disabled => {
+            return Err(ConfigError::new(
+                format!("{prefix}allow"),
+                "has no effect on a rule with _disable_: true",
+            ))
+        }
+        Some(names) => {
+            for (j, name) in names.iter().enumerate() {
+                if !scope.consumers.has_name(name) {
+                    return Err(ConfigError::new(
+                        format!("{prefix}allow[{j}]"),
+                        format!("unknown consumer \"{name}\""),
+                    ));
+                }
+            }
+            Some(AllowList(names.clone()))
+        }
+    };
+    Ok(Rule {
+        matcher,
+        disabled,
+        allow,
+        scope: Rc::new(scope),
+    })
+}
+
+fn compile_matcher(raw: &RawScope, prefix: &str) -> Result<Matcher, ConfigError> {
+    let candidates = [
+        ("_match_route_", &raw.match_route),
+        ("_match_route_prefix_", &raw.match_route_prefix),
+        ("_match_domain_", &raw.match_domain),
+        ("_match_service_", &raw.match_service),
+    ];
+    let mut present = candidates.iter().filter(|(_, v)| v.is_some());
+    let (key, values) = match (present.next(), present.next()) {
+        (Some((key, Some(values))), None) => (*key, values),
+        (Some(_), Some((second, _))) => {
+            return Err(ConfigError::new(
+                format!("{prefix}{second}"),
+                "a rule takes exactly one of _match_route_, _match_route_prefix_, _match_domain_, _match_service_",
+            ))
+        }
+        _ => {
+            return Err(ConfigError::new(
+                prefix.trim_end_matches('.'),
+                "a rule needs one of _match_route_, _match_route_prefix_, _match_domain_, _match_service_",
+            ))
+        }
+    };
+    let field = format!("{prefix}{key}");
+    if values.is_empty() {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    if let Some(j) = values.iter().position(|v| v.is_empty()) {
+        return Err(ConfigError::new(
+            format!("{field}[{j}]"),
+            "must not be empty",
+        ));
+    }
+    Ok(match key {
+        "_match_route_" => Matcher::Route(values.clone()),
+        "_match_route_prefix_" => Matcher::RoutePrefix(values.clone()),
+        "_match_domain_" => Matcher::Domain(values.iter().map(|d| domain_pattern(d)).collect()),
+        _ => Matcher::Service(
+            values
+                .iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    service_pattern(s).ok_or_else(|| {
+                        ConfigError::new(format!("{field}[{j}]"), "expected fqdn or fqdn:port")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+fn domain_pattern(domain: &str) -> DomainPattern {
+    let domain = domain.to_ascii_lowercase();
+    if let Some(suffix) = domain.strip_prefix('*') {
+        DomainPattern::Suffix(suffix.to_string())
+    } else if let Some(prefix) = domain.strip_suffix('*') {
+        DomainPattern::Prefix(prefix.to_string())
+    } else {
+        DomainPattern::Exact(domain)
+    }
+}
+
+fn service_pattern(service: &str) -> Option<ServicePattern> {
+    match service.rsplit_once(':') {
+        None => Some(ServicePattern {
+            fqdn: service.to_string(),
+            port: None,
+        }),
+        Some((fqdn, port))
+            if !fqdn.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(ServicePattern {
+                fqdn: fqdn.to_string(),
+                port: Some(port.to_string()),
+            })
+        }
+        Some(_) => None,
+    }
+}
+
+fn compile_consumers(
+    raw: &[RawConsumer],
+    field: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Consumers, ConfigError> {
+    let mut consumers = Consumers::default();
+    let mut names = HashSet::new();
+    for (i, c) in raw.iter().enumerate() {
+        let at = |key: &str| format!("{field}[{i}].{key}");
+        if c.name.is_empty() {
+            return Err(ConfigError::new(at("name"), "must not be empty"));
+        }
+        if c.client_id.is_empty() {
+            return Err(ConfigError::new(at("client_id"), "must not be empty"));
+        }
+        if c.client_secret.is_empty() {
+            return Err(ConfigError::new(at("client_secret"), "must not be empty"));
+        }
+        if !names.insert(c.name.as_str()) {
+            return Err(ConfigError::new(
+                at("name"),
+                format!("duplicate consumer name \"{}\"", c.name),
+            ));
+        }
+        if consumers.by_client_id.contains_key(&c.client_id) {
+            return Err(ConfigError::new(
+                at("client_id"),
+                format!("duplicate client_id \"{}\"", c.client_id),
+            ));
+        }
+        if c.client_secret.len() < RECOMMENDED_SECRET_LEN {
+            warnings.push(format!(
+                "{}: shorter than {RECOMMENDED_SECRET_LEN} bytes; HS256 keys should be at least {RECOMMENDED_SECRET_LEN} random bytes",
+                at("client_secret")
+            ));
+        }
+        consumers
+            .by_client_id
+            .insert(c.client_id.clone(), consumers.list.len());
+        consumers.list.push(Consumer {
+            name: c.name.clone(),
+            client_id: c.client_id.clone(),
+            secret: c.client_secret.as_bytes().to_vec(),
+        });
+    }
+    Ok(consumers)
+}
+
+/// Builds a scope from `raw`'s keys, falling back to `parent` (a rule's
+/// overrides) or to the defaults (the top level).
+fn compile_scope(
+    raw: &RawScope,
+    prefix: &str,
+    parent: Option<&Scope>,
+    consumers: Rc<Consumers>,
+) -> Result<Scope, ConfigError> {
+    let issuer = match (&raw.issuer, parent) {
+        (Some(i), _) if i.is_empty() => {
+            return Err(ConfigError::new(
+                format!("{prefix}issuer"),
+                "must not be empty",
+            ))
+        }
+        (Some(i), _) => i.clone(),
+        (None, Some(p)) => p.issuer.clone(),
+        (None, None) => DEFAULT_ISSUER.to_string(),
+    };
+    let auth_path = match (&raw.auth_path, parent) {
+        (Some(p), _) => normalize_auth_path(p, &format!("{prefix}auth_path"))?,
+        (None, Some(p)) => p.auth_path.clone(),
+        (None, None) => DEFAULT_AUTH_PATH.to_string(),
+    };
+    let header = match (&raw.auth_header_name, &raw.auth_header) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ConfigError::new(
+                format!("{prefix}auth_header"),
+                "conflicts with auth_header_name (an alias of it)",
+            ))
+        }
+        (Some(a), _) => Some((a, "auth_header_name")),
+        (None, Some(b)) => Some((b, "auth_header")),
+        (None, None) => None,
+    };
+    let auth_header = match (header, parent) {
+        (Some((name, key)), _) => {
+            if !is_header_name(name) {
+                return Err(ConfigError::new(
+                    format!("{prefix}{key}"),
+                    "not a valid HTTP header name",
+                ));
+            }
+            name.to_ascii_lowercase()
+        }
+        (None, Some(p)) => p.auth_header.clone(),
+        (None, None) => DEFAULT_AUTH_HEADER.to_string(),
+    };
+    let token_ttl = match (raw.token_ttl, parent) {
+        (Some(0), _) => {
+            return Err(ConfigError::new(
+                format!("{prefix}token_ttl"),
+                "must be at least 1 second",
+            ))
+        }
+        (Some(t), _) => t,
+        (None, Some(p)) => p.token_ttl,
+        (None, None) => DEFAULT_TOKEN_TTL,
+    };
+    Ok(Scope {
+        issuer,
+        auth_path,
+        global_credentials: raw
+            .global_credentials
+            .or(parent.map(|p| p.global_credentials))
+            .unwrap_or(true),
+        auth_header,
+        token_ttl,
+        clock_skew: raw
+            .clock_skew_seconds
+            .or(parent.map(|p| p.clock_skew))
+            .unwrap_or(DEFAULT_CLOCK_SKEW),
+        keep_token: raw
+            .keep_token
+            .or(parent.map(|p| p.keep_token))
+            .unwrap_or(true),
+        consumers,
+    })
+}
+
+fn normalize_auth_path(path: &str, field: &str) -> Result<String, ConfigError> {
+    // An empty path would make every URL ending in "/" a token endpoint.
+    if path.is_empty() || path == "/" {
+        return Err(ConfigError::new(
+            field,
+            "must name a path such as /oauth2/token",
+        ));
+    }
+    if path.contains(['?', '#']) || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(ConfigError::new(
+            field,
+            "must be a plain path without query or spaces",
+        ));
+    }
+    Ok(if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    })
+}
+
+/// RFC 9110 token characters; pseudo-headers (`:path`) are not allowed.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}

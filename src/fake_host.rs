@@ -1,0 +1,133 @@
+//! An in-memory [`Host`] for native tests: headers, properties, a settable
+//! clock, deterministic random bytes, and a record of replies and logs.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::host::{Host, HostError, LogLevel};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl SentReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    pub now: u64,
+    pub headers: Vec<(String, String)>,
+    pub properties: HashMap<String, Vec<u8>>,
+    pub random_counter: u8,
+    pub fail_random: bool,
+    pub reply: Option<SentReply>,
+    pub logs: RefCell<Vec<(LogLevel, String)>>,
+}
+
+impl FakeHost {
+    pub fn new(now: u64) -> Self {
+        FakeHost {
+            now,
+            ..Default::default()
+        }
+    }
+
+    pub fn request(mut self, method: &str, authority: &str, path: &str) -> Self {
+        self.headers = vec![
+            (":method".into(), method.into()),
+            (":authority".into(), authority.into()),
+            (":path".into(), path.into()),
+            (":scheme".into(), "http".into()),
+        ];
+        self
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    pub fn with_property(mut self, name: &str, value: &str) -> Self {
+        self.properties
+            .insert(name.into(), value.as_bytes().to_vec());
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(k, _)| k == name).count()
+    }
+}
+
+impl Host for FakeHost {
+    fn now_unix_seconds(&self) -> u64 {
+        self.now
+    }
+
+    fn request_header(&self, name: &str) -> Option<String> {
+        // Envoy joins repeated headers; the first is enough for the tests.
+        self.header(name).map(str::to_string)
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.properties.get(&path.join(".")).cloned()
+    }
+
+    fn random_bytes(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
+        if self.fail_random {
+            return Err(HostError("random unavailable"));
+        }
+        for b in buf.iter_mut() {
+            self.random_counter = self.random_counter.wrapping_add(1);
+            *b = self.random_counter;
+        }
+        Ok(())
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.headers.retain(|(k, _)| k != name);
+        self.headers.push((name.into(), value.into()));
+        Ok(())
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        self.headers.retain(|(k, _)| k != name);
+        Ok(())
+    }
+
+    fn send_reply(
+        &mut self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        self.reply = Some(SentReply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! [`Host`] over proxy-wasm host calls. Every failure becomes `None`/`Err`.
+
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel as WasmLogLevel, MapType};
+
+use crate::host::{Host, HostError, LogLevel};
+
+pub struct WasmHost;
+
+impl Host for WasmHost {
+    fn now_unix_seconds(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn request_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn random_bytes(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
+        getrandom::getrandom(buf).map_err(|_| HostError("random_get failed"))
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Debug => WasmLogLevel::Debug,
+            LogLevel::Info => WasmLogLevel::Info,
+            LogLevel::Warn => WasmLogLevel::Warn,
+            LogLevel::Error => WasmLogLevel::Error,
+        };
+        let _ = hostcalls::log(level, message);
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+            .map_err(|_| HostError("set request header"))
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
+            .map_err(|_| HostError("remove request header"))
+    }
+
+    fn send_reply(
+        &mut self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        hostcalls::send_http_response(status, headers.to_vec(), Some(body))
+            .map_err(|_| HostError("send local reply"))
+    }
+}

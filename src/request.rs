@@ -1,0 +1,240 @@
+//! The per-request decision: which configuration applies, token endpoint or
+//! verification, and the answer. Reads the request through [`Host`] only.
+
+use crate::config::{Config, Scope};
+use crate::decision::{Decision, Forward, Reply};
+use crate::form;
+use crate::host::{Host, LogLevel};
+use crate::rules::{self, Facts, Requirement};
+use crate::token::bearer::{parse_bearer, Credential};
+use crate::token::verify_gateway_token;
+use crate::token_endpoint::{self, TokenRequestHead};
+
+/// Longest realm we echo back; the rest of a long URL is cut.
+const MAX_REALM_LEN: usize = 256;
+
+/// Request attributes fetched from the host on first use, then cached.
+struct HostFacts<'h, H: Host> {
+    host: &'h H,
+    authority: Option<String>,
+    route: Option<String>,
+    cluster: Option<String>,
+}
+
+impl<'h, H: Host> HostFacts<'h, H> {
+    fn new(host: &'h H) -> Self {
+        HostFacts {
+            host,
+            authority: None,
+            route: None,
+            cluster: None,
+        }
+    }
+}
+
+fn property_string<H: Host>(host: &H, names: &[&[&str]]) -> String {
+    names
+        .iter()
+        .find_map(|path| host.property(path))
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default()
+}
+
+impl<H: Host> Facts for HostFacts<'_, H> {
+    fn authority(&mut self) -> &str {
+        let host = self.host;
+        self.authority
+            .get_or_insert_with(|| host.request_header(":authority").unwrap_or_default())
+    }
+    fn route_name(&mut self) -> &str {
+        let host = self.host;
+        self.route.get_or_insert_with(|| {
+            property_string(host, &[&["route_name"], &["xds", "route_name"]])
+        })
+    }
+    fn cluster_name(&mut self) -> &str {
+        let host = self.host;
+        self.cluster.get_or_insert_with(|| {
+            property_string(host, &[&["cluster_name"], &["xds", "cluster_name"]])
+        })
+    }
+}
+
+pub fn on_request_headers<'c, H: Host>(
+    config: &'c Config,
+    host: &mut H,
+    end_of_stream: bool,
+) -> Decision<'c> {
+    let mut facts = HostFacts::new(&*host);
+    let rule = rules::select(config, &mut facts);
+    let requirement = rules::requirement(config, rule);
+    if requirement == Requirement::Disabled {
+        return Decision::Forward(Forward::default());
+    }
+    let scope = rule.map_or(&config.global, |r| &r.scope);
+    let path = host.request_header(":path").unwrap_or_default();
+
+    if form::path_only(&path).ends_with(scope.auth_path.as_str()) {
+        let route_name = facts.route_name().to_string();
+        let method = host.request_header(":method").unwrap_or_default();
+        let content_type = host.request_header("content-type");
+        let head = TokenRequestHead {
+            method: &method,
+            path: &path,
+            content_type: content_type.as_deref(),
+            authorization: host.request_header("authorization"),
+            route_name,
+            end_of_stream,
+        };
+        return token_endpoint::on_headers(scope, head, host);
+    }
+
+    match requirement {
+        Requirement::Authenticate { allow } => {
+            let outcome = authenticate(scope, allow, &mut facts, host.now_unix_seconds());
+            match outcome {
+                Ok(forward) => Decision::Forward(forward),
+                Err(refusal) => {
+                    host.log(
+                        LogLevel::Debug,
+                        &format!(
+                            "edge-auth: {} on route \"{}\": {}",
+                            refusal.status,
+                            facts.route_name(),
+                            refusal.reason
+                        ),
+                    );
+                    let authority = facts.authority().to_string();
+                    Decision::Reply(refusal.into_reply(host, &authority, &path))
+                }
+            }
+        }
+        Requirement::Open | Requirement::Disabled => Decision::Forward(Forward::default()),
+    }
+}
+
+/// Why a request was refused, before it becomes a reply.
+struct Refusal {
+    status: u32,
+    reason: &'static str,
+    /// A token was presented (it gets `error="invalid_token"`).
+    token_presented: bool,
+}
+
+impl Refusal {
+    fn unauthorized(reason: &'static str, token_presented: bool) -> Self {
+        Refusal {
+            status: 401,
+            reason,
+            token_presented,
+        }
+    }
+
+    fn forbidden(reason: &'static str) -> Self {
+        Refusal {
+            status: 403,
+            reason,
+            token_presented: true,
+        }
+    }
+
+    fn into_reply<H: Host>(self, host: &H, authority: &str, path: &str) -> Reply {
+        if self.status == 403 {
+            return Reply {
+                status: 403,
+                headers: vec![("content-type", "text/plain".into())],
+                body: "Access Denied.".into(),
+            };
+        }
+        let scheme = host
+            .request_header(":scheme")
+            .unwrap_or_else(|| "http".into());
+        let realm = realm(&scheme, authority, form::path_only(path));
+        let challenge = if self.token_presented {
+            format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                self.reason
+            )
+        } else {
+            format!("Bearer realm=\"{realm}\"")
+        };
+        Reply {
+            status: 401,
+            headers: vec![
+                ("content-type", "text/plain".into()),
+                ("www-authenticate", challenge),
+            ],
+            body: "Invalid Jwt token.".into(),
+        }
+    }
+}
+
+fn authenticate<'c, H: Host>(
+    scope: &'c Scope,
+    allow: Option<&crate::config::AllowList>,
+    facts: &mut HostFacts<'_, H>,
+    now: u64,
+) -> Result<Forward<'c>, Refusal> {
+    let header = facts.host.request_header(&scope.auth_header);
+    let token = match parse_bearer(header.as_deref()) {
+        Credential::Missing => return Err(Refusal::unauthorized("no bearer token", false)),
+        Credential::Malformed => return Err(Refusal::unauthorized("malformed token", true)),
+        Credential::Bearer(token) => token,
+    };
+    let verified = verify_gateway_token(token, scope, now)
+        .map_err(|e| Refusal::unauthorized(e.description(), true))?;
+    let consumer = verified.consumer.name.as_str();
+    if allow.is_some_and(|list| !list.contains(consumer)) {
+        return Err(Refusal::forbidden("consumer not in allow list"));
+    }
+    // Route-scoped credentials: a token is only good on the route that issued it.
+    if !scope.global_credentials && !verified.audience.contains(facts.route_name()) {
+        return Err(Refusal::forbidden("token audience is another route"));
+    }
+    Ok(Forward {
+        consumer: Some(consumer),
+        strip_header: (!scope.keep_token).then_some(scope.auth_header.as_str()),
+    })
+}
+
+/// `scheme://host/path` for the challenge. Request-controlled, so quotes,
+/// backslashes and control characters are percent-encoded (they would break
+/// out of the quoted-string) and the length is capped.
+fn realm(scheme: &str, authority: &str, path: &str) -> String {
+    let mut out = String::with_capacity(MAX_REALM_LEN);
+    for part in [scheme, "://", authority, path] {
+        for c in part.chars() {
+            let encoded_len = if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                1
+            } else {
+                3 * c.len_utf8()
+            };
+            if out.len() + encoded_len > MAX_REALM_LEN {
+                return out;
+            }
+            if encoded_len == 1 {
+                out.push(c);
+            } else {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realm_is_escaped_and_bounded() {
+        assert_eq!(realm("https", "h:8443", "/a/b"), "https://h:8443/a/b");
+        assert_eq!(realm("http", "h", "/a\"b\\c d"), "http://h/a%22b%5Cc%20d");
+        assert_eq!(realm("http", "h", "/é"), "http://h/%C3%A9");
+        let long = "/".to_string() + &"x".repeat(1000);
+        assert_eq!(realm("http", "h", &long).len(), MAX_REALM_LEN);
+    }
+}
