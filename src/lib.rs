@@ -33,3 +33,6 @@ pub mod fake_host;
 
 #[cfg(target_arch = "wasm32")]
 mod plugin;
+
+#[cfg(test)]
+mod tests;

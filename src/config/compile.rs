@@ -146,21 +146,34 @@ pub fn parse(json: &[u8]) -> Result<RawScope, ConfigError> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Ok(RawScope::default());
     }
+    // serde would also accept a JSON array as a struct; say what is expected.
+    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ConfigError::new(
+            "",
+            "the configuration must be a JSON object",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(json);
     let raw: RawScope = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let field = err.path().to_string();
         let field = if field == "." { String::new() } else { field };
         let inner = err.into_inner();
         // serde echoes the offending value; for a secret that is a leak.
-        let reason = if field.ends_with("client_secret") {
+        let reason = if inner.is_syntax() || inner.is_eof() {
+            format!("not valid JSON: {}", strip_position(&inner.to_string()))
+        } else if field.ends_with("client_secret") {
             "invalid value, expected a non-empty string".to_string()
         } else {
             strip_position(&inner.to_string())
         };
         ConfigError::new(field, reason)
     })?;
-    de.end()
-        .map_err(|e| ConfigError::new("", strip_position(&e.to_string())))?;
+    de.end().map_err(|e| {
+        ConfigError::new(
+            "",
+            format!("not valid JSON: {}", strip_position(&e.to_string())),
+        )
+    })?;
     Ok(raw)
 }
 

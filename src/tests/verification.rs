@@ -1,0 +1,329 @@
+//! Vectors for verifying gateway tokens: every refusal reason, and interop
+//! with tokens in the MSE/Higress plugin's exact format.
+
+use super::{config, NOW, SECRET1, SECRET2};
+use crate::token::issue::{issue_access_token, AccessTokenRequest};
+use crate::token::jws::{b64url, hs256_sign};
+use crate::token::{verify_gateway_token, VerifyError};
+
+/// Signs arbitrary header and claims JSON with HS256 (or leaves the
+/// signature as given).
+fn sign(header: &str, claims: &str, secret: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(claims.as_bytes())
+    );
+    let sig = b64url(&hs256_sign(secret.as_bytes(), input.as_bytes()));
+    format!("{input}.{sig}")
+}
+
+const HEADER: &str = r#"{"alg":"HS256","typ":"application/at+jwt"}"#;
+
+fn claims(overrides: &[(&str, &str)]) -> String {
+    let mut fields = vec![
+        ("iss", r#""Higress-Gateway""#.to_string()),
+        ("sub", r#""consumer1""#.to_string()),
+        ("aud", r#""default""#.to_string()),
+        ("iat", NOW.to_string()),
+        ("exp", (NOW + 7200).to_string()),
+        ("client_id", r#""id1""#.to_string()),
+        (
+            "jti",
+            r#""5b0b8d4e-0f7a-4f8e-9a57-1f2b3c4d5e6f""#.to_string(),
+        ),
+    ];
+    for (k, v) in overrides {
+        fields.retain(|(name, _)| name != k);
+        if !v.is_empty() {
+            fields.push((k, v.to_string()));
+        }
+    }
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!(r#""{k}":{v}"#))
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+fn verify(token: &str) -> Result<String, VerifyError> {
+    let cfg = config("");
+    verify_gateway_token(token, &cfg.global, NOW).map(|v| v.consumer.name.clone())
+}
+
+#[test]
+fn accepts_mse_format_and_own_tokens() {
+    // Exactly what the MSE/Higress oauth plugin emits (jwt-cpp field order).
+    assert_eq!(
+        verify(&sign(HEADER, &claims(&[]), SECRET1)).unwrap(),
+        "consumer1"
+    );
+    // jwt-cpp writes "typ" before "alg"; order must not matter.
+    let swapped = r#"{"typ":"application/at+jwt","alg":"HS256"}"#;
+    assert_eq!(
+        verify(&sign(swapped, &claims(&[]), SECRET1)).unwrap(),
+        "consumer1"
+    );
+
+    let cfg = config("");
+    let consumer = cfg.global.consumers.by_client_id("id2").unwrap();
+    let token = issue_access_token(&AccessTokenRequest {
+        consumer,
+        issuer: "Higress-Gateway",
+        audience: "default",
+        scope: None,
+        now: NOW,
+        ttl: 60,
+        jti_random: [1; 16],
+    });
+    let v = verify_gateway_token(&token, &cfg.global, NOW + 30).unwrap();
+    assert_eq!(v.consumer.name, "consumer2");
+    assert!(v.audience.contains("default"));
+    assert_eq!(v.expires_at, NOW + 60);
+}
+
+#[test]
+fn refusal_table() {
+    let good = sign(HEADER, &claims(&[]), SECRET1);
+    let (head, rest) = good.split_once('.').unwrap();
+    let (payload, sig) = rest.split_once('.').unwrap();
+    let tampered_payload = format!(
+        "{head}.{}.{sig}",
+        b64url(claims(&[("sub", r#""consumer2""#)]).as_bytes())
+    );
+    let mut bad_sig = sig.to_string();
+    bad_sig.replace_range(..1, if bad_sig.starts_with('A') { "B" } else { "A" });
+    let none_header = b64url(br#"{"alg":"none","typ":"application/at+jwt"}"#);
+    let cases: Vec<(&str, String, VerifyError)> = vec![
+        ("garbage", "garbage".into(), VerifyError::Malformed),
+        (
+            "two parts",
+            format!("{head}.{payload}"),
+            VerifyError::Malformed,
+        ),
+        (
+            "stripped signature",
+            format!("{head}.{payload}."),
+            VerifyError::BadSignature,
+        ),
+        (
+            "tampered signature",
+            format!("{head}.{payload}.{bad_sig}"),
+            VerifyError::BadSignature,
+        ),
+        (
+            "tampered payload",
+            tampered_payload,
+            VerifyError::BadSignature,
+        ),
+        (
+            "alg none, no sig",
+            format!("{none_header}.{payload}."),
+            VerifyError::UnsupportedAlgorithm,
+        ),
+        (
+            "alg none, old sig",
+            format!("{none_header}.{payload}.{sig}"),
+            VerifyError::UnsupportedAlgorithm,
+        ),
+        (
+            "alg None",
+            sign(r#"{"alg":"None","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
+            VerifyError::UnsupportedAlgorithm,
+        ),
+        (
+            "alg HS512",
+            sign(r#"{"alg":"HS512","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
+            VerifyError::UnsupportedAlgorithm,
+        ),
+        (
+            "alg RS256",
+            sign(r#"{"alg":"RS256","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
+            VerifyError::UnsupportedAlgorithm,
+        ),
+        (
+            "alg ES256",
+            sign(r#"{"alg":"ES256","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
+            VerifyError::UnsupportedAlgorithm,
+        ),
+        (
+            "typ JWT",
+            sign(r#"{"alg":"HS256","typ":"JWT"}"#, &claims(&[]), SECRET1),
+            VerifyError::WrongType,
+        ),
+        (
+            "typ missing",
+            sign(r#"{"alg":"HS256"}"#, &claims(&[]), SECRET1),
+            VerifyError::WrongType,
+        ),
+        (
+            "crit",
+            sign(
+                r#"{"alg":"HS256","typ":"at+jwt","crit":["exp"]}"#,
+                &claims(&[]),
+                SECRET1,
+            ),
+            VerifyError::UnsupportedCritical,
+        ),
+        (
+            "duplicate alg",
+            sign(
+                r#"{"alg":"HS256","alg":"none","typ":"at+jwt"}"#,
+                &claims(&[]),
+                SECRET1,
+            ),
+            VerifyError::Malformed,
+        ),
+        (
+            "padded base64",
+            format!("{head}=.{payload}.{sig}"),
+            VerifyError::Malformed,
+        ),
+        (
+            "other consumer's secret",
+            sign(HEADER, &claims(&[]), SECRET2),
+            VerifyError::BadSignature,
+        ),
+        (
+            "unknown client_id",
+            sign(HEADER, &claims(&[("client_id", r#""nobody""#)]), SECRET1),
+            VerifyError::BadSignature,
+        ),
+        (
+            "no client_id",
+            sign(HEADER, &claims(&[("client_id", "")]), SECRET1),
+            VerifyError::MissingClaim("client_id"),
+        ),
+        (
+            "client_id number",
+            sign(HEADER, &claims(&[("client_id", "1")]), SECRET1),
+            VerifyError::Malformed,
+        ),
+        (
+            "wrong iss",
+            sign(HEADER, &claims(&[("iss", r#""evil""#)]), SECRET1),
+            VerifyError::WrongIssuer,
+        ),
+        (
+            "no iss",
+            sign(HEADER, &claims(&[("iss", "")]), SECRET1),
+            VerifyError::WrongIssuer,
+        ),
+        (
+            "sub of another consumer",
+            sign(HEADER, &claims(&[("sub", r#""consumer2""#)]), SECRET1),
+            VerifyError::WrongSubject,
+        ),
+        (
+            "duplicate sub",
+            sign(
+                HEADER,
+                &format!(
+                    "{}{}",
+                    claims(&[]).trim_end_matches('}'),
+                    r#","sub":"consumer2"}"#
+                ),
+                SECRET1,
+            ),
+            VerifyError::Malformed,
+        ),
+        (
+            "expired beyond skew",
+            sign(
+                HEADER,
+                &claims(&[("exp", &(NOW - 61).to_string())]),
+                SECRET1,
+            ),
+            VerifyError::Expired,
+        ),
+        (
+            "nbf beyond skew",
+            sign(
+                HEADER,
+                &claims(&[("nbf", &(NOW + 61).to_string())]),
+                SECRET1,
+            ),
+            VerifyError::NotYetValid,
+        ),
+        (
+            "iat beyond skew",
+            sign(
+                HEADER,
+                &claims(&[("iat", &(NOW + 61).to_string())]),
+                SECRET1,
+            ),
+            VerifyError::IssuedInFuture,
+        ),
+        (
+            "no exp",
+            sign(HEADER, &claims(&[("exp", "")]), SECRET1),
+            VerifyError::MissingClaim("exp"),
+        ),
+        (
+            "no iat",
+            sign(HEADER, &claims(&[("iat", "")]), SECRET1),
+            VerifyError::MissingClaim("iat"),
+        ),
+        (
+            "exp as string",
+            sign(HEADER, &claims(&[("exp", r#""9999999999""#)]), SECRET1),
+            VerifyError::Malformed,
+        ),
+        (
+            "exp as float",
+            sign(HEADER, &claims(&[("exp", "1.8e9")]), SECRET1),
+            VerifyError::Malformed,
+        ),
+        (
+            "no aud",
+            sign(HEADER, &claims(&[("aud", "")]), SECRET1),
+            VerifyError::MissingClaim("aud"),
+        ),
+        (
+            "too large",
+            format!("{head}.{}.{sig}", "A".repeat(9000)),
+            VerifyError::TooLarge,
+        ),
+    ];
+    for (name, token, expected) in cases {
+        assert_eq!(verify(&token), Err(expected), "{name}");
+    }
+}
+
+#[test]
+fn skew_edges_are_inclusive() {
+    let at_edge = sign(
+        HEADER,
+        &claims(&[
+            ("exp", &(NOW - 60).to_string()),
+            ("iat", &(NOW - 100).to_string()),
+        ]),
+        SECRET1,
+    );
+    assert!(verify(&at_edge).is_ok());
+    let nbf_edge = sign(
+        HEADER,
+        &claims(&[
+            ("nbf", &(NOW + 60).to_string()),
+            ("iat", &(NOW + 60).to_string()),
+        ]),
+        SECRET1,
+    );
+    assert!(verify(&nbf_edge).is_ok());
+    // Zero skew: one second late is too late.
+    let cfg = config(r#","clock_skew_seconds":0"#);
+    let late = sign(HEADER, &claims(&[("exp", &(NOW - 1).to_string())]), SECRET1);
+    assert_eq!(
+        verify_gateway_token(&late, &cfg.global, NOW).map(|_| ()),
+        Err(VerifyError::Expired)
+    );
+}
+
+#[test]
+fn audience_forms() {
+    let array = sign(HEADER, &claims(&[("aud", r#"["a","route-x"]"#)]), SECRET1);
+    let cfg = config("");
+    let v = verify_gateway_token(&array, &cfg.global, NOW).unwrap();
+    assert!(v.audience.contains("route-x"));
+    assert!(!v.audience.contains("route-y"));
+}
