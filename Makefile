@@ -48,7 +48,7 @@ fmt:
 
 # Starts an echo upstream and Envoy with envoy.yaml on 127.0.0.1:10000.
 demo: build venv
-	@bash e2e/demo.sh
+	@bash scripts/demo.sh
 
 bench: build venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -22,8 +22,21 @@ impl SentReply {
     }
 }
 
+/// An HTTP call the code under test dispatched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchedCall {
+    pub token: u32,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout_ms: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct FakeHost {
+    pub calls: Vec<DispatchedCall>,
+    pub fail_dispatch: bool,
+    /// key → (value, cas version), as Envoy's shared data.
+    pub shared: HashMap<String, (Vec<u8>, u32)>,
     pub now: u64,
     pub headers: Vec<(String, String)>,
     pub properties: HashMap<String, Vec<u8>>,
@@ -111,6 +124,57 @@ impl Host for FakeHost {
 
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
         self.headers.retain(|(k, _)| k != name);
+        Ok(())
+    }
+
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.headers.push((name.into(), value.into()));
+        Ok(())
+    }
+
+    fn dispatch_http_call(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError> {
+        if self.fail_dispatch {
+            return Err(HostError("no such cluster"));
+        }
+        let token = self.calls.len() as u32 + 1;
+        self.calls.push(DispatchedCall {
+            token,
+            cluster: cluster.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            timeout_ms,
+        });
+        Ok(token)
+    }
+
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.shared.get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    fn set_shared_data(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), HostError> {
+        let current = self.shared.get(key).map(|(_, c)| *c);
+        if let (Some(wanted), Some(have)) = (cas, current) {
+            if wanted != 0 && wanted != have {
+                return Err(HostError("cas mismatch"));
+            }
+        }
+        let next = current.unwrap_or(0) + 1;
+        self.shared.insert(key.into(), (value.to_vec(), next));
         Ok(())
     }
 

@@ -85,6 +85,16 @@ pub fn pick<const N: usize>(
     Ok(found)
 }
 
+/// The first value of parameter `name` in `input`, decoded; `None` when
+/// absent or badly encoded.
+pub fn first(input: &str, name: &str) -> Option<String> {
+    input
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| decode_component(k).is_ok_and(|k| k == name))
+        .and_then(|(_, v)| decode_component(v).ok())
+}
+
 /// Client credentials from `Authorization: Basic ...` (RFC 6749 §2.3.1: the
 /// id and secret are form-encoded before base64).
 #[derive(Debug, Clone, PartialEq, Eq)]

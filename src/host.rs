@@ -30,11 +30,31 @@ pub trait Host {
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// Adds a value, keeping any already there.
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     /// Answer the request locally; it is not forwarded upstream.
     fn send_reply(
         &mut self,
         status: u32,
         headers: &[(&str, &str)],
         body: &[u8],
+    ) -> Result<(), HostError>;
+
+    /// Starts an HTTP call to an Envoy cluster; the answer arrives later on
+    /// the context that made the call, tagged with the returned token.
+    fn dispatch_http_call(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError>;
+    /// Shared data visible to every worker of this VM: value and CAS token.
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Sets shared data; with `cas`, fails if another worker wrote since.
+    fn set_shared_data(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
     ) -> Result<(), HostError>;
 }

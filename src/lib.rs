@@ -23,6 +23,7 @@ pub mod config;
 pub mod decision;
 pub mod form;
 pub mod host;
+pub mod keys;
 pub mod request;
 pub mod rules;
 pub mod token;

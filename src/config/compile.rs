@@ -4,19 +4,21 @@
 //! `consumers[1].client_id: duplicate client_id "abc"`. Secret values never
 //! appear in an error message.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
-use super::raw::{RawConsumer, RawScope};
+use super::consumer::{compile_consumers, ConsumerDefaults, Consumers, TokenLocation};
+use super::raw::RawScope;
+use crate::keys::remote::RemoteKeySource;
 
 pub const DEFAULT_ISSUER: &str = "Higress-Gateway";
 pub const DEFAULT_AUTH_PATH: &str = "/oauth2/token";
 pub const DEFAULT_AUTH_HEADER: &str = "authorization";
 pub const DEFAULT_TOKEN_TTL: u64 = 7200;
 pub const DEFAULT_CLOCK_SKEW: u64 = 60;
-/// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
-const RECOMMENDED_SECRET_LEN: usize = 32;
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 1024;
+const MAX_TOKEN_CACHE_SIZE: usize = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -26,7 +28,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError {
             field: field.into(),
             reason: reason.into(),
@@ -44,40 +46,12 @@ impl fmt::Display for ConfigError {
     }
 }
 
-#[derive(Debug)]
-pub struct Consumer {
-    pub name: String,
-    pub client_id: String,
-    pub secret: Vec<u8>,
-}
-
-/// The consumers a scope knows, indexed by `client_id` for verification.
-#[derive(Debug, Default)]
-pub struct Consumers {
-    list: Vec<Consumer>,
-    by_client_id: HashMap<String, usize>,
-}
-
-impl Consumers {
-    pub fn by_client_id(&self, client_id: &str) -> Option<&Consumer> {
-        self.by_client_id
-            .get(client_id)
-            .and_then(|&i| self.list.get(i))
-    }
-
-    pub fn has_name(&self, name: &str) -> bool {
-        self.list.iter().any(|c| c.name == name)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Consumer> {
-        self.list.iter()
-    }
-}
-
 /// The settings that apply to a request: the global ones, or a rule's
 /// overrides layered on top of them.
 #[derive(Debug)]
 pub struct Scope {
+    /// 0 for the top level, i + 1 for `_rules_[i]`: part of cache keys.
+    pub id: usize,
     pub issuer: String,
     pub auth_path: String,
     pub global_credentials: bool,
@@ -87,6 +61,9 @@ pub struct Scope {
     pub clock_skew: u64,
     pub keep_token: bool,
     pub consumers: Rc<Consumers>,
+    /// Where tokens are looked for, in order, without repeats: the gateway
+    /// header first, then each JWT consumer's places.
+    pub locations: Vec<TokenLocation>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -136,6 +113,15 @@ pub struct Config {
     /// `global_auth` resolved: must a request that matches no rule with
     /// `allow` still carry a valid token?
     pub auth_by_default: bool,
+    /// Tokens longer than this are refused before any parsing.
+    pub max_token_bytes: usize,
+    /// Verified-token cache entries per worker; 0 turns the cache off.
+    pub token_cache_size: usize,
+    /// Key sets fetched in the background, shared by consumers naming the same URL.
+    pub remote_sources: Vec<Rc<RemoteKeySource>>,
+    /// Every header the plugin may set upstream. Client-sent values of all of
+    /// them are removed on every request, whatever rule applies.
+    pub identity_headers: Vec<String>,
     /// Non-fatal findings the shell logs at warn level.
     pub warnings: Vec<String>,
 }
@@ -191,28 +177,97 @@ pub fn compile_json(json: &[u8]) -> Result<Config, ConfigError> {
 
 pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
+    let mut remote_sources = Vec::new();
     reject_rule_only_keys(&raw)?;
     let global_consumers = Rc::new(compile_consumers(
         raw.consumers.as_deref().unwrap_or(&[]),
         "consumers",
-        &mut warnings,
+        &mut ConsumerDefaults {
+            clock_skew: raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW),
+            keep_token: raw.keep_token.unwrap_or(true),
+            remote_sources: &mut remote_sources,
+            warnings: &mut warnings,
+        },
     )?);
-    let global = Rc::new(compile_scope(&raw, "", None, global_consumers)?);
+    let global = Rc::new(compile_scope(&raw, "", None, global_consumers, 0)?);
 
     let mut rules = Vec::new();
     for (i, raw_rule) in raw.rules.as_deref().unwrap_or(&[]).iter().enumerate() {
         let prefix = format!("_rules_[{i}].");
-        rules.push(compile_rule(raw_rule, &prefix, &global, &mut warnings)?);
+        let mut defaults = ConsumerDefaults {
+            clock_skew: raw_rule.clock_skew_seconds.unwrap_or(global.clock_skew),
+            keep_token: raw_rule.keep_token.unwrap_or(global.keep_token),
+            remote_sources: &mut remote_sources,
+            warnings: &mut warnings,
+        };
+        rules.push(compile_rule(
+            raw_rule,
+            &prefix,
+            &global,
+            &mut defaults,
+            i + 1,
+        )?);
     }
     let auth_by_default = raw
         .global_auth
         .unwrap_or_else(|| rules.iter().all(|r| r.allow.is_none()));
+    let max_token_bytes = match raw.max_token_bytes {
+        Some(n) if n < 64 => {
+            return Err(ConfigError::new("max_token_bytes", "must be at least 64"))
+        }
+        Some(n) => n,
+        None => DEFAULT_MAX_TOKEN_BYTES,
+    };
+    let token_cache_size = raw.token_cache_size.unwrap_or(DEFAULT_TOKEN_CACHE_SIZE);
+    if token_cache_size > MAX_TOKEN_CACHE_SIZE {
+        return Err(ConfigError::new(
+            "token_cache_size",
+            format!("must be at most {MAX_TOKEN_CACHE_SIZE}"),
+        ));
+    }
+    let identity_headers = identity_headers(&global, &rules);
     Ok(Config {
         global,
         rules,
         auth_by_default,
+        max_token_bytes,
+        token_cache_size,
+        remote_sources,
+        identity_headers,
         warnings,
     })
+}
+
+fn identity_headers(global: &Scope, rules: &[Rule]) -> Vec<String> {
+    let mut headers = vec![crate::decision::CONSUMER_HEADER.to_string()];
+    let scopes = std::iter::once(global).chain(rules.iter().map(|r| r.scope.as_ref()));
+    for scope in scopes {
+        for consumer in &scope.consumers.jwt {
+            for claim in &consumer.claims_to_headers {
+                if !headers.contains(&claim.header) {
+                    headers.push(claim.header.clone());
+                }
+            }
+        }
+    }
+    headers
+}
+
+/// The distinct places a scope reads tokens from.
+fn token_locations(auth_header: &str, consumers: &Consumers) -> Vec<TokenLocation> {
+    let mut out = Vec::new();
+    if consumers.has_gateway_consumers() || consumers.jwt.is_empty() {
+        out.push(TokenLocation::Header {
+            name: auth_header.to_string(),
+            prefix: "Bearer ".into(),
+        });
+    }
+    for location in consumers.jwt.iter().flat_map(|c| c.locations.iter()) {
+        if !out.contains(location) {
+            out.push(location.clone());
+        }
+    }
+    out
 }
 
 fn reject_rule_only_keys(raw: &RawScope) -> Result<(), ConfigError> {
@@ -237,11 +292,17 @@ fn compile_rule(
     raw: &RawScope,
     prefix: &str,
     global: &Rc<Scope>,
-    warnings: &mut Vec<String>,
+    defaults: &mut ConsumerDefaults<'_>,
+    id: usize,
 ) -> Result<Rule, ConfigError> {
-    if raw.global_auth.is_some() {
+    let top_level_only = [
+        ("global_auth", raw.global_auth.is_some()),
+        ("max_token_bytes", raw.max_token_bytes.is_some()),
+        ("token_cache_size", raw.token_cache_size.is_some()),
+    ];
+    if let Some((key, _)) = top_level_only.iter().find(|(_, set)| *set) {
         return Err(ConfigError::new(
-            format!("{prefix}global_auth"),
+            format!("{prefix}{key}"),
             "only allowed at the top level",
         ));
     }
@@ -256,11 +317,11 @@ fn compile_rule(
         Some(list) => Rc::new(compile_consumers(
             list,
             &format!("{prefix}consumers"),
-            warnings,
+            defaults,
         )?),
         None => Rc::clone(&global.consumers),
     };
-    let scope = compile_scope(raw, prefix, Some(global), consumers)?;
+    let scope = compile_scope(raw, prefix, Some(global), consumers, id)?;
     let disabled = raw.disable.unwrap_or(false);
     let allow = match &raw.allow {
         None => None,
@@ -370,54 +431,6 @@ fn service_pattern(service: &str) -> Option<ServicePattern> {
     }
 }
 
-fn compile_consumers(
-    raw: &[RawConsumer],
-    field: &str,
-    warnings: &mut Vec<String>,
-) -> Result<Consumers, ConfigError> {
-    let mut consumers = Consumers::default();
-    let mut names = HashSet::new();
-    for (i, c) in raw.iter().enumerate() {
-        let at = |key: &str| format!("{field}[{i}].{key}");
-        if c.name.is_empty() {
-            return Err(ConfigError::new(at("name"), "must not be empty"));
-        }
-        if c.client_id.is_empty() {
-            return Err(ConfigError::new(at("client_id"), "must not be empty"));
-        }
-        if c.client_secret.is_empty() {
-            return Err(ConfigError::new(at("client_secret"), "must not be empty"));
-        }
-        if !names.insert(c.name.as_str()) {
-            return Err(ConfigError::new(
-                at("name"),
-                format!("duplicate consumer name \"{}\"", c.name),
-            ));
-        }
-        if consumers.by_client_id.contains_key(&c.client_id) {
-            return Err(ConfigError::new(
-                at("client_id"),
-                format!("duplicate client_id \"{}\"", c.client_id),
-            ));
-        }
-        if c.client_secret.len() < RECOMMENDED_SECRET_LEN {
-            warnings.push(format!(
-                "{}: shorter than {RECOMMENDED_SECRET_LEN} bytes; HS256 keys should be at least {RECOMMENDED_SECRET_LEN} random bytes",
-                at("client_secret")
-            ));
-        }
-        consumers
-            .by_client_id
-            .insert(c.client_id.clone(), consumers.list.len());
-        consumers.list.push(Consumer {
-            name: c.name.clone(),
-            client_id: c.client_id.clone(),
-            secret: c.client_secret.as_bytes().to_vec(),
-        });
-    }
-    Ok(consumers)
-}
-
 /// Builds a scope from `raw`'s keys, falling back to `parent` (a rule's
 /// overrides) or to the defaults (the top level).
 fn compile_scope(
@@ -425,6 +438,7 @@ fn compile_scope(
     prefix: &str,
     parent: Option<&Scope>,
     consumers: Rc<Consumers>,
+    id: usize,
 ) -> Result<Scope, ConfigError> {
     let issuer = match (&raw.issuer, parent) {
         (Some(i), _) if i.is_empty() => {
@@ -477,7 +491,9 @@ fn compile_scope(
         (None, Some(p)) => p.token_ttl,
         (None, None) => DEFAULT_TOKEN_TTL,
     };
+    let locations = token_locations(&auth_header, &consumers);
     Ok(Scope {
+        id,
         issuer,
         auth_path,
         global_credentials: raw
@@ -495,6 +511,7 @@ fn compile_scope(
             .or(parent.map(|p| p.keep_token))
             .unwrap_or(true),
         consumers,
+        locations,
     })
 }
 
@@ -520,7 +537,7 @@ fn normalize_auth_path(path: &str, field: &str) -> Result<String, ConfigError> {
 }
 
 /// RFC 9110 token characters; pseudo-headers (`:path`) are not allowed.
-fn is_header_name(name: &str) -> bool {
+pub(crate) fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()

@@ -2,9 +2,11 @@
 //! compiled structures the request path uses.
 
 mod compile;
+mod consumer;
 mod raw;
 
 pub use compile::{
-    compile, compile_json, parse, AllowList, Config, ConfigError, Consumer, Consumers,
-    DomainPattern, Matcher, Rule, Scope, ServicePattern,
+    compile, compile_json, parse, AllowList, Config, ConfigError, DomainPattern, Matcher, Rule,
+    Scope, ServicePattern,
 };
+pub use consumer::{ClaimHeader, Consumer, Consumers, JwtConsumer, KeySource, TokenLocation};

@@ -22,6 +22,8 @@ pub struct RawScope {
 
     // Top level only.
     pub global_auth: Option<bool>,
+    pub max_token_bytes: Option<usize>,
+    pub token_cache_size: Option<usize>,
     #[serde(rename = "_rules_")]
     pub rules: Option<Vec<RawScope>>,
 
@@ -39,10 +41,50 @@ pub struct RawScope {
     pub disable: Option<bool>,
 }
 
+/// A consumer: either a gateway client (`client_id` + `client_secret`, the
+/// MSE `oauth` kind) or a holder of third-party JWTs (`issuer` + keys, the
+/// Higress `jwt-auth` kind). Which one is decided by the keys present.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConsumer {
     pub name: String,
-    pub client_id: String,
-    pub client_secret: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+
+    pub issuer: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    /// A JWKS as a JSON string (Higress) or an object.
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
+    pub oidc_issuer: Option<String>,
+    pub cluster: Option<String>,
+    pub service_name: Option<String>,
+    pub service_port: Option<u16>,
+    pub service_host: Option<String>,
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+    pub claims_to_headers: Option<Vec<RawClaimToHeader>>,
+    pub from_headers: Option<Vec<RawFromHeader>>,
+    pub from_params: Option<Vec<String>>,
+    pub from_cookies: Option<Vec<String>>,
+    pub clock_skew_seconds: Option<u64>,
+    pub keep_token: Option<bool>,
+    pub require_exp: Option<bool>,
+    pub jwks_refresh_seconds: Option<u64>,
+    pub jwks_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimToHeader {
+    pub claim: String,
+    pub header: String,
+    #[serde(rename = "override")]
+    pub override_: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFromHeader {
+    pub name: String,
+    pub value_prefix: Option<String>,
 }

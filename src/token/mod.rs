@@ -2,8 +2,10 @@
 //! bearer token in a request, and verifying the gateway's own tokens.
 
 pub mod bearer;
+pub mod extract;
 pub mod issue;
 pub mod jws;
+pub mod jwt;
 pub mod verify;
 
 pub use issue::issue_access_token;

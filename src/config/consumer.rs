@@ -1,0 +1,487 @@
+//! Compiling consumers of both kinds: gateway clients (HS256 secrets) and
+//! third-party JWT holders (issuer + inline or remote keys).
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use serde_json::Value;
+
+use super::compile::{is_header_name, ConfigError};
+use super::raw::RawConsumer;
+use crate::keys::remote::{split_url, KeyLocation, RemoteKeySource};
+use crate::keys::{parse_jwks, KeySet};
+
+/// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
+const RECOMMENDED_SECRET_LEN: usize = 32;
+pub const DEFAULT_JWKS_REFRESH_SECONDS: u64 = 600;
+pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 5000;
+const MAX_JWKS_TIMEOUT_MS: u64 = 60_000;
+const MIN_JWKS_REFRESH_SECONDS: u64 = 10;
+/// Headers a claim may not be copied into: ours, or ones whose meaning to
+/// Envoy and the upstream must not be set from token contents.
+const RESERVED_HEADERS: &[&str] = &[
+    "x-mse-consumer",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "cookie",
+    "authorization",
+];
+
+/// A gateway client: gets tokens at `auth_path`, signed with its secret.
+#[derive(Debug)]
+pub struct Consumer {
+    pub name: String,
+    pub client_id: String,
+    pub secret: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub enum KeySource {
+    Inline(Rc<KeySet>),
+    Remote(Rc<RemoteKeySource>),
+}
+
+/// Where a token may be found in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLocation {
+    /// Lower-case header name and the prefix before the token (matched
+    /// case-insensitively; empty means the whole value).
+    Header {
+        name: String,
+        prefix: String,
+    },
+    Param(String),
+    Cookie(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimHeader {
+    pub claim: String,
+    /// Lower-case.
+    pub header: String,
+    /// true replaces, false appends.
+    pub replace: bool,
+}
+
+/// A holder of tokens from an identity provider.
+#[derive(Debug)]
+pub struct JwtConsumer {
+    pub name: String,
+    pub issuer: String,
+    /// The token's `aud` must contain one of these (when not empty).
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+    /// Exact-match claim conditions that tell consumers of one issuer apart.
+    pub claims: Vec<(String, Value)>,
+    pub claims_to_headers: Vec<ClaimHeader>,
+    pub locations: Vec<TokenLocation>,
+    pub clock_skew: u64,
+    pub keep_token: bool,
+    pub require_exp: bool,
+}
+
+impl JwtConsumer {
+    pub fn keys(&self) -> Option<Rc<KeySet>> {
+        match &self.keys {
+            KeySource::Inline(k) => Some(Rc::clone(k)),
+            KeySource::Remote(r) => r.current(),
+        }
+    }
+}
+
+/// The consumers a scope knows: gateway clients indexed by `client_id`, and
+/// JWT consumers in config order (the first that verifies and matches wins).
+#[derive(Debug, Default)]
+pub struct Consumers {
+    list: Vec<Consumer>,
+    by_client_id: std::collections::HashMap<String, usize>,
+    pub jwt: Vec<JwtConsumer>,
+}
+
+impl Consumers {
+    pub fn by_client_id(&self, client_id: &str) -> Option<&Consumer> {
+        self.by_client_id
+            .get(client_id)
+            .and_then(|&i| self.list.get(i))
+    }
+
+    pub fn has_name(&self, name: &str) -> bool {
+        self.list.iter().any(|c| c.name == name) || self.jwt.iter().any(|c| c.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Consumer> {
+        self.list.iter()
+    }
+
+    pub fn has_gateway_consumers(&self) -> bool {
+        !self.list.is_empty()
+    }
+}
+
+/// Settings a consumer inherits from its scope.
+pub struct ConsumerDefaults<'a> {
+    pub clock_skew: u64,
+    pub keep_token: bool,
+    /// Remote key sources of the whole config, so consumers that name the
+    /// same URL share one fetch.
+    pub remote_sources: &'a mut Vec<Rc<RemoteKeySource>>,
+    pub warnings: &'a mut Vec<String>,
+}
+
+pub fn compile_consumers(
+    raw: &[RawConsumer],
+    field: &str,
+    defaults: &mut ConsumerDefaults<'_>,
+) -> Result<Consumers, ConfigError> {
+    let mut consumers = Consumers::default();
+    let mut names = HashSet::new();
+    for (i, c) in raw.iter().enumerate() {
+        let at = |key: &str| format!("{field}[{i}].{key}");
+        if c.name.is_empty() {
+            return Err(ConfigError::new(at("name"), "must not be empty"));
+        }
+        if !names.insert(c.name.as_str()) {
+            return Err(ConfigError::new(
+                at("name"),
+                format!("duplicate consumer name \"{}\"", c.name),
+            ));
+        }
+        if c.client_id.is_some() || c.client_secret.is_some() {
+            let consumer = gateway_consumer(c, &at, defaults.warnings)?;
+            if consumers.by_client_id.contains_key(&consumer.client_id) {
+                return Err(ConfigError::new(
+                    at("client_id"),
+                    format!("duplicate client_id \"{}\"", consumer.client_id),
+                ));
+            }
+            consumers
+                .by_client_id
+                .insert(consumer.client_id.clone(), consumers.list.len());
+            consumers.list.push(consumer);
+        } else {
+            consumers.jwt.push(jwt_consumer(c, &at, defaults)?);
+        }
+    }
+    Ok(consumers)
+}
+
+fn gateway_consumer(
+    c: &RawConsumer,
+    at: &dyn Fn(&str) -> String,
+    warnings: &mut Vec<String>,
+) -> Result<Consumer, ConfigError> {
+    let jwt_keys = [
+        ("issuer", c.issuer.is_some()),
+        ("audiences", c.audiences.is_some()),
+        ("jwks", c.jwks.is_some()),
+        ("jwks_uri", c.jwks_uri.is_some()),
+        ("oidc_issuer", c.oidc_issuer.is_some()),
+        ("claims", c.claims.is_some()),
+        ("claims_to_headers", c.claims_to_headers.is_some()),
+        ("from_headers", c.from_headers.is_some()),
+        ("from_params", c.from_params.is_some()),
+        ("from_cookies", c.from_cookies.is_some()),
+    ];
+    if let Some((key, _)) = jwt_keys.iter().find(|(_, set)| *set) {
+        return Err(ConfigError::new(
+            at(key),
+            "a consumer with client_id/client_secret is a gateway client; JWT keys belong to a separate consumer",
+        ));
+    }
+    let client_id = c
+        .client_id
+        .as_deref()
+        .ok_or_else(|| ConfigError::new(at("client_id"), "required with client_secret"))?;
+    if client_id.is_empty() {
+        return Err(ConfigError::new(at("client_id"), "must not be empty"));
+    }
+    let secret = c
+        .client_secret
+        .as_deref()
+        .ok_or_else(|| ConfigError::new(at("client_secret"), "required with client_id"))?;
+    if secret.is_empty() {
+        return Err(ConfigError::new(at("client_secret"), "must not be empty"));
+    }
+    if secret.len() < RECOMMENDED_SECRET_LEN {
+        warnings.push(format!(
+            "{}: shorter than {RECOMMENDED_SECRET_LEN} bytes; HS256 keys should be at least {RECOMMENDED_SECRET_LEN} random bytes",
+            at("client_secret")
+        ));
+    }
+    Ok(Consumer {
+        name: c.name.clone(),
+        client_id: client_id.to_string(),
+        secret: secret.as_bytes().to_vec(),
+    })
+}
+
+fn jwt_consumer(
+    c: &RawConsumer,
+    at: &dyn Fn(&str) -> String,
+    defaults: &mut ConsumerDefaults<'_>,
+) -> Result<JwtConsumer, ConfigError> {
+    let sources = [
+        ("jwks", c.jwks.is_some()),
+        ("jwks_uri", c.jwks_uri.is_some()),
+        ("oidc_issuer", c.oidc_issuer.is_some()),
+    ];
+    let mut present = sources.iter().filter(|(_, set)| *set).map(|(k, _)| *k);
+    let source_key = match (present.next(), present.next()) {
+        (Some(k), None) => k,
+        (Some(_), Some(second)) => {
+            return Err(ConfigError::new(
+                at(second),
+                "a consumer takes one of jwks, jwks_uri, oidc_issuer",
+            ))
+        }
+        (None, _) => {
+            return Err(ConfigError::new(
+                at("client_id"),
+                "a consumer needs client_id and client_secret, or issuer with jwks, jwks_uri or oidc_issuer",
+            ))
+        }
+    };
+    let issuer = match (&c.issuer, &c.oidc_issuer) {
+        (Some(i), _) if i.is_empty() => {
+            return Err(ConfigError::new(at("issuer"), "must not be empty"))
+        }
+        (Some(i), Some(o)) if i != o => {
+            return Err(ConfigError::new(
+                at("issuer"),
+                "must equal oidc_issuer (discovery requires the exact issuer)",
+            ))
+        }
+        (Some(i), _) => i.clone(),
+        (None, Some(o)) => o.clone(),
+        (None, None) => {
+            return Err(ConfigError::new(
+                at("issuer"),
+                "required: tokens are matched to consumers by their iss claim",
+            ))
+        }
+    };
+    let keys = match source_key {
+        "jwks" => inline_jwks(c.jwks.as_ref(), &at("jwks"))?,
+        _ => KeySource::Remote(remote_source(c, source_key, at, defaults)?),
+    };
+    let audiences = c.audiences.clone().unwrap_or_default();
+    if let Some(j) = audiences.iter().position(String::is_empty) {
+        return Err(ConfigError::new(
+            format!("{}[{j}]", at("audiences")),
+            "must not be empty",
+        ));
+    }
+    Ok(JwtConsumer {
+        name: c.name.clone(),
+        issuer,
+        audiences,
+        keys,
+        claims: claim_conditions(c, at)?,
+        claims_to_headers: claim_headers(c, at)?,
+        locations: token_locations(c, at)?,
+        clock_skew: c.clock_skew_seconds.unwrap_or(defaults.clock_skew),
+        keep_token: c.keep_token.unwrap_or(defaults.keep_token),
+        require_exp: c.require_exp.unwrap_or(true),
+    })
+}
+
+fn inline_jwks(value: Option<&Value>, field: &str) -> Result<KeySource, ConfigError> {
+    let text = match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(v @ Value::Object(_)) => v.to_string(),
+        _ => {
+            return Err(ConfigError::new(
+                field,
+                "must be a JWKS as a JSON string or object",
+            ))
+        }
+    };
+    let keys = parse_jwks(text.as_bytes()).map_err(|e| ConfigError::new(field, e.0))?;
+    Ok(KeySource::Inline(Rc::new(keys)))
+}
+
+fn remote_source(
+    c: &RawConsumer,
+    source_key: &str,
+    at: &dyn Fn(&str) -> String,
+    defaults: &mut ConsumerDefaults<'_>,
+) -> Result<Rc<RemoteKeySource>, ConfigError> {
+    let url = match source_key {
+        "jwks_uri" => c.jwks_uri.as_deref(),
+        _ => c.oidc_issuer.as_deref(),
+    }
+    .unwrap_or("");
+    let (url_authority, url_path) = split_url(url)
+        .ok_or_else(|| ConfigError::new(at(source_key), "must be an http:// or https:// URL"))?;
+    let (cluster, authority) = match (&c.cluster, &c.service_name) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(at("service_name"), "conflicts with cluster"))
+        }
+        (Some(cluster), None) if !cluster.is_empty() => (cluster.clone(), url_authority),
+        (None, Some(service)) if !service.is_empty() => (
+            format!("outbound|{}||{service}", c.service_port.unwrap_or(80)),
+            c.service_host.clone().unwrap_or(url_authority),
+        ),
+        _ => {
+            return Err(ConfigError::new(
+                at("cluster"),
+                format!("{source_key} needs the Envoy cluster that reaches it: cluster, or service_name/service_port"),
+            ))
+        }
+    };
+    let location = if source_key == "jwks_uri" {
+        KeyLocation::Jwks {
+            authority,
+            path: url_path,
+        }
+    } else {
+        KeyLocation::Discovery {
+            issuer: url.to_string(),
+            authority,
+            path: format!(
+                "{}/.well-known/openid-configuration",
+                url_path.trim_end_matches('/')
+            ),
+        }
+    };
+    let refresh = c
+        .jwks_refresh_seconds
+        .unwrap_or(DEFAULT_JWKS_REFRESH_SECONDS);
+    if refresh < MIN_JWKS_REFRESH_SECONDS {
+        return Err(ConfigError::new(
+            at("jwks_refresh_seconds"),
+            format!("must be at least {MIN_JWKS_REFRESH_SECONDS}"),
+        ));
+    }
+    let timeout = c.jwks_timeout_ms.unwrap_or(DEFAULT_JWKS_TIMEOUT_MS);
+    if timeout == 0 || timeout > MAX_JWKS_TIMEOUT_MS {
+        return Err(ConfigError::new(
+            at("jwks_timeout_ms"),
+            format!("must be between 1 and {MAX_JWKS_TIMEOUT_MS}"),
+        ));
+    }
+    let candidate = RemoteKeySource::new(cluster, location, refresh, timeout);
+    if let Some(existing) = defaults
+        .remote_sources
+        .iter()
+        .find(|s| s.id == candidate.id)
+    {
+        return Ok(Rc::clone(existing));
+    }
+    let source = Rc::new(candidate);
+    defaults.remote_sources.push(Rc::clone(&source));
+    Ok(source)
+}
+
+fn claim_conditions(
+    c: &RawConsumer,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Vec<(String, Value)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in c.claims.iter().flatten() {
+        if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+            return Err(ConfigError::new(
+                format!("{}.{name}", at("claims")),
+                "must be a string, number or boolean (exact match)",
+            ));
+        }
+        out.push((name.clone(), value.clone()));
+    }
+    Ok(out)
+}
+
+fn claim_headers(
+    c: &RawConsumer,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Vec<ClaimHeader>, ConfigError> {
+    let mut out = Vec::new();
+    for (j, raw) in c.claims_to_headers.iter().flatten().enumerate() {
+        let field = format!("{}[{j}]", at("claims_to_headers"));
+        if raw.claim.is_empty() {
+            return Err(ConfigError::new(
+                format!("{field}.claim"),
+                "must not be empty",
+            ));
+        }
+        let header = raw.header.to_ascii_lowercase();
+        if !is_header_name(&header) {
+            return Err(ConfigError::new(
+                format!("{field}.header"),
+                "not a valid HTTP header name",
+            ));
+        }
+        if RESERVED_HEADERS.contains(&header.as_str()) {
+            return Err(ConfigError::new(
+                format!("{field}.header"),
+                format!("\"{header}\" cannot be set from a claim"),
+            ));
+        }
+        out.push(ClaimHeader {
+            claim: raw.claim.clone(),
+            header,
+            replace: raw.override_.unwrap_or(true),
+        });
+    }
+    Ok(out)
+}
+
+/// Higress defaults: `Authorization: Bearer <token>`, then `?access_token=`.
+fn token_locations(
+    c: &RawConsumer,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Vec<TokenLocation>, ConfigError> {
+    let configured =
+        c.from_headers.is_some() || c.from_params.is_some() || c.from_cookies.is_some();
+    if !configured {
+        return Ok(vec![
+            TokenLocation::Header {
+                name: "authorization".into(),
+                prefix: "Bearer ".into(),
+            },
+            TokenLocation::Param("access_token".into()),
+        ]);
+    }
+    let mut out = Vec::new();
+    for (j, h) in c.from_headers.iter().flatten().enumerate() {
+        if !is_header_name(&h.name) {
+            return Err(ConfigError::new(
+                format!("{}[{j}].name", at("from_headers")),
+                "not a valid HTTP header name",
+            ));
+        }
+        out.push(TokenLocation::Header {
+            name: h.name.to_ascii_lowercase(),
+            prefix: h.value_prefix.clone().unwrap_or_default(),
+        });
+    }
+    for (key, list, make) in [
+        (
+            "from_params",
+            &c.from_params,
+            TokenLocation::Param as fn(String) -> TokenLocation,
+        ),
+        ("from_cookies", &c.from_cookies, TokenLocation::Cookie),
+    ] {
+        for (j, name) in list.iter().flatten().enumerate() {
+            if name.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{}[{j}]", at(key)),
+                    "must not be empty",
+                ));
+            }
+            out.push(make(name.clone()));
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::new(
+            at("from_headers"),
+            "no place to read the token from",
+        ));
+    }
+    Ok(out)
+}

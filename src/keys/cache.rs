@@ -1,0 +1,149 @@
+//! The verified-token cache: a bounded LRU per worker, keyed by a hash of
+//! the token (and the scope it was verified under), each entry good until
+//! the token expires. A repeated RS256 token then costs a SHA-256 and a
+//! lookup instead of an RSA verification.
+
+use std::cell::RefCell;
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+
+/// What verification established, reusable while the token is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub consumer: String,
+    pub audience: Vec<String>,
+    /// Headers from claims: (header, value, override).
+    pub claim_headers: Vec<(String, String, bool)>,
+    /// Header to remove before forwarding (`keep_token: false`).
+    pub strip_header: Option<String>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    identity: Identity,
+    /// Last second (inclusive) the token is accepted, skew included.
+    valid_until: u64,
+}
+
+pub type CacheKey = (usize, [u8; 32]);
+
+pub fn cache_key(scope_id: usize, token: &str) -> CacheKey {
+    (scope_id, Sha256::digest(token.as_bytes()).into())
+}
+
+/// Disabled when created with capacity 0.
+#[derive(Debug)]
+pub struct TokenCache {
+    entries: Option<RefCell<LruCache<CacheKey, Entry>>>,
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> Self {
+        TokenCache {
+            entries: NonZeroUsize::new(capacity).map(|c| RefCell::new(LruCache::new(c))),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.entries.is_some()
+    }
+
+    pub fn get(&self, key: &CacheKey, now: u64) -> Option<Identity> {
+        let mut entries = self.entries.as_ref()?.try_borrow_mut().ok()?;
+        match entries.get(key) {
+            Some(entry) if now <= entry.valid_until => Some(entry.identity.clone()),
+            Some(_) => {
+                entries.pop(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn insert(&self, key: CacheKey, identity: Identity, valid_until: u64) {
+        if let Some(Ok(mut entries)) = self.entries.as_ref().map(RefCell::try_borrow_mut) {
+            entries.put(
+                key,
+                Entry {
+                    identity,
+                    valid_until,
+                },
+            );
+        }
+    }
+
+    /// Keys changed (rotation, removal): nothing verified before may stand.
+    pub fn clear(&self) {
+        if let Some(Ok(mut entries)) = self.entries.as_ref().map(RefCell::try_borrow_mut) {
+            entries.clear();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries
+            .as_ref()
+            .and_then(|e| e.try_borrow().ok().map(|e| e.len()))
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(name: &str) -> Identity {
+        Identity {
+            consumer: name.into(),
+            audience: vec![],
+            claim_headers: vec![],
+            strip_header: None,
+        }
+    }
+
+    #[test]
+    fn entries_expire_with_the_token() {
+        let cache = TokenCache::new(4);
+        let key = cache_key(0, "tok");
+        cache.insert(key, identity("a"), 100);
+        assert_eq!(cache.get(&key, 100).unwrap().consumer, "a");
+        assert_eq!(cache.get(&key, 101), None);
+        assert!(cache.is_empty(), "expired entries are dropped");
+    }
+
+    #[test]
+    fn bounded_lru() {
+        let cache = TokenCache::new(2);
+        let (a, b, c) = (cache_key(0, "a"), cache_key(0, "b"), cache_key(0, "c"));
+        cache.insert(a, identity("a"), 10);
+        cache.insert(b, identity("b"), 10);
+        assert!(cache.get(&a, 0).is_some()); // a is now the most recent
+        cache.insert(c, identity("c"), 10);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get(&b, 0).is_none(), "least recently used evicted");
+        assert!(cache.get(&a, 0).is_some());
+        assert!(cache.get(&c, 0).is_some());
+    }
+
+    #[test]
+    fn scope_is_part_of_the_key_and_clear_empties() {
+        let cache = TokenCache::new(8);
+        cache.insert(cache_key(1, "t"), identity("a"), 10);
+        assert!(cache.get(&cache_key(2, "t"), 0).is_none());
+        cache.clear();
+        assert!(cache.get(&cache_key(1, "t"), 0).is_none());
+    }
+
+    #[test]
+    fn capacity_zero_disables() {
+        let cache = TokenCache::new(0);
+        assert!(!cache.enabled());
+        cache.insert(cache_key(0, "t"), identity("a"), 10);
+        assert!(cache.get(&cache_key(0, "t"), 0).is_none());
+    }
+}

@@ -1,0 +1,11 @@
+//! Keys: JWK/JWKS parsing with the algorithm bound to each key, remote key
+//! sets refreshed in the background, and the verified-token cache.
+
+pub mod algorithm;
+pub mod cache;
+pub mod jwk;
+pub mod remote;
+pub mod schedule;
+
+pub use algorithm::Algorithm;
+pub use jwk::{parse_jwks, Jwk, JwkError, KeySet};

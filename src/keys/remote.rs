@@ -1,0 +1,396 @@
+//! Remote key sets: a JWKS URL or an OpenID discovery document, fetched
+//! through an Envoy cluster from the root context, shared across workers
+//! through shared data, and swapped in without touching the request path.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::jwk::{parse_jwks, KeySet};
+use super::schedule::{should_fetch, FetchState};
+use crate::host::{Host, LogLevel};
+
+/// Bodies bigger than this are refused (a JWKS is a few KiB).
+pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
+
+/// Where the keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLocation {
+    Jwks {
+        authority: String,
+        path: String,
+    },
+    /// `<issuer>/.well-known/openid-configuration`, whose `jwks_uri` is then
+    /// fetched through the same cluster.
+    Discovery {
+        issuer: String,
+        authority: String,
+        path: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct RemoteKeySource {
+    /// Names the shared-data entries; the same for every worker.
+    pub id: String,
+    pub cluster: String,
+    pub location: KeyLocation,
+    pub refresh_seconds: u64,
+    pub timeout_ms: u64,
+    keys: RefCell<Option<Rc<KeySet>>>,
+    /// `fetched_at` of the copy this worker holds.
+    held_at: Cell<Option<u64>>,
+    refetch_wanted: Cell<bool>,
+    /// The `jwks_uri` a discovery document named (authority, path).
+    discovered: RefCell<Option<(String, String)>>,
+}
+
+impl RemoteKeySource {
+    pub fn new(
+        cluster: String,
+        location: KeyLocation,
+        refresh_seconds: u64,
+        timeout_ms: u64,
+    ) -> Self {
+        let id = match &location {
+            KeyLocation::Jwks { authority, path } => {
+                format!("edge-auth/jwks/{cluster}/{authority}{path}")
+            }
+            KeyLocation::Discovery {
+                authority, path, ..
+            } => {
+                format!("edge-auth/oidc/{cluster}/{authority}{path}")
+            }
+        };
+        RemoteKeySource {
+            id,
+            cluster,
+            location,
+            refresh_seconds,
+            timeout_ms,
+            keys: RefCell::new(None),
+            held_at: Cell::new(None),
+            refetch_wanted: Cell::new(false),
+            discovered: RefCell::new(None),
+        }
+    }
+
+    /// The keys this worker holds; `None` until a fetch ever succeeded.
+    pub fn current(&self) -> Option<Rc<KeySet>> {
+        self.keys.try_borrow().ok().and_then(|k| k.clone())
+    }
+
+    /// A token named a kid we lack: ask for an early (rate-limited) refetch.
+    pub fn want_refetch(&self) {
+        self.refetch_wanted.set(true);
+    }
+
+    fn install(&self, keys: KeySet, fetched_at: u64) -> bool {
+        match self.keys.try_borrow_mut() {
+            Ok(mut slot) => {
+                *slot = Some(Rc::new(keys));
+                self.held_at.set(Some(fetched_at));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn keys_key(&self) -> String {
+        format!("{}/keys", self.id)
+    }
+
+    fn state_key(&self) -> String {
+        format!("{}/fetch", self.id)
+    }
+}
+
+/// `http://host:port/path?q` → (`host:port`, `/path?q`). Only http(s).
+pub fn split_url(url: &str) -> Option<(String, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains(['@', ' ']) {
+        return None;
+    }
+    Some((authority.to_string(), path.to_string()))
+}
+
+/// What an outstanding call was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Discovery,
+    Jwks,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outstanding {
+    pub source: usize,
+    pub stage: Stage,
+}
+
+/// The root context's fetch driver: which calls are in flight.
+#[derive(Debug, Default)]
+pub struct KeyFetcher {
+    in_flight: HashMap<u32, Outstanding>,
+}
+
+/// What a tick or a response changed, for the caller (cache invalidation).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub keys_replaced: bool,
+}
+
+impl KeyFetcher {
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Once a second: adopt keys other workers published, and start fetches
+    /// that are due (only where this worker wins the shared-data CAS).
+    pub fn on_tick<H: Host>(&mut self, sources: &[Rc<RemoteKeySource>], host: &mut H) -> Changes {
+        let mut changes = Changes::default();
+        let now = host.now_unix_seconds();
+        for (index, source) in sources.iter().enumerate() {
+            if adopt_published(source, host) {
+                changes.keys_replaced = true;
+            }
+            if self.in_flight.values().any(|o| o.source == index) {
+                continue;
+            }
+            let (raw_state, cas) = host.shared_data(&source.state_key());
+            let state = raw_state
+                .as_deref()
+                .and_then(FetchState::decode)
+                .unwrap_or_default();
+            let wanted = source.refetch_wanted.get();
+            if !should_fetch(
+                &state,
+                source.held_at.get(),
+                wanted,
+                source.refresh_seconds,
+                now,
+            ) {
+                continue;
+            }
+            let claimed = FetchState {
+                last_attempt: now,
+                failures: state.failures,
+                busy_until: now.saturating_add(source.timeout_ms / 1000 + 2),
+            };
+            // Compare-and-swap: exactly one worker claims this fetch.
+            if host
+                .set_shared_data(&source.state_key(), claimed.encode().as_bytes(), cas)
+                .is_err()
+            {
+                continue;
+            }
+            source.refetch_wanted.set(false);
+            let stage = match (
+                &source.location,
+                source.discovered.try_borrow().map(|d| d.is_some()),
+            ) {
+                (KeyLocation::Discovery { .. }, Ok(false)) => Stage::Discovery,
+                _ => Stage::Jwks,
+            };
+            self.dispatch(index, source, stage, host);
+        }
+        changes
+    }
+
+    fn dispatch<H: Host>(
+        &mut self,
+        index: usize,
+        source: &RemoteKeySource,
+        stage: Stage,
+        host: &mut H,
+    ) {
+        let (authority, path) = match (stage, &source.location) {
+            (Stage::Jwks, KeyLocation::Jwks { authority, path }) => {
+                (authority.clone(), path.clone())
+            }
+            (
+                Stage::Discovery,
+                KeyLocation::Discovery {
+                    authority, path, ..
+                },
+            ) => (authority.clone(), path.clone()),
+            (Stage::Jwks, KeyLocation::Discovery { .. }) => {
+                match source.discovered.try_borrow().ok().and_then(|d| d.clone()) {
+                    Some(found) => found,
+                    None => return record_failure(source, host, "jwks_uri not discovered yet"),
+                }
+            }
+            (Stage::Discovery, KeyLocation::Jwks { .. }) => return,
+        };
+        let headers = [
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        match host.dispatch_http_call(&source.cluster, &headers, source.timeout_ms) {
+            Ok(token) => {
+                self.in_flight.insert(
+                    token,
+                    Outstanding {
+                        source: index,
+                        stage,
+                    },
+                );
+            }
+            Err(e) => record_failure(
+                source,
+                host,
+                &format!("cannot call cluster \"{}\": {}", source.cluster, e.0),
+            ),
+        }
+    }
+
+    /// An answer arrived. `status` is the HTTP status (None when the call
+    /// failed: reset, timeout, no healthy upstream).
+    pub fn on_response<H: Host>(
+        &mut self,
+        sources: &[Rc<RemoteKeySource>],
+        token: u32,
+        status: Option<u32>,
+        body: &[u8],
+        host: &mut H,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let Some(call) = self.in_flight.remove(&token) else {
+            return changes;
+        };
+        let Some(source) = sources.get(call.source) else {
+            return changes;
+        };
+        let what = match call.stage {
+            Stage::Discovery => "discovery document",
+            Stage::Jwks => "JWKS",
+        };
+        if status != Some(200) {
+            let got = status.map_or("no response".to_string(), |s| format!("status {s}"));
+            record_failure(source, host, &format!("{what} fetch failed: {got}"));
+            return changes;
+        }
+        if body.len() > MAX_DOCUMENT_BYTES {
+            record_failure(
+                source,
+                host,
+                &format!("{what} larger than {MAX_DOCUMENT_BYTES} bytes"),
+            );
+            return changes;
+        }
+        match call.stage {
+            Stage::Discovery => match discovered_jwks(source, body) {
+                Ok(found) => {
+                    if let Ok(mut slot) = source.discovered.try_borrow_mut() {
+                        *slot = Some(found);
+                    }
+                    self.dispatch(call.source, source, Stage::Jwks, host);
+                }
+                Err(reason) => record_failure(source, host, &reason),
+            },
+            Stage::Jwks => match parse_jwks(body) {
+                Ok(keys) => {
+                    let now = host.now_unix_seconds();
+                    let mut record = format!("{now}\n").into_bytes();
+                    record.extend_from_slice(body);
+                    let _ = host.set_shared_data(&source.keys_key(), &record, None);
+                    let done = FetchState {
+                        last_attempt: now,
+                        failures: 0,
+                        busy_until: 0,
+                    };
+                    let _ =
+                        host.set_shared_data(&source.state_key(), done.encode().as_bytes(), None);
+                    for skipped in &keys.skipped {
+                        host.log(
+                            LogLevel::Debug,
+                            &format!("edge-auth: {}: skipped key {skipped}", source.id),
+                        );
+                    }
+                    host.log(
+                        LogLevel::Info,
+                        &format!("edge-auth: {}: {} keys loaded", source.id, keys.keys.len()),
+                    );
+                    changes.keys_replaced = source.install(keys, now);
+                }
+                Err(e) => record_failure(source, host, &format!("JWKS rejected: {e}")),
+            },
+        }
+        changes
+    }
+}
+
+/// Installs the key set another worker published, if it is newer than ours.
+fn adopt_published<H: Host>(source: &RemoteKeySource, host: &H) -> bool {
+    let (Some(record), _) = host.shared_data(&source.keys_key()) else {
+        return false;
+    };
+    let Some(newline) = record.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let (stamp, body) = record.split_at(newline);
+    let Some(fetched_at) = std::str::from_utf8(stamp)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    if source.held_at.get().is_some_and(|held| held >= fetched_at) {
+        return false;
+    }
+    match parse_jwks(body.get(1..).unwrap_or_default()) {
+        Ok(keys) => source.install(keys, fetched_at),
+        Err(_) => false,
+    }
+}
+
+fn discovered_jwks(source: &RemoteKeySource, body: &[u8]) -> Result<(String, String), String> {
+    #[derive(serde::Deserialize)]
+    struct Discovery {
+        issuer: String,
+        jwks_uri: String,
+    }
+    let doc: Discovery = serde_json::from_slice(body)
+        .map_err(|_| "discovery document lacks issuer or jwks_uri".to_string())?;
+    if let KeyLocation::Discovery { issuer, .. } = &source.location {
+        // OpenID Connect Discovery §4.3: the issuer MUST match exactly.
+        if &doc.issuer != issuer {
+            return Err(format!(
+                "discovery issuer \"{}\" is not the configured \"{issuer}\"",
+                doc.issuer
+            ));
+        }
+    }
+    split_url(&doc.jwks_uri)
+        .ok_or_else(|| format!("jwks_uri \"{}\" is not an http(s) URL", doc.jwks_uri))
+}
+
+fn record_failure<H: Host>(source: &RemoteKeySource, host: &mut H, reason: &str) {
+    let (raw, _) = host.shared_data(&source.state_key());
+    let state = raw
+        .as_deref()
+        .and_then(FetchState::decode)
+        .unwrap_or_default();
+    let failed = FetchState {
+        last_attempt: host.now_unix_seconds(),
+        failures: state.failures.saturating_add(1),
+        busy_until: 0,
+    };
+    let _ = host.set_shared_data(&source.state_key(), failed.encode().as_bytes(), None);
+    let keeping = if source.current().is_some() {
+        "keeping the previous keys"
+    } else {
+        "no keys yet, requests needing them get 503"
+    };
+    host.log(
+        LogLevel::Warn,
+        &format!("edge-auth: {}: {reason}; {keeping}", source.id),
+    );
+}

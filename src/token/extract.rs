@@ -1,0 +1,100 @@
+//! Finding a token in a request: headers with a prefix, query parameters,
+//! cookies, tried in the configured order.
+
+use crate::config::TokenLocation;
+use crate::form;
+use crate::host::Host;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found<'l> {
+    /// No location holds a token.
+    Nothing,
+    Token {
+        location: &'l TokenLocation,
+        token: String,
+    },
+    /// The place exists but what it holds cannot be a token (e.g. `Bearer`
+    /// with nothing after it).
+    Malformed(&'l TokenLocation),
+}
+
+pub fn find_token<'l, H: Host>(locations: &'l [TokenLocation], host: &H) -> Found<'l> {
+    for location in locations {
+        let value = match location {
+            TokenLocation::Header { name, prefix } => host
+                .request_header(name)
+                .and_then(|v| strip_prefix(&v, prefix)),
+            TokenLocation::Param(name) => host
+                .request_header(":path")
+                .and_then(|path| form::query(&path).and_then(|q| form::first(q, name))),
+            TokenLocation::Cookie(name) => host
+                .request_header("cookie")
+                .and_then(|c| cookie(&c, name).map(str::to_string)),
+        };
+        match value {
+            None => continue,
+            Some(token) if token.is_empty() || token.contains(char::is_whitespace) => {
+                return Found::Malformed(location)
+            }
+            Some(token) => return Found::Token { location, token },
+        }
+    }
+    Found::Nothing
+}
+
+/// `Bearer ` style prefixes (a word and a space) match the scheme
+/// case-insensitively with any amount of white space; other prefixes are
+/// literal. A value without the prefix holds no token for this location.
+fn strip_prefix(value: &str, prefix: &str) -> Option<String> {
+    let value = value.trim();
+    if prefix.is_empty() {
+        return Some(value.to_string());
+    }
+    let scheme = prefix.trim_end();
+    if scheme.len() < prefix.len() && !scheme.contains(' ') {
+        let (word, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+        return word
+            .eq_ignore_ascii_case(scheme)
+            .then(|| rest.trim().to_string());
+    }
+    value.strip_prefix(prefix).map(|t| t.trim().to_string())
+}
+
+/// The first cookie called `name` in a `Cookie` header.
+pub fn cookie<'c>(header: &'c str, name: &str) -> Option<&'c str> {
+    header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            strip_prefix("Bearer abc", "Bearer ").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            strip_prefix("bearer   abc ", "Bearer ").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(strip_prefix("Bearer", "Bearer ").as_deref(), Some(""));
+        assert_eq!(strip_prefix("Basic abc", "Bearer "), None);
+        assert_eq!(strip_prefix("abc", ""), Some("abc".into()));
+        assert_eq!(strip_prefix("JWT=abc", "JWT=").as_deref(), Some("abc"));
+        assert_eq!(strip_prefix("jwt=abc", "JWT="), None);
+    }
+
+    #[test]
+    fn cookies() {
+        assert_eq!(cookie("a=1; jwt=tok; b=2", "jwt"), Some("tok"));
+        assert_eq!(cookie("a=1;jwt=\"tok\"", "jwt"), Some("tok"));
+        assert_eq!(cookie("xjwt=1", "jwt"), None);
+        assert_eq!(cookie("", "jwt"), None);
+    }
+}

@@ -1,0 +1,299 @@
+//! Verifying third-party JWTs (tokens from an identity provider) for JWT
+//! consumers, in Envoy jwt_authn's order: size, parse, issuer, key by kid,
+//! signature (algorithm bound to the key), time, audience; then the
+//! consumer's claim conditions decide between consumers of one issuer.
+
+use std::fmt;
+use std::rc::Rc;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::jws::{b64url_decode, split, Compact, Header};
+use crate::config::{JwtConsumer, KeySource};
+use crate::keys::{Algorithm, KeySet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JwtError {
+    // Ordered by how far verification got: the furthest is the most useful
+    // explanation when several consumers were tried.
+    TooLarge,
+    Malformed,
+    UnsupportedAlgorithm,
+    EmbeddedKey,
+    UnsupportedCritical,
+    WrongIssuer,
+    /// Remote keys never arrived: the answer is 503, not 401.
+    KeysUnavailable,
+    UnknownKid,
+    AlgorithmMismatch,
+    BadSignature,
+    MissingExp,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    WrongAudience,
+    ClaimsMismatch,
+}
+
+impl JwtError {
+    pub fn description(self) -> &'static str {
+        match self {
+            JwtError::TooLarge => "token too large",
+            JwtError::Malformed => "malformed token",
+            JwtError::UnsupportedAlgorithm => "unsupported algorithm",
+            JwtError::EmbeddedKey => "embedded key headers are not accepted",
+            JwtError::UnsupportedCritical => "unsupported critical header",
+            JwtError::WrongIssuer => "issuer not accepted",
+            JwtError::KeysUnavailable => "signing keys not available yet",
+            JwtError::UnknownKid => "unknown key id",
+            JwtError::AlgorithmMismatch => "algorithm does not match the key",
+            JwtError::BadSignature => "signature verification failed",
+            JwtError::MissingExp => "token has no expiry",
+            JwtError::Expired => "token expired",
+            JwtError::NotYetValid => "token not yet valid",
+            JwtError::IssuedInFuture => "token issued in the future",
+            JwtError::WrongAudience => "audience not accepted",
+            JwtError::ClaimsMismatch => "token claims match no consumer",
+        }
+    }
+}
+
+/// A token taken apart but not yet trusted.
+pub struct ParsedJwt<'t> {
+    parts: Compact<'t>,
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub claims: Map<String, Value>,
+    signature: Vec<u8>,
+}
+
+impl ParsedJwt<'_> {
+    pub fn issuer(&self) -> Option<&str> {
+        self.claims.get("iss").and_then(Value::as_str)
+    }
+}
+
+/// A JSON object that refuses duplicate keys (`{"iss":"a","iss":"b"}`), so
+/// no two parsers can disagree about what a token says.
+struct StrictObject(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrictVisitor;
+        impl<'de> Visitor<'de> for StrictVisitor {
+            type Value = StrictObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StrictObject, A::Error> {
+                let mut map = Map::new();
+                while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom("duplicate claim"));
+                    }
+                    map.insert(key, value);
+                }
+                Ok(StrictObject(map))
+            }
+        }
+        deserializer.deserialize_map(StrictVisitor)
+    }
+}
+
+pub fn parse(token: &str, max_bytes: usize) -> Result<ParsedJwt<'_>, JwtError> {
+    if token.len() > max_bytes {
+        return Err(JwtError::TooLarge);
+    }
+    let parts = split(token).ok_or(JwtError::Malformed)?;
+    let header_json = b64url_decode(parts.header).ok_or(JwtError::Malformed)?;
+    let header: Header<'_> =
+        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
+    let alg = Algorithm::from_name(&header.alg).ok_or(JwtError::UnsupportedAlgorithm)?;
+    // Keys come from configuration only; a token naming or carrying its own
+    // key is an attack or a misconfiguration, never fetched, never trusted.
+    if header.carries_key_material() {
+        return Err(JwtError::EmbeddedKey);
+    }
+    if header.crit.is_some() {
+        return Err(JwtError::UnsupportedCritical);
+    }
+    let payload = b64url_decode(parts.payload).ok_or(JwtError::Malformed)?;
+    let StrictObject(claims) = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
+    let signature = b64url_decode(parts.signature).ok_or(JwtError::Malformed)?;
+    Ok(ParsedJwt {
+        parts,
+        alg,
+        kid: header.kid.map(|k| k.into_owned()),
+        claims,
+        signature,
+    })
+}
+
+/// The consumer a token belongs to, and when it stops being valid.
+#[derive(Debug)]
+pub struct JwtVerified<'c> {
+    pub consumer: &'c JwtConsumer,
+    /// Last accepted second (exp + skew), if the token expires.
+    pub valid_until: Option<u64>,
+}
+
+/// Tries `candidates` in config order; the first whose issuer, keys, time,
+/// audience and claim conditions all accept the token wins.
+pub fn verify<'c>(
+    token: &ParsedJwt<'_>,
+    candidates: impl Iterator<Item = &'c JwtConsumer>,
+    now: u64,
+) -> Result<JwtVerified<'c>, JwtError> {
+    let iss = token.issuer();
+    let mut furthest = JwtError::WrongIssuer;
+    let mut keys_unavailable = false;
+    // Consumers of one issuer often share a key set: check each set once.
+    let mut checked: Vec<(Rc<KeySet>, Result<(), JwtError>)> = Vec::new();
+    for consumer in candidates.filter(|c| Some(c.issuer.as_str()) == iss) {
+        let outcome = check_consumer(token, consumer, now, &mut checked);
+        match outcome {
+            Ok(valid_until) => {
+                return Ok(JwtVerified {
+                    consumer,
+                    valid_until,
+                })
+            }
+            Err(JwtError::KeysUnavailable) => keys_unavailable = true,
+            Err(e) => furthest = furthest.max(e),
+        }
+    }
+    // Fail closed but retryable: a consumer we could not check might own it.
+    if keys_unavailable && furthest < JwtError::MissingExp {
+        return Err(JwtError::KeysUnavailable);
+    }
+    Err(furthest)
+}
+
+fn check_consumer(
+    token: &ParsedJwt<'_>,
+    consumer: &JwtConsumer,
+    now: u64,
+    checked: &mut Vec<(Rc<KeySet>, Result<(), JwtError>)>,
+) -> Result<Option<u64>, JwtError> {
+    let keys = consumer.keys().ok_or(JwtError::KeysUnavailable)?;
+    let signature = match checked.iter().find(|(set, _)| Rc::ptr_eq(set, &keys)) {
+        Some((_, result)) => *result,
+        None => {
+            let result = check_signature(token, &keys);
+            if result == Err(JwtError::UnknownKid) {
+                if let KeySource::Remote(source) = &consumer.keys {
+                    source.want_refetch();
+                }
+            }
+            checked.push((keys, result));
+            result
+        }
+    };
+    signature?;
+    let valid_until = check_time(token, consumer, now)?;
+    if !consumer.audiences.is_empty()
+        && !audience_matches(token.claims.get("aud"), &consumer.audiences)
+    {
+        return Err(JwtError::WrongAudience);
+    }
+    if !consumer
+        .claims
+        .iter()
+        .all(|(name, wanted)| token.claims.get(name) == Some(wanted))
+    {
+        return Err(JwtError::ClaimsMismatch);
+    }
+    Ok(valid_until)
+}
+
+fn check_signature(token: &ParsedJwt<'_>, keys: &KeySet) -> Result<(), JwtError> {
+    let kid = token.kid.as_deref();
+    if kid.is_some_and(|k| !keys.has_kid(k)) {
+        return Err(JwtError::UnknownKid);
+    }
+    let mut any_permitted = false;
+    for key in keys.candidates(kid).filter(|k| k.permits(token.alg)) {
+        any_permitted = true;
+        if key.verify(
+            token.alg,
+            token.parts.signing_input.as_bytes(),
+            &token.signature,
+        ) {
+            return Ok(());
+        }
+    }
+    Err(if any_permitted {
+        JwtError::BadSignature
+    } else {
+        JwtError::AlgorithmMismatch
+    })
+}
+
+/// NumericDate (RFC 7519 §2): seconds, possibly fractional; negative or
+/// non-numeric values are malformed.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, JwtError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(v), _) => Ok(Some(v)),
+            (None, Some(f)) if f >= 0.0 && f < 1.0e15 => Ok(Some(f as u64)),
+            _ => Err(JwtError::Malformed),
+        },
+        Some(_) => Err(JwtError::Malformed),
+    }
+}
+
+fn check_time(
+    token: &ParsedJwt<'_>,
+    consumer: &JwtConsumer,
+    now: u64,
+) -> Result<Option<u64>, JwtError> {
+    let skew = consumer.clock_skew;
+    let exp = numeric_date(&token.claims, "exp")?;
+    let nbf = numeric_date(&token.claims, "nbf")?;
+    let iat = numeric_date(&token.claims, "iat")?;
+    if exp.is_none() && consumer.require_exp {
+        return Err(JwtError::MissingExp);
+    }
+    let valid_until = exp.map(|e| e.saturating_add(skew));
+    if valid_until.is_some_and(|until| now > until) {
+        return Err(JwtError::Expired);
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(skew)) {
+        return Err(JwtError::NotYetValid);
+    }
+    if iat.is_some_and(|iat| iat > now.saturating_add(skew)) {
+        return Err(JwtError::IssuedInFuture);
+    }
+    Ok(valid_until)
+}
+
+fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
+    match aud {
+        Some(Value::String(a)) => accepted.iter().any(|x| x == a),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| accepted.iter().any(|x| x == a)),
+        _ => false,
+    }
+}
+
+/// A claim as a header value: strings as they are, numbers and booleans as
+/// JSON text, arrays of strings joined with commas. Anything else, or a
+/// value with control characters (header injection), gives no header.
+pub fn claim_header_value(claims: &Map<String, Value>, claim: &str) -> Option<String> {
+    let value = match claims.get(claim)? {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => {
+            let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            strings?.join(",")
+        }
+        _ => return None,
+    };
+    (!value.chars().any(char::is_control)).then_some(value)
+}
