@@ -1,7 +1,7 @@
 //! What the core decides for a request, and how a decision is carried out
 //! through the host. The shell only calls [`apply`].
 
-use crate::host::{Host, LogLevel};
+use crate::host::{Host, HostError, LogLevel};
 
 /// The header the backend learns the caller from (MSE/Higress convention).
 pub const CONSUMER_HEADER: &str = "x-mse-consumer";
@@ -14,13 +14,27 @@ pub struct Reply {
     pub body: String,
 }
 
-/// Let the request through, after these header edits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Let the request through, after these header edits (in this order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Forward<'c> {
-    /// Announced upstream as `X-Mse-Consumer`; `None` on open routes.
-    pub consumer: Option<&'c str>,
+    /// Every header the plugin may set: a client's values never pass.
+    pub scrub: &'c [String],
     /// The header that carried the token, removed when `keep_token` is false.
-    pub strip_header: Option<&'c str>,
+    pub strip_header: Option<String>,
+    /// Announced upstream as `X-Mse-Consumer`; `None` on open routes.
+    pub consumer: Option<String>,
+    /// Claims copied into headers: (header, value, replace).
+    pub claim_headers: Vec<(String, String, bool)>,
+}
+
+impl<'c> Forward<'c> {
+    /// No identity: only scrub what a client may have forged.
+    pub fn anonymous(scrub: &'c [String]) -> Self {
+        Forward {
+            scrub,
+            ..Forward::default()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -43,33 +57,43 @@ pub enum Flow {
 /// refuses that edit the request is stopped rather than forwarded.
 pub fn apply<H: Host>(host: &mut H, decision: Decision<'_>) -> Flow {
     match decision {
-        Decision::Forward(forward) => {
-            let edits = host
-                .remove_request_header(CONSUMER_HEADER)
-                .and_then(|()| match forward.strip_header {
-                    Some(name) => host.remove_request_header(name),
-                    None => Ok(()),
-                })
-                .and_then(|()| match forward.consumer {
-                    Some(name) => host.set_request_header(CONSUMER_HEADER, name),
-                    None => Ok(()),
-                });
-            match edits {
-                Ok(()) => Flow::Continue,
-                Err(e) => {
-                    host.log(
-                        LogLevel::Error,
-                        &format!("edge-auth: header edit failed ({}); request refused", e.0),
-                    );
-                    send(host, &server_error())
-                }
+        Decision::Forward(forward) => match edit_headers(host, &forward) {
+            Ok(()) => Flow::Continue,
+            Err(e) => {
+                host.log(
+                    LogLevel::Error,
+                    &format!("edge-auth: header edit failed ({}); request refused", e.0),
+                );
+                send(host, &server_error())
             }
-        }
+        },
         Decision::Reply(reply) => send(host, &reply),
         // The shell keeps the pending request and waits for the body; the
         // request must not move on meanwhile.
         Decision::ReadBody(_) => Flow::Stop,
     }
+}
+
+fn edit_headers<H: Host>(host: &mut H, forward: &Forward<'_>) -> Result<(), HostError> {
+    // Even with an empty scrub list the consumer header goes: it is ours.
+    host.remove_request_header(CONSUMER_HEADER)?;
+    for name in forward.scrub {
+        host.remove_request_header(name)?;
+    }
+    if let Some(name) = &forward.strip_header {
+        host.remove_request_header(name)?;
+    }
+    if let Some(name) = &forward.consumer {
+        host.set_request_header(CONSUMER_HEADER, name)?;
+    }
+    for (header, value, replace) in &forward.claim_headers {
+        if *replace {
+            host.set_request_header(header, value)?;
+        } else {
+            host.add_request_header(header, value)?;
+        }
+    }
+    Ok(())
 }
 
 fn send<H: Host>(host: &mut H, reply: &Reply) -> Flow {
@@ -85,6 +109,19 @@ fn send<H: Host>(host: &mut H, reply: &Reply) -> Flow {
         );
     }
     Flow::Stop
+}
+
+/// Keys needed to check the token have never arrived: fail closed, but say
+/// it is temporary.
+pub fn keys_unavailable() -> Reply {
+    Reply {
+        status: 503,
+        headers: vec![
+            ("content-type", "text/plain".into()),
+            ("retry-after", "5".into()),
+        ],
+        body: "Authentication keys are not available yet.".into(),
+    }
 }
 
 pub fn server_error() -> Reply {

@@ -1,12 +1,14 @@
 //! The per-request decision: which configuration applies, token endpoint or
 //! verification, and the answer. Reads the request through [`Host`] only.
 
-use crate::config::{Config, Scope};
-use crate::decision::{Decision, Forward, Reply};
+use crate::config::{AllowList, Config, Scope, TokenLocation};
+use crate::decision::{keys_unavailable, Decision, Forward, Reply};
 use crate::form;
 use crate::host::{Host, LogLevel};
+use crate::keys::cache::{cache_key, Identity, TokenCache};
 use crate::rules::{self, Facts, Requirement};
-use crate::token::bearer::{parse_bearer, Credential};
+use crate::token::extract::{find_token, Found};
+use crate::token::jwt::{self, claim_header_value, JwtError};
 use crate::token::verify_gateway_token;
 use crate::token_endpoint::{self, TokenRequestHead};
 
@@ -62,6 +64,7 @@ impl<H: Host> Facts for HostFacts<'_, H> {
 
 pub fn on_request_headers<'c, H: Host>(
     config: &'c Config,
+    cache: &TokenCache,
     host: &mut H,
     end_of_stream: bool,
 ) -> Decision<'c> {
@@ -69,7 +72,7 @@ pub fn on_request_headers<'c, H: Host>(
     let rule = rules::select(config, &mut facts);
     let requirement = rules::requirement(config, rule);
     if requirement == Requirement::Disabled {
-        return Decision::Forward(Forward::default());
+        return Decision::Forward(Forward::anonymous(&config.identity_headers));
     }
     let scope = rule.map_or(&config.global, |r| &r.scope);
     let path = host.request_header(":path").unwrap_or_default();
@@ -91,7 +94,8 @@ pub fn on_request_headers<'c, H: Host>(
 
     match requirement {
         Requirement::Authenticate { allow } => {
-            let outcome = authenticate(scope, allow, &mut facts, host.now_unix_seconds());
+            let now = host.now_unix_seconds();
+            let outcome = authenticate(config, cache, scope, allow, &mut facts, now);
             match outcome {
                 Ok(forward) => Decision::Forward(forward),
                 Err(refusal) => {
@@ -109,7 +113,9 @@ pub fn on_request_headers<'c, H: Host>(
                 }
             }
         }
-        Requirement::Open | Requirement::Disabled => Decision::Forward(Forward::default()),
+        Requirement::Open | Requirement::Disabled => {
+            Decision::Forward(Forward::anonymous(&config.identity_headers))
+        }
     }
 }
 
@@ -139,12 +145,16 @@ impl Refusal {
     }
 
     fn into_reply<H: Host>(self, host: &H, authority: &str, path: &str) -> Reply {
-        if self.status == 403 {
-            return Reply {
-                status: 403,
-                headers: vec![("content-type", "text/plain".into())],
-                body: "Access Denied.".into(),
-            };
+        match self.status {
+            403 => {
+                return Reply {
+                    status: 403,
+                    headers: vec![("content-type", "text/plain".into())],
+                    body: "Access Denied.".into(),
+                }
+            }
+            503 => return keys_unavailable(),
+            _ => {}
         }
         let scheme = host
             .request_header(":scheme")
@@ -169,32 +179,145 @@ impl Refusal {
     }
 }
 
+impl From<JwtError> for Refusal {
+    fn from(e: JwtError) -> Self {
+        match e {
+            JwtError::KeysUnavailable => Refusal {
+                status: 503,
+                reason: e.description(),
+                token_presented: true,
+            },
+            _ => Refusal::unauthorized(e.description(), true),
+        }
+    }
+}
+
 fn authenticate<'c, H: Host>(
+    config: &'c Config,
+    cache: &TokenCache,
     scope: &'c Scope,
-    allow: Option<&crate::config::AllowList>,
+    allow: Option<&AllowList>,
     facts: &mut HostFacts<'_, H>,
     now: u64,
 ) -> Result<Forward<'c>, Refusal> {
-    let header = facts.host.request_header(&scope.auth_header);
-    let token = match parse_bearer(header.as_deref()) {
-        Credential::Missing => return Err(Refusal::unauthorized("no bearer token", false)),
-        Credential::Malformed => return Err(Refusal::unauthorized("malformed token", true)),
-        Credential::Bearer(token) => token,
+    let (location, token) = match find_token(&scope.locations, facts.host) {
+        Found::Nothing => return Err(Refusal::unauthorized("no bearer token", false)),
+        Found::Malformed(_) => return Err(Refusal::unauthorized("malformed token", true)),
+        Found::Token { location, token } => (location, token),
     };
-    let verified = verify_gateway_token(token, scope, now)
-        .map_err(|e| Refusal::unauthorized(e.description(), true))?;
-    let consumer = verified.consumer.name.as_str();
-    if allow.is_some_and(|list| !list.contains(consumer)) {
+    if token.len() > config.max_token_bytes {
+        return Err(JwtError::TooLarge.into());
+    }
+    let key = cache.enabled().then(|| cache_key(scope.id, &token));
+    let cached = key.as_ref().and_then(|k| cache.get(k, now));
+    let identity = match cached {
+        Some(identity) => identity,
+        None => {
+            let (identity, valid_until) = verify_token(config, scope, location, &token, now)?;
+            if let Some(k) = key {
+                cache.insert(k, identity.clone(), valid_until);
+            }
+            identity
+        }
+    };
+    if allow.is_some_and(|list| !list.contains(&identity.consumer)) {
         return Err(Refusal::forbidden("consumer not in allow list"));
     }
-    // Route-scoped credentials: a token is only good on the route that issued it.
-    if !scope.global_credentials && !verified.audience.contains(facts.route_name()) {
+    // Route-scoped credentials: a gateway token is only good on the route
+    // that issued it.
+    if !scope.global_credentials
+        && identity.gateway_token
+        && !identity.audience.iter().any(|a| a == facts.route_name())
+    {
         return Err(Refusal::forbidden("token audience is another route"));
     }
     Ok(Forward {
-        consumer: Some(consumer),
-        strip_header: (!scope.keep_token).then_some(scope.auth_header.as_str()),
+        scrub: &config.identity_headers,
+        strip_header: identity.strip_header,
+        consumer: Some(identity.consumer),
+        claim_headers: identity.claim_headers,
     })
+}
+
+/// Longest a verified token without `exp` is trusted from the cache.
+const MAX_CACHE_SECONDS_WITHOUT_EXP: u64 = 300;
+
+/// Full verification: gateway tokens for the gateway header, then JWT
+/// consumers reading tokens from where this one was found. Returns the
+/// identity and the last second it may be reused.
+fn verify_token(
+    config: &Config,
+    scope: &Scope,
+    location: &TokenLocation,
+    token: &str,
+    now: u64,
+) -> Result<(Identity, u64), Refusal> {
+    let consumers = &scope.consumers;
+    let gateway_location =
+        matches!(location, TokenLocation::Header { name, .. } if *name == scope.auth_header);
+    let mut gateway_error = None;
+    if gateway_location && consumers.has_gateway_consumers() {
+        match verify_gateway_token(token, scope, now) {
+            Ok(v) => {
+                let identity = Identity {
+                    consumer: v.consumer.name.clone(),
+                    audience: v.audience.into_strings(),
+                    claim_headers: Vec::new(),
+                    strip_header: (!scope.keep_token).then(|| scope.auth_header.clone()),
+                    gateway_token: true,
+                };
+                return Ok((identity, v.expires_at.saturating_add(scope.clock_skew)));
+            }
+            Err(e) => gateway_error = Some(e),
+        }
+    }
+    let mut candidates = consumers
+        .jwt
+        .iter()
+        .filter(|c| c.locations.contains(location))
+        .peekable();
+    if candidates.peek().is_none() {
+        let reason =
+            gateway_error.map_or("no consumer reads tokens from here", |e| e.description());
+        return Err(Refusal::unauthorized(reason, true));
+    }
+    let parsed = jwt::parse(token, config.max_token_bytes);
+    let result = parsed.and_then(|p| jwt::verify(&p, candidates, now).map(|v| (p, v)));
+    match result {
+        Ok((parsed, verified)) => {
+            let consumer = verified.consumer;
+            let claim_headers = consumer
+                .claims_to_headers
+                .iter()
+                .filter_map(|h| {
+                    claim_header_value(&parsed.claims, &h.claim)
+                        .map(|v| (h.header.clone(), v, h.replace))
+                })
+                .collect();
+            let strip_header = match location {
+                TokenLocation::Header { name, .. } if !consumer.keep_token => Some(name.clone()),
+                _ => None,
+            };
+            let identity = Identity {
+                consumer: consumer.name.clone(),
+                audience: Vec::new(),
+                claim_headers,
+                strip_header,
+                gateway_token: false,
+            };
+            let valid_until = verified
+                .valid_until
+                .unwrap_or_else(|| now.saturating_add(MAX_CACHE_SECONDS_WITHOUT_EXP));
+            Ok((identity, valid_until))
+        }
+        // A gateway token (client_id of a gateway consumer) explains itself
+        // better than "issuer not accepted" from the JWT consumers.
+        Err(JwtError::WrongIssuer) if gateway_error.is_some() => Err(Refusal::unauthorized(
+            gateway_error.map_or("invalid token", |e| e.description()),
+            true,
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `scheme://host/path` for the challenge. Request-controlled, so quotes,

@@ -18,6 +18,8 @@ pub struct Identity {
     pub claim_headers: Vec<(String, String, bool)>,
     /// Header to remove before forwarding (`keep_token: false`).
     pub strip_header: Option<String>,
+    /// Issued by this gateway (its `aud` may bind it to a route).
+    pub gateway_token: bool,
 }
 
 #[derive(Debug)]
@@ -103,6 +105,7 @@ mod tests {
             audience: vec![],
             claim_headers: vec![],
             strip_header: None,
+            gateway_token: false,
         }
     }
 

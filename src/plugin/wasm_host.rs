@@ -1,6 +1,6 @@
 //! [`Host`] over proxy-wasm host calls. Every failure becomes `None`/`Err`.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel as WasmLogLevel, MapType};
@@ -49,6 +49,41 @@ impl Host for WasmHost {
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
         hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
             .map_err(|_| HostError("remove request header"))
+    }
+
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)
+            .map_err(|_| HostError("add request header"))
+    }
+
+    fn dispatch_http_call(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, HostError> {
+        hostcalls::dispatch_http_call(
+            cluster,
+            headers.to_vec(),
+            None,
+            vec![],
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(|_| HostError("dispatch_http_call refused (unknown cluster?)"))
+    }
+
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set_shared_data(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), HostError> {
+        hostcalls::set_shared_data(key, Some(value), cas)
+            .map_err(|_| HostError("shared data CAS mismatch"))
     }
 
     fn send_reply(

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::decision::{apply, Decision, Flow};
 use crate::fake_host::{FakeHost, SentReply};
 use crate::host::LogLevel;
+use crate::keys::cache::TokenCache;
 use crate::request::on_request_headers;
 use crate::token::jws::{b64url_decode, split};
 use crate::token_endpoint;
@@ -15,7 +16,8 @@ use crate::token_endpoint;
 /// Runs the headers phase (and the body phase when asked for) and returns
 /// the flow plus the host to inspect.
 fn run(cfg: &Config, mut host: FakeHost, body: Option<&str>) -> (Flow, FakeHost) {
-    let decision = on_request_headers(cfg, &mut host, body.is_none());
+    let cache = TokenCache::new(16);
+    let decision = on_request_headers(cfg, &cache, &mut host, body.is_none());
     let flow = match decision {
         Decision::ReadBody(pending) => {
             let reply = token_endpoint::on_body(&pending, body.unwrap_or("").as_bytes(), &mut host);

@@ -72,6 +72,13 @@ impl Audience<'_> {
         }
     }
 
+    pub fn into_strings(self) -> Vec<String> {
+        match self {
+            Audience::One(a) => vec![a.into_owned()],
+            Audience::Many(list) => list.into_iter().map(Cow::into_owned).collect(),
+        }
+    }
+
     pub fn contains(&self, wanted: &str) -> bool {
         match self {
             Audience::One(a) => a == wanted,
