@@ -2,6 +2,8 @@
 
 mod config_errors;
 mod flows;
+mod jose;
+mod third_party;
 mod verification;
 
 use crate::config::{compile_json, Config};

@@ -29,12 +29,16 @@ pub enum JwtError {
     UnknownKid,
     AlgorithmMismatch,
     BadSignature,
+    /// Verified, but another consumer's token: only the answer when no
+    /// consumer's conditions matched.
+    ClaimsMismatch,
+    /// exp/nbf/iat present but not a NumericDate.
+    InvalidDate,
     MissingExp,
     Expired,
     NotYetValid,
     IssuedInFuture,
     WrongAudience,
-    ClaimsMismatch,
 }
 
 impl JwtError {
@@ -50,6 +54,7 @@ impl JwtError {
             JwtError::UnknownKid => "unknown key id",
             JwtError::AlgorithmMismatch => "algorithm does not match the key",
             JwtError::BadSignature => "signature verification failed",
+            JwtError::InvalidDate => "exp, nbf or iat is not a number",
             JwtError::MissingExp => "token has no expiry",
             JwtError::Expired => "token expired",
             JwtError::NotYetValid => "token not yet valid",
@@ -147,7 +152,7 @@ pub fn verify<'c>(
     now: u64,
 ) -> Result<JwtVerified<'c>, JwtError> {
     let iss = token.issuer();
-    let mut furthest = JwtError::WrongIssuer;
+    let mut furthest: Option<JwtError> = None;
     let mut keys_unavailable = false;
     // Consumers of one issuer often share a key set: check each set once.
     let mut checked: Vec<(Rc<KeySet>, Result<(), JwtError>)> = Vec::new();
@@ -161,14 +166,14 @@ pub fn verify<'c>(
                 })
             }
             Err(JwtError::KeysUnavailable) => keys_unavailable = true,
-            Err(e) => furthest = furthest.max(e),
+            Err(e) => furthest = furthest.max(Some(e)),
         }
     }
     // Fail closed but retryable: a consumer we could not check might own it.
-    if keys_unavailable && furthest < JwtError::MissingExp {
+    if keys_unavailable && furthest.is_none_or(|e| e < JwtError::InvalidDate) {
         return Err(JwtError::KeysUnavailable);
     }
-    Err(furthest)
+    Err(furthest.unwrap_or(JwtError::WrongIssuer))
 }
 
 fn check_consumer(
@@ -238,10 +243,10 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, 
         None => Ok(None),
         Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
             (Some(v), _) => Ok(Some(v)),
-            (None, Some(f)) if f >= 0.0 && f < 1.0e15 => Ok(Some(f as u64)),
-            _ => Err(JwtError::Malformed),
+            (None, Some(f)) if (0.0..1.0e15).contains(&f) => Ok(Some(f as u64)),
+            _ => Err(JwtError::InvalidDate),
         },
-        Some(_) => Err(JwtError::Malformed),
+        Some(_) => Err(JwtError::InvalidDate),
     }
 }
 

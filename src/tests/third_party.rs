@@ -1,0 +1,595 @@
+//! Third-party JWT consumers through the whole request path: token
+//! locations, consumer selection, claims to headers, refusals, 503 before
+//! remote keys arrive, and the background key fetcher with shared data.
+
+use std::rc::Rc;
+
+use serde_json::json;
+
+use super::NOW;
+use crate::config::{compile_json, Config};
+use crate::decision::{apply, Flow};
+use crate::fake_host::FakeHost;
+use crate::keys::cache::TokenCache;
+use crate::keys::remote::KeyFetcher;
+use crate::request::on_request_headers;
+use crate::token::jws::{b64url, hs256_sign};
+
+const KEY_A: &str = "key-a-0123456789abcdef0123456789abcdef";
+const KEY_B: &str = "key-b-0123456789abcdef0123456789abcdef";
+const ISS: &str = "https://idp.example";
+
+fn oct(kid: &str, secret: &str) -> serde_json::Value {
+    json!({"kty": "oct", "kid": kid, "k": b64url(secret.as_bytes())})
+}
+
+fn sign(header: serde_json::Value, claims: serde_json::Value, secret: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let sig = b64url(&hs256_sign(secret.as_bytes(), input.as_bytes()));
+    format!("{input}.{sig}")
+}
+
+fn claims(extra: serde_json::Value) -> serde_json::Value {
+    let mut base = json!({"iss": ISS, "sub": "user-7", "aud": "api", "iat": NOW, "exp": NOW + 600,
+                          "client_id": "app1", "roles": ["a", "b"], "level": 3, "admin": false});
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            base.as_object_mut().unwrap().remove(k);
+        } else {
+            base[k] = v.clone();
+        }
+    }
+    base
+}
+
+fn token(kid: &str, secret: &str, extra: serde_json::Value) -> String {
+    sign(json!({"alg": "HS256", "kid": kid}), claims(extra), secret)
+}
+
+fn config(json: serde_json::Value) -> Config {
+    compile_json(json.to_string().as_bytes()).unwrap()
+}
+
+/// Two consumers of one issuer told apart by client_id, one inline key set.
+fn two_apps() -> Config {
+    let jwks = json!({"keys": [oct("a", KEY_A)]}).to_string();
+    config(json!({
+        "consumers": [
+            {"name": "app-one", "issuer": ISS, "jwks": jwks, "audiences": ["api"],
+             "claims": {"client_id": "app1"},
+             "claims_to_headers": [{"claim": "sub", "header": "X-User"},
+                                   {"claim": "roles", "header": "x-roles"},
+                                   {"claim": "level", "header": "x-level", "override": false},
+                                   {"claim": "admin", "header": "x-admin"}]},
+            {"name": "app-two", "issuer": ISS, "jwks": jwks, "claims": {"client_id": "app2"}}
+        ],
+        "_rules_": [{"_match_route_": ["only-two"], "allow": ["app-two"]}],
+        "global_auth": true
+    }))
+}
+
+fn send(
+    cfg: &Config,
+    cache: &TokenCache,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (Flow, FakeHost) {
+    let mut host = FakeHost::new(NOW)
+        .request("GET", "gw", path)
+        .with_property("route_name", "r");
+    for (k, v) in headers {
+        host = host.with_header(k, v);
+    }
+    let decision = on_request_headers(cfg, cache, &mut host, true);
+    let flow = apply(&mut host, decision);
+    (flow, host)
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+#[test]
+fn consumer_selection_claims_and_headers() {
+    let cfg = two_apps();
+    let cache = TokenCache::new(8);
+    let t1 = token("a", KEY_A, json!({}));
+    let (flow, host) = send(
+        &cfg,
+        &cache,
+        "/x",
+        &[
+            ("authorization", &bearer(&t1)),
+            ("x-user", "spoofed"),
+            ("x-level", "99"),
+            ("x-mse-consumer", "evil"),
+        ],
+    );
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.header("x-mse-consumer"), Some("app-one"));
+    assert_eq!(host.header("x-user"), Some("user-7"));
+    assert_eq!(host.header("x-roles"), Some("a,b"));
+    assert_eq!(host.header("x-admin"), Some("false"));
+    // Appending claim: the client's value was removed first, then ours added.
+    assert_eq!(host.header_count("x-level"), 1);
+    assert_eq!(host.header("x-level"), Some("3"));
+
+    let t2 = token("a", KEY_A, json!({"client_id": "app2"}));
+    let (_, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t2))]);
+    assert_eq!(host.header("x-mse-consumer"), Some("app-two"));
+    assert_eq!(host.header("x-user"), None, "app-two maps no claims");
+
+    let t3 = token("a", KEY_A, json!({"client_id": "app3"}));
+    let (_, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t3))]);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("token claims match no consumer"));
+
+    // Allow list on a route: app-one is authenticated but not allowed.
+    let mut host = FakeHost::new(NOW)
+        .request("GET", "gw", "/x")
+        .with_property("route_name", "only-two")
+        .with_header("authorization", &bearer(&t1));
+    let d = on_request_headers(&cfg, &cache, &mut host, true);
+    apply(&mut host, d);
+    assert_eq!(
+        host.reply.as_ref().map(|r| (r.status, r.body.as_str())),
+        Some((403, "Access Denied."))
+    );
+}
+
+#[test]
+fn refusals_name_their_reason() {
+    let cfg = two_apps();
+    let cache = TokenCache::new(8);
+    let cases = [
+        (
+            "wrong key",
+            token("a", KEY_B, json!({})),
+            "signature verification failed",
+        ),
+        (
+            "unknown kid",
+            token("zzz", KEY_A, json!({})),
+            "unknown key id",
+        ),
+        (
+            "wrong iss",
+            token("a", KEY_A, json!({"iss": "https://evil"})),
+            "issuer not accepted",
+        ),
+        (
+            "no iss",
+            token("a", KEY_A, json!({"iss": null})),
+            "issuer not accepted",
+        ),
+        (
+            "expired",
+            token("a", KEY_A, json!({"exp": NOW - 61})),
+            "token expired",
+        ),
+        (
+            "no exp",
+            token("a", KEY_A, json!({"exp": null})),
+            "token has no expiry",
+        ),
+        (
+            "nbf",
+            token("a", KEY_A, json!({"nbf": NOW + 61})),
+            "token not yet valid",
+        ),
+        (
+            "iat",
+            token("a", KEY_A, json!({"iat": NOW + 61})),
+            "token issued in the future",
+        ),
+        (
+            "aud",
+            token("a", KEY_A, json!({"aud": ["other"]})),
+            "audience not accepted",
+        ),
+        (
+            "exp string",
+            token("a", KEY_A, json!({"exp": "soon"})),
+            "exp, nbf or iat is not a number",
+        ),
+        (
+            "alg none",
+            sign(json!({"alg": "none", "kid": "a"}), claims(json!({})), KEY_A),
+            "unsupported algorithm",
+        ),
+        (
+            "alg RS256 on oct key",
+            sign(
+                json!({"alg": "RS256", "kid": "a"}),
+                claims(json!({})),
+                KEY_A,
+            ),
+            "algorithm does not match the key",
+        ),
+        (
+            "HS512 on HS key",
+            sign(
+                json!({"alg": "HS512", "kid": "a"}),
+                claims(json!({})),
+                KEY_A,
+            ),
+            "signature verification failed",
+        ),
+        (
+            "jku",
+            sign(
+                json!({"alg": "HS256", "kid": "a", "jku": "http://127.0.0.1:9/k"}),
+                claims(json!({})),
+                KEY_A,
+            ),
+            "embedded key headers are not accepted",
+        ),
+        (
+            "jwk",
+            sign(
+                json!({"alg": "HS256", "jwk": oct("x", KEY_B)}),
+                claims(json!({})),
+                KEY_B,
+            ),
+            "embedded key headers are not accepted",
+        ),
+        (
+            "x5u",
+            sign(
+                json!({"alg": "HS256", "x5u": "http://127.0.0.1:9/c"}),
+                claims(json!({})),
+                KEY_A,
+            ),
+            "embedded key headers are not accepted",
+        ),
+        (
+            "x5c",
+            sign(
+                json!({"alg": "HS256", "x5c": ["AAAA"]}),
+                claims(json!({})),
+                KEY_A,
+            ),
+            "embedded key headers are not accepted",
+        ),
+        (
+            "crit",
+            sign(
+                json!({"alg": "HS256", "kid": "a", "crit": ["x"], "x": 1}),
+                claims(json!({})),
+                KEY_A,
+            ),
+            "unsupported critical header",
+        ),
+        (
+            "kid traversal",
+            token("../../../../dev/null", KEY_A, json!({})),
+            "unknown key id",
+        ),
+        (
+            "too large",
+            token("a", KEY_A, json!({"pad": "x".repeat(9000)})),
+            "token too large",
+        ),
+    ];
+    for (name, t, reason) in cases {
+        let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+        assert_eq!(flow, Flow::Stop, "{name}");
+        let r = host.reply.unwrap();
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (401, "Invalid Jwt token."),
+            "{name}"
+        );
+        let challenge = r.header("www-authenticate").unwrap();
+        assert!(
+            challenge.contains(&format!(
+                "error=\"invalid_token\", error_description=\"{reason}\""
+            )),
+            "{name}: {challenge}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_claims_are_malformed() {
+    let cfg = two_apps();
+    let payload = format!(
+        r#"{{"iss":"{ISS}","exp":{},"client_id":"app2","client_id":"app1"}}"#,
+        NOW + 60
+    );
+    let input = format!(
+        "{}.{}",
+        b64url(br#"{"alg":"HS256","kid":"a"}"#),
+        b64url(payload.as_bytes())
+    );
+    let t = format!(
+        "{input}.{}",
+        b64url(&hs256_sign(KEY_A.as_bytes(), input.as_bytes()))
+    );
+    let (_, host) = send(
+        &cfg,
+        &TokenCache::new(0),
+        "/x",
+        &[("authorization", &bearer(&t))],
+    );
+    assert!(host
+        .reply
+        .unwrap()
+        .header("www-authenticate")
+        .unwrap()
+        .contains("malformed token"));
+}
+
+#[test]
+fn token_locations_params_cookies_prefixes() {
+    let jwks = json!({"keys": [oct("a", KEY_A)]}).to_string();
+    let cfg = config(json!({"consumers": [
+        {"name": "default-places", "issuer": ISS, "jwks": jwks},
+        {"name": "custom", "issuer": "https://other", "jwks": jwks,
+         "from_headers": [{"name": "X-Api-Token", "value_prefix": "JWT="}],
+         "from_cookies": ["session_jwt"], "keep_token": false}
+    ]}));
+    let cache = TokenCache::new(0);
+    let t = token("a", KEY_A, json!({}));
+    let other = token("a", KEY_A, json!({"iss": "https://other"}));
+    let (_, host) = send(&cfg, &cache, &format!("/x?a=1&access_token={t}"), &[]);
+    assert_eq!(host.header("x-mse-consumer"), Some("default-places"));
+    let (_, host) = send(
+        &cfg,
+        &cache,
+        "/x",
+        &[("x-api-token", &format!("JWT={other}"))],
+    );
+    assert_eq!(host.header("x-mse-consumer"), Some("custom"));
+    assert_eq!(
+        host.header("x-api-token"),
+        None,
+        "keep_token false strips the header"
+    );
+    let (_, host) = send(
+        &cfg,
+        &cache,
+        "/x",
+        &[("cookie", &format!("a=b; session_jwt={other}"))],
+    );
+    assert_eq!(host.header("x-mse-consumer"), Some("custom"));
+    // A token in a place only another consumer reads does not count for this one.
+    let (_, host) = send(
+        &cfg,
+        &cache,
+        "/x",
+        &[("cookie", &format!("session_jwt={t}"))],
+    );
+    assert_eq!(host.reply.unwrap().status, 401);
+    // Cookies are not read unless configured.
+    let (_, host) = send(
+        &cfg,
+        &cache,
+        "/x",
+        &[("cookie", &format!("access_token={t}"))],
+    );
+    assert_eq!(host.reply.unwrap().status, 401);
+}
+
+#[test]
+fn verified_tokens_are_cached_until_exp() {
+    let cfg = two_apps();
+    let cache = TokenCache::new(8);
+    let t = token("a", KEY_A, json!({"exp": NOW + 10}));
+    let (flow, _) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(cache.len(), 1);
+    // A hit gives the same identity and headers.
+    let (_, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(host.header("x-user"), Some("user-7"));
+    assert_eq!(cache.len(), 1);
+    // Past exp + skew the entry no longer answers.
+    let mut host = FakeHost::new(NOW + 71)
+        .request("GET", "gw", "/x")
+        .with_header("authorization", &bearer(&t));
+    let d = on_request_headers(&cfg, &cache, &mut host, true);
+    apply(&mut host, d);
+    assert_eq!(host.reply.unwrap().status, 401);
+    // Failures are never cached.
+    let bad = token("a", KEY_B, json!({}));
+    send(&cfg, &cache, "/x", &[("authorization", &bearer(&bad))]);
+    assert!(cache.len() <= 1);
+}
+
+fn remote_config() -> Config {
+    config(json!({"consumers": [
+        {"name": "idp-app", "issuer": ISS, "jwks_uri": "http://idp.local:8080/jwks", "cluster": "idp"},
+        {"name": "oidc-app", "oidc_issuer": "http://127.0.0.1:3000/realm/", "service_name": "idp.svc", "service_port": 3000, "service_host": "idp.example"}
+    ]}))
+}
+
+#[test]
+fn remote_keys_503_until_fetched_then_shared_across_workers() {
+    let cfg = remote_config();
+    assert_eq!(cfg.remote_sources.len(), 2);
+    let cache = TokenCache::new(0);
+    let t = token("a", KEY_A, json!({}));
+    let (_, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("5"));
+
+    // Worker 1's first tick claims and starts both fetches.
+    let mut worker1 = FakeHost::new(NOW);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut worker1);
+    assert_eq!(worker1.calls.len(), 2);
+    let jwks_call = &worker1.calls[0];
+    assert_eq!(jwks_call.cluster, "idp");
+    assert!(jwks_call
+        .headers
+        .contains(&(":path".into(), "/jwks".into())));
+    assert!(jwks_call
+        .headers
+        .contains(&(":authority".into(), "idp.local:8080".into())));
+    let discovery = &worker1.calls[1];
+    assert_eq!(discovery.cluster, "outbound|3000||idp.svc");
+    assert!(discovery.headers.contains(&(
+        ":path".into(),
+        "/realm/.well-known/openid-configuration".into()
+    )));
+    assert!(discovery
+        .headers
+        .contains(&(":authority".into(), "idp.example".into())));
+
+    // A second tick while the calls are out starts nothing new.
+    fetcher.on_tick(&cfg.remote_sources, &mut worker1);
+    assert_eq!(worker1.calls.len(), 2);
+
+    let jwks = json!({"keys": [oct("a", KEY_A)]}).to_string();
+    let changes = fetcher.on_response(
+        &cfg.remote_sources,
+        1,
+        Some(200),
+        jwks.as_bytes(),
+        &mut worker1,
+    );
+    assert!(changes.keys_replaced);
+    let (_, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(host.header("x-mse-consumer"), Some("idp-app"));
+
+    // Discovery answer → JWKS call through the same cluster.
+    let doc = json!({"issuer": "http://127.0.0.1:3000/realm/", "jwks_uri": "http://127.0.0.1:3000/realm/certs"}).to_string();
+    fetcher.on_response(
+        &cfg.remote_sources,
+        2,
+        Some(200),
+        doc.as_bytes(),
+        &mut worker1,
+    );
+    assert_eq!(worker1.calls.len(), 3);
+    assert!(worker1.calls[2]
+        .headers
+        .contains(&(":path".into(), "/realm/certs".into())));
+
+    // Worker 2 (another VM copy of the config) adopts published keys
+    // without fetching.
+    let cfg2 = remote_config();
+    let mut worker2 = FakeHost::new(NOW + 1);
+    worker2.shared = worker1.shared.clone();
+    let mut fetcher2 = KeyFetcher::default();
+    let changes = fetcher2.on_tick(&cfg2.remote_sources, &mut worker2);
+    assert!(changes.keys_replaced);
+    assert_eq!(
+        worker2.calls.len(),
+        0,
+        "the discovery fetch is claimed by worker 1"
+    );
+    assert!(cfg2.remote_sources[0].current().is_some());
+}
+
+#[test]
+fn discovery_issuer_must_match() {
+    let cfg = remote_config();
+    let mut host = FakeHost::new(NOW);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut host);
+    let doc =
+        json!({"issuer": "http://evil", "jwks_uri": "http://127.0.0.1:3000/certs"}).to_string();
+    fetcher.on_response(&cfg.remote_sources, 2, Some(200), doc.as_bytes(), &mut host);
+    assert_eq!(
+        host.calls.len(),
+        2,
+        "no JWKS fetch after a bad discovery document"
+    );
+    let logs = host.logs.borrow();
+    assert!(logs
+        .iter()
+        .any(|(_, l)| l.contains("discovery issuer \"http://evil\" is not the configured")));
+}
+
+#[test]
+fn failed_refresh_keeps_keys_and_unknown_kid_refetch_is_rate_limited() {
+    let cfg = remote_config();
+    let source = Rc::clone(&cfg.remote_sources[0]);
+    let mut host = FakeHost::new(NOW);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut host);
+    let jwks = json!({"keys": [oct("a", KEY_A)]}).to_string();
+    fetcher.on_response(
+        &cfg.remote_sources,
+        1,
+        Some(200),
+        jwks.as_bytes(),
+        &mut host,
+    );
+    let calls_after_first = host.calls.len();
+
+    // A token with an unknown kid asks for a refetch...
+    let cache = TokenCache::new(0);
+    let rotated = token("b", KEY_B, json!({}));
+    let (_, h) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&rotated))]);
+    assert_eq!(h.reply.unwrap().status, 401);
+    // ...which waits 30 s after the last fetch.
+    host.now = NOW + 29;
+    fetcher.on_tick(&cfg.remote_sources[..1], &mut host);
+    assert_eq!(host.calls.len(), calls_after_first);
+    host.now = NOW + 30;
+    fetcher.on_tick(&cfg.remote_sources[..1], &mut host);
+    assert_eq!(host.calls.len(), calls_after_first + 1);
+    let token_id = host.calls.last().unwrap().token;
+
+    // The IdP answers 500: old keys stay, a warning explains.
+    fetcher.on_response(
+        &cfg.remote_sources[..1],
+        token_id,
+        Some(500),
+        b"oops",
+        &mut host,
+    );
+    assert!(source.current().unwrap().has_kid("a"));
+    assert!(host
+        .logs
+        .borrow()
+        .iter()
+        .any(|(_, l)| l.contains("JWKS fetch failed: status 500; keeping the previous keys")));
+
+    // Retry after backoff brings the rotated key in.
+    host.now = NOW + 31;
+    fetcher.on_tick(&cfg.remote_sources[..1], &mut host);
+    let token_id = host.calls.last().unwrap().token;
+    let rotated_set = json!({"keys": [oct("b", KEY_B)]}).to_string();
+    fetcher.on_response(
+        &cfg.remote_sources[..1],
+        token_id,
+        Some(200),
+        rotated_set.as_bytes(),
+        &mut host,
+    );
+    let (_, h) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&rotated))]);
+    assert_eq!(h.header("x-mse-consumer"), Some("idp-app"));
+}
+
+#[test]
+fn garbage_jwks_never_replaces_good_keys() {
+    let cfg = remote_config();
+    let mut host = FakeHost::new(NOW);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources[..1], &mut host);
+    let too_big = vec![b' '; crate::keys::remote::MAX_DOCUMENT_BYTES + 1];
+    for (body, status) in [
+        (&b"{not json"[..], Some(200)),
+        (&too_big[..], Some(200)),
+        (&b""[..], None),
+    ] {
+        let id = host.calls.last().unwrap().token;
+        fetcher.on_response(&cfg.remote_sources[..1], id, status, body, &mut host);
+        assert!(cfg.remote_sources[0].current().is_none());
+        host.now += 20;
+        fetcher.on_tick(&cfg.remote_sources[..1], &mut host);
+    }
+    assert!(host.calls.len() >= 4, "it keeps retrying");
+}
