@@ -35,7 +35,8 @@ fn sign(header: serde_json::Value, claims: serde_json::Value, secret: &str) -> S
 
 fn claims(extra: serde_json::Value) -> serde_json::Value {
     let mut base = json!({"iss": ISS, "sub": "user-7", "aud": "api", "iat": NOW, "exp": NOW + 600,
-                          "client_id": "app1", "roles": ["a", "b"], "level": 3, "admin": false});
+                          "client_id": "app1", "roles": ["a", "b"], "level": 3, "admin": false,
+                          "realm_access": {"roles": ["r1", "r2"]}});
     for (k, v) in extra.as_object().unwrap() {
         if v.is_null() {
             base.as_object_mut().unwrap().remove(k);
@@ -64,7 +65,9 @@ fn two_apps() -> Config {
              "claims_to_headers": [{"claim": "sub", "header": "X-User"},
                                    {"claim": "roles", "header": "x-roles"},
                                    {"claim": "level", "header": "x-level", "override": false},
-                                   {"claim": "admin", "header": "x-admin"}]},
+                                   {"claim": "admin", "header": "x-admin"},
+                                   {"claim": "realm_access.roles", "header": "x-realm-roles"},
+                                   {"claim": "realm_access", "header": "x-object"}]},
             {"name": "app-two", "issuer": ISS, "jwks": jwks, "claims": {"client_id": "app2"}}
         ],
         "_rules_": [{"_match_route_": ["only-two"], "allow": ["app-two"]}],
@@ -114,6 +117,18 @@ fn consumer_selection_claims_and_headers() {
     assert_eq!(host.header("x-user"), Some("user-7"));
     assert_eq!(host.header("x-roles"), Some("a,b"));
     assert_eq!(host.header("x-admin"), Some("false"));
+    assert_eq!(host.header("x-realm-roles"), Some("r1,r2"));
+    assert_eq!(
+        host.header("x-object"),
+        None,
+        "objects are not header values"
+    );
+    assert_eq!(host.header("x-realm-roles"), Some("r1,r2"));
+    assert_eq!(
+        host.header("x-object"),
+        None,
+        "objects are not header values"
+    );
     // Appending claim: the client's value was removed first, then ours added.
     assert_eq!(host.header_count("x-level"), 1);
     assert_eq!(host.header("x-level"), Some("3"));

@@ -206,7 +206,7 @@ fn check_consumer(
     if !consumer
         .claims
         .iter()
-        .all(|(name, wanted)| token.claims.get(name) == Some(wanted))
+        .all(|(name, wanted)| lookup_claim(&token.claims, name) == Some(wanted))
     {
         return Err(JwtError::ClaimsMismatch);
     }
@@ -286,11 +286,25 @@ fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
     }
 }
 
+/// A claim by name; a dotted name (`realm_access.roles`) walks nested
+/// objects when no top-level claim has that exact name.
+pub fn lookup_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if let Some(v) = claims.get(name) {
+        return Some(v);
+    }
+    let mut parts = name.split('.');
+    let mut current = claims.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}
+
 /// A claim as a header value: strings as they are, numbers and booleans as
 /// JSON text, arrays of strings joined with commas. Anything else, or a
 /// value with control characters (header injection), gives no header.
 pub fn claim_header_value(claims: &Map<String, Value>, claim: &str) -> Option<String> {
-    let value = match claims.get(claim)? {
+    let value = match lookup_claim(claims, claim)? {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
