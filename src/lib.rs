@@ -26,6 +26,7 @@ pub mod host;
 pub mod keys;
 pub mod request;
 pub mod rules;
+pub mod session;
 pub mod token;
 pub mod token_endpoint;
 
