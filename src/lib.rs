@@ -24,6 +24,7 @@ pub mod decision;
 pub mod form;
 pub mod host;
 pub mod keys;
+pub mod oidc;
 pub mod request;
 pub mod rules;
 pub mod session;

@@ -1,0 +1,3 @@
+//! OpenID Connect single sign-on steps (authorization code + PKCE).
+
+pub mod redirect;
