@@ -43,6 +43,21 @@ pub struct RemoteKeySource {
     refetch_wanted: Cell<bool>,
     /// The `jwks_uri` a discovery document named (authority, path).
     discovered: RefCell<Option<(String, String)>>,
+    /// The provider's endpoints, from its discovery document.
+    metadata: RefCell<Option<Rc<ProviderMetadata>>>,
+}
+
+/// What OpenID Connect single sign-on needs from a discovery document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ProviderMetadata {
+    pub issuer: String,
+    pub jwks_uri: String,
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
 }
 
 impl RemoteKeySource {
@@ -72,7 +87,35 @@ impl RemoteKeySource {
             held_at: Cell::new(None),
             refetch_wanted: Cell::new(false),
             discovered: RefCell::new(None),
+            metadata: RefCell::new(None),
         }
+    }
+
+    /// The provider's discovery document, once fetched (here or by another
+    /// worker).
+    pub fn metadata(&self) -> Option<Rc<ProviderMetadata>> {
+        self.metadata.try_borrow().ok().and_then(|m| m.clone())
+    }
+
+    fn learn(&self, metadata: ProviderMetadata) -> bool {
+        let Some(jwks) = split_url(&metadata.jwks_uri) else {
+            return false;
+        };
+        match (
+            self.discovered.try_borrow_mut(),
+            self.metadata.try_borrow_mut(),
+        ) {
+            (Ok(mut d), Ok(mut m)) => {
+                *d = Some(jwks);
+                *m = Some(Rc::new(metadata));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn discovery_key(&self) -> String {
+        format!("{}/discovery", self.id)
     }
 
     /// The keys this worker holds; `None` until a fetch ever succeeded.
@@ -286,11 +329,10 @@ impl KeyFetcher {
             return changes;
         }
         match call.stage {
-            Stage::Discovery => match discovered_jwks(source, body) {
-                Ok(found) => {
-                    if let Ok(mut slot) = source.discovered.try_borrow_mut() {
-                        *slot = Some(found);
-                    }
+            Stage::Discovery => match parse_discovery(source, body) {
+                Ok(metadata) => {
+                    source.learn(metadata);
+                    let _ = host.set_shared_data(&source.discovery_key(), body, None);
                     self.dispatch(call.source, source, Stage::Jwks, host);
                 }
                 Err(reason) => record_failure(source, host, &reason),
@@ -327,8 +369,16 @@ impl KeyFetcher {
     }
 }
 
-/// Installs the key set another worker published, if it is newer than ours.
+/// Installs the key set (and discovery document) another worker published,
+/// if newer than ours.
 fn adopt_published<H: Host>(source: &RemoteKeySource, host: &H) -> bool {
+    if source.metadata().is_none() && matches!(source.location, KeyLocation::Discovery { .. }) {
+        if let (Some(doc), _) = host.shared_data(&source.discovery_key()) {
+            if let Ok(metadata) = parse_discovery(source, &doc) {
+                source.learn(metadata);
+            }
+        }
+    }
     let (Some(record), _) = host.shared_data(&source.keys_key()) else {
         return false;
     };
@@ -351,13 +401,8 @@ fn adopt_published<H: Host>(source: &RemoteKeySource, host: &H) -> bool {
     }
 }
 
-fn discovered_jwks(source: &RemoteKeySource, body: &[u8]) -> Result<(String, String), String> {
-    #[derive(serde::Deserialize)]
-    struct Discovery {
-        issuer: String,
-        jwks_uri: String,
-    }
-    let doc: Discovery = serde_json::from_slice(body)
+fn parse_discovery(source: &RemoteKeySource, body: &[u8]) -> Result<ProviderMetadata, String> {
+    let doc: ProviderMetadata = serde_json::from_slice(body)
         .map_err(|_| "discovery document lacks issuer or jwks_uri".to_string())?;
     if let KeyLocation::Discovery { issuer, .. } = &source.location {
         // OpenID Connect Discovery §4.3: the issuer MUST match exactly.
@@ -368,8 +413,13 @@ fn discovered_jwks(source: &RemoteKeySource, body: &[u8]) -> Result<(String, Str
             ));
         }
     }
-    split_url(&doc.jwks_uri)
-        .ok_or_else(|| format!("jwks_uri \"{}\" is not an http(s) URL", doc.jwks_uri))
+    if split_url(&doc.jwks_uri).is_none() {
+        return Err(format!(
+            "jwks_uri \"{}\" is not an http(s) URL",
+            doc.jwks_uri
+        ));
+    }
+    Ok(doc)
 }
 
 fn record_failure<H: Host>(source: &RemoteKeySource, host: &mut H, reason: &str) {
