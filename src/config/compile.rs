@@ -8,6 +8,8 @@ use std::fmt;
 use std::rc::Rc;
 
 use super::consumer::{compile_consumers, ConsumerDefaults, Consumers, TokenLocation};
+use super::oidc::{compile_oidc, OidcConfig};
+use crate::keys::remote::KeyLocation;
 use super::raw::RawScope;
 use crate::keys::remote::RemoteKeySource;
 
@@ -64,6 +66,15 @@ pub struct Scope {
     /// Where tokens are looked for, in order, without repeats: the gateway
     /// header first, then each JWT consumer's places.
     pub locations: Vec<TokenLocation>,
+    /// Browser single sign-on, when configured for this scope.
+    pub oidc: Option<Rc<OidcScope>>,
+}
+
+/// An `oidc` block with the key source of its provider.
+#[derive(Debug)]
+pub struct OidcScope {
+    pub config: OidcConfig,
+    pub provider: Rc<RemoteKeySource>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -189,7 +200,14 @@ pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
             warnings: &mut warnings,
         },
     )?);
-    let global = Rc::new(compile_scope(&raw, "", None, global_consumers, 0)?);
+    let global = Rc::new(compile_scope(
+        &raw,
+        "",
+        None,
+        global_consumers,
+        0,
+        &mut remote_sources,
+    )?);
 
     let mut rules = Vec::new();
     for (i, raw_rule) in raw.rules.as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -242,11 +260,18 @@ fn identity_headers(global: &Scope, rules: &[Rule]) -> Vec<String> {
     let mut headers = vec![crate::decision::CONSUMER_HEADER.to_string()];
     let scopes = std::iter::once(global).chain(rules.iter().map(|r| r.scope.as_ref()));
     for scope in scopes {
-        for consumer in &scope.consumers.jwt {
-            for claim in &consumer.claims_to_headers {
-                if !headers.contains(&claim.header) {
-                    headers.push(claim.header.clone());
-                }
+        let from_claims = scope
+            .consumers
+            .jwt
+            .iter()
+            .flat_map(|c| c.claims_to_headers.iter().map(|h| h.header.clone()));
+        let from_sso = scope
+            .oidc
+            .iter()
+            .flat_map(|o| o.config.identity_headers());
+        for header in from_claims.chain(from_sso) {
+            if !headers.contains(&header) {
+                headers.push(header);
             }
         }
     }
@@ -321,7 +346,7 @@ fn compile_rule(
         )?),
         None => Rc::clone(&global.consumers),
     };
-    let scope = compile_scope(raw, prefix, Some(global), consumers, id)?;
+    let scope = compile_scope(raw, prefix, Some(global), consumers, id, defaults.remote_sources)?;
     let disabled = raw.disable.unwrap_or(false);
     let allow = match &raw.allow {
         None => None,
@@ -333,7 +358,9 @@ fn compile_rule(
         }
         Some(names) => {
             for (j, name) in names.iter().enumerate() {
-                if !scope.consumers.has_name(name) {
+                // With SSO the consumer name is a claim value (e.g. a
+                // user's sub or email), not a configured consumer.
+                if scope.oidc.is_none() && !scope.consumers.has_name(name) {
                     return Err(ConfigError::new(
                         format!("{prefix}allow[{j}]"),
                         format!("unknown consumer \"{name}\""),
@@ -402,7 +429,7 @@ fn compile_matcher(raw: &RawScope, prefix: &str) -> Result<Matcher, ConfigError>
     })
 }
 
-fn domain_pattern(domain: &str) -> DomainPattern {
+pub(crate) fn domain_pattern(domain: &str) -> DomainPattern {
     let domain = domain.to_ascii_lowercase();
     if let Some(suffix) = domain.strip_prefix('*') {
         DomainPattern::Suffix(suffix.to_string())
@@ -439,7 +466,13 @@ fn compile_scope(
     parent: Option<&Scope>,
     consumers: Rc<Consumers>,
     id: usize,
+    remote_sources: &mut Vec<Rc<RemoteKeySource>>,
 ) -> Result<Scope, ConfigError> {
+    let oidc = match (&raw.oidc, parent) {
+        (Some(block), _) => Some(Rc::new(oidc_scope(block, prefix, remote_sources)?)),
+        (None, Some(p)) => p.oidc.clone(),
+        (None, None) => None,
+    };
     let issuer = match (&raw.issuer, parent) {
         (Some(i), _) if i.is_empty() => {
             return Err(ConfigError::new(
@@ -512,7 +545,35 @@ fn compile_scope(
             .unwrap_or(true),
         consumers,
         locations,
+        oidc,
     })
+}
+
+fn oidc_scope(
+    raw: &super::oidc::RawOidc,
+    prefix: &str,
+    remote_sources: &mut Vec<Rc<RemoteKeySource>>,
+) -> Result<OidcScope, ConfigError> {
+    let config = compile_oidc(raw, prefix)?;
+    let candidate = RemoteKeySource::new(
+        config.cluster.clone(),
+        KeyLocation::Discovery {
+            issuer: config.issuer.clone(),
+            authority: config.discovery_authority.clone(),
+            path: config.discovery_path.clone(),
+        },
+        super::consumer::DEFAULT_JWKS_REFRESH_SECONDS,
+        super::consumer::DEFAULT_JWKS_TIMEOUT_MS,
+    );
+    let provider = match remote_sources.iter().find(|s| s.id == candidate.id) {
+        Some(existing) => Rc::clone(existing),
+        None => {
+            let source = Rc::new(candidate);
+            remote_sources.push(Rc::clone(&source));
+            source
+        }
+    };
+    Ok(OidcScope { config, provider })
 }
 
 fn normalize_auth_path(path: &str, field: &str) -> Result<String, ConfigError> {

@@ -3,10 +3,11 @@
 
 mod compile;
 mod consumer;
+pub mod oidc;
 mod raw;
 
 pub use compile::{
     compile, compile_json, parse, AllowList, Config, ConfigError, DomainPattern, Matcher, Rule,
-    Scope, ServicePattern,
+    OidcScope, Scope, ServicePattern,
 };
 pub use consumer::{ClaimHeader, Consumer, Consumers, JwtConsumer, KeySource, TokenLocation};

@@ -19,6 +19,8 @@ pub struct RawScope {
     pub token_ttl: Option<u64>,
     pub clock_skew_seconds: Option<u64>,
     pub keep_token: Option<bool>,
+    /// Single sign-on for browsers (at the top level or per rule).
+    pub oidc: Option<super::oidc::RawOidc>,
 
     // Top level only.
     pub global_auth: Option<bool>,

@@ -1,0 +1,455 @@
+//! The `oidc` block: single sign-on at the gateway (authorization code +
+//! PKCE). Field names follow MSE / ASM / APIG OIDC settings.
+
+use serde::Deserialize;
+
+use super::compile::{is_header_name, ConfigError};
+use crate::keys::remote::split_url;
+use crate::session::cookie::{CookieAttributes, SameSite};
+use crate::session::seal::SealKey;
+
+pub const DEFAULT_CALLBACK_PATH: &str = "/oauth2/callback";
+pub const DEFAULT_LOGOUT_PATH: &str = "/oauth2/sign_out";
+pub const DEFAULT_SCOPE: &str = "openid email profile";
+pub const DEFAULT_COOKIE_NAME: &str = "_edge_auth_session";
+const MIN_COOKIE_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub issuer: Option<String>,
+    pub discovery: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_url: Option<String>,
+    pub scope: Option<String>,
+    pub cluster: Option<String>,
+    pub service_name: Option<String>,
+    pub service_port: Option<u16>,
+    pub service_host: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub cookie_name: Option<String>,
+    pub cookie_secret: String,
+    pub cookie_domain: Option<String>,
+    pub cookie_path: Option<String>,
+    pub cookie_expire: Option<Duration>,
+    pub cookie_refresh: Option<Duration>,
+    pub cookie_secure: Option<bool>,
+    pub cookie_samesite: Option<String>,
+    pub match_type: Option<String>,
+    pub match_list: Option<Vec<RawMatchRule>>,
+    pub logout_path: Option<String>,
+    pub end_session_endpoint: Option<String>,
+    pub post_logout_redirect_uri: Option<String>,
+    pub redirect_after_logout_uri: Option<String>,
+    pub allowed_redirect_domains: Option<Vec<String>>,
+    pub pass_authorization_header: Option<PassAuthorization>,
+    pub set_access_token_header: Option<bool>,
+    pub set_userinfo_header: Option<bool>,
+    pub claims_to_headers: Option<Vec<super::raw::RawClaimToHeader>>,
+    pub accept_bearer: Option<bool>,
+    pub access_token_expires_in: Option<u64>,
+    pub max_token_size: Option<usize>,
+    pub consumer_claim: Option<String>,
+    pub clock_skew_seconds: Option<u64>,
+}
+
+/// `true`/`false`, or which token to pass: `"id_token"` / `"access_token"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PassAuthorization {
+    Flag(bool),
+    Which(String),
+}
+
+/// Seconds as a number, or a Go-style duration string (`"24h"`, `"90m"`,
+/// `"1h30m"`, `"45s"`), as MSE and oauth2-proxy write them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration(pub u64);
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Duration(s)),
+            Raw::Text(t) => parse_duration(&t)
+                .map(Duration)
+                .ok_or_else(|| serde::de::Error::custom(format!("\"{t}\" is not a duration like 24h, 30m or 3600"))),
+        }
+    }
+}
+
+pub fn parse_duration(text: &str) -> Option<u64> {
+    if let Ok(n) = text.parse::<u64>() {
+        return Some(n);
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            'd' => 86400,
+            _ => return None,
+        };
+        let n: u64 = number.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        number.clear();
+    }
+    number.is_empty().then_some(total).filter(|_| !text.is_empty())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatchRule {
+    pub match_rule_domain: Option<String>,
+    pub match_rule_path: Option<String>,
+    pub match_rule_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchRule {
+    /// Lower-case host without port; `*.x` = subdomains; empty = any host.
+    pub domain: Option<super::DomainPattern>,
+    pub path: PathMatch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchType {
+    /// Matching requests skip authentication.
+    Whitelist,
+    /// Only matching requests need authentication.
+    Blacklist,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Basic,
+    Post,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassToken {
+    None,
+    IdToken,
+    AccessToken,
+}
+
+/// Where the browser comes back: a full URL, or a path on the request's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectUrl {
+    Absolute(String),
+    Path(String),
+}
+
+#[derive(Debug)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub cluster: String,
+    /// `:authority` and path of the discovery document.
+    pub discovery_authority: String,
+    pub discovery_path: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect: RedirectUrl,
+    pub callback_path: String,
+    pub scope: String,
+    pub client_auth: ClientAuth,
+    pub cookie_name: String,
+    pub session_key: SealKey,
+    pub csrf_key: SealKey,
+    pub cookie: CookieAttributes,
+    /// None: a browser-session cookie.
+    pub cookie_expire: Option<u64>,
+    /// None: never refresh early.
+    pub cookie_refresh: Option<u64>,
+    pub match_type: MatchType,
+    pub match_list: Vec<MatchRule>,
+    pub logout_path: String,
+    pub end_session_endpoint: Option<String>,
+    pub post_logout_redirect_uri: Option<String>,
+    pub allowed_redirect_domains: Vec<String>,
+    pub pass_token: PassToken,
+    pub set_access_token_header: bool,
+    pub set_userinfo_header: bool,
+    pub claims_to_headers: Vec<super::ClaimHeader>,
+    pub accept_bearer: bool,
+    pub access_token_expires_in: u64,
+    pub max_token_size: usize,
+    pub consumer_claim: String,
+    pub clock_skew: u64,
+}
+
+impl OidcConfig {
+    /// Headers this block may set upstream, scrubbed from every request.
+    /// `Authorization` is not among them: other routes carry bearer tokens in
+    /// it; on SSO requests the plugin replaces it outright.
+    pub fn identity_headers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.set_access_token_header {
+            out.push("x-forwarded-access-token".to_string());
+        }
+        if self.set_userinfo_header {
+            out.push("x-userinfo".to_string());
+        }
+        out.extend(self.claims_to_headers.iter().map(|h| h.header.clone()));
+        out
+    }
+}
+
+fn path(value: Option<&str>, default: &str, field: &str) -> Result<String, ConfigError> {
+    let p = value.unwrap_or(default);
+    if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
+        return Err(ConfigError::new(field, "must be a path starting with /"));
+    }
+    Ok(p.to_string())
+}
+
+/// Raw or base64 (standard or URL-safe): whichever gives 32+ bytes.
+fn cookie_secret(secret: &str, field: &str) -> Result<Vec<u8>, ConfigError> {
+    use base64::Engine;
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    for engine in engines {
+        if let Ok(bytes) = engine.decode(secret) {
+            if bytes.len() >= MIN_COOKIE_SECRET_BYTES {
+                return Ok(bytes);
+            }
+        }
+    }
+    if secret.len() >= MIN_COOKIE_SECRET_BYTES {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    Err(ConfigError::new(
+        field,
+        format!("needs at least {MIN_COOKIE_SECRET_BYTES} bytes of key material (raw or base64)"),
+    ))
+}
+
+pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigError> {
+    let at = |k: &str| format!("{prefix}oidc.{k}");
+    let (issuer, discovery_url) = match (&raw.issuer, &raw.discovery) {
+        (Some(i), d) => (
+            i.trim_end_matches('/').to_string(),
+            d.clone().unwrap_or_else(|| {
+                format!("{}/.well-known/openid-configuration", i.trim_end_matches('/'))
+            }),
+        ),
+        (None, Some(_)) => return Err(ConfigError::new(at("issuer"), "required (tokens are checked against it)")),
+        (None, None) => return Err(ConfigError::new(at("issuer"), "required")),
+    };
+    // The issuer must be kept exactly as the IdP spells it (trailing slash
+    // included); only the discovery URL is derived without it.
+    let issuer = raw.issuer.clone().unwrap_or(issuer);
+    let (url_authority, discovery_path) =
+        split_url(&discovery_url).ok_or_else(|| ConfigError::new(at("issuer"), "must be an http(s) URL"))?;
+    let (cluster, discovery_authority) = match (&raw.cluster, &raw.service_name) {
+        (Some(c), None) if !c.is_empty() => (c.clone(), url_authority),
+        (None, Some(s)) if !s.is_empty() => (
+            format!("outbound|{}||{s}", raw.service_port.unwrap_or(80)),
+            raw.service_host.clone().unwrap_or(url_authority),
+        ),
+        (Some(_), Some(_)) => return Err(ConfigError::new(at("service_name"), "conflicts with cluster")),
+        _ => {
+            return Err(ConfigError::new(
+                at("cluster"),
+                "the Envoy cluster that reaches the IdP is required: cluster, or service_name/service_port",
+            ))
+        }
+    };
+    if raw.client_id.is_empty() {
+        return Err(ConfigError::new(at("client_id"), "must not be empty"));
+    }
+    if raw.client_secret.is_empty() {
+        return Err(ConfigError::new(at("client_secret"), "must not be empty"));
+    }
+    let redirect = match raw.redirect_url.as_deref() {
+        None => RedirectUrl::Path(DEFAULT_CALLBACK_PATH.into()),
+        Some(u) if u.starts_with('/') => RedirectUrl::Path(path(Some(u), "", &at("redirect_url"))?),
+        Some(u) => {
+            split_url(u).ok_or_else(|| ConfigError::new(at("redirect_url"), "must be a path or an http(s) URL"))?;
+            RedirectUrl::Absolute(u.to_string())
+        }
+    };
+    let callback_path = match &redirect {
+        RedirectUrl::Path(p) => p.clone(),
+        RedirectUrl::Absolute(u) => {
+            let (_, p) = split_url(u).unwrap_or_default();
+            crate::form::path_only(&p).to_string()
+        }
+    };
+    let scope = raw
+        .scope
+        .as_deref()
+        .unwrap_or(DEFAULT_SCOPE)
+        .split([';', ' ', ','])
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>();
+    if !scope.contains(&"openid") {
+        return Err(ConfigError::new(at("scope"), "must include openid"));
+    }
+    let client_auth = match raw.token_endpoint_auth_method.as_deref() {
+        None | Some("client_secret_basic") => ClientAuth::Basic,
+        Some("client_secret_post") => ClientAuth::Post,
+        Some(other) => {
+            return Err(ConfigError::new(
+                at("token_endpoint_auth_method"),
+                format!("\"{other}\" is not client_secret_basic or client_secret_post"),
+            ))
+        }
+    };
+    let cookie_name = raw.cookie_name.clone().unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
+    if !is_header_name(&cookie_name) || cookie_name.contains(['=', ';', ',']) {
+        return Err(ConfigError::new(at("cookie_name"), "not a valid cookie name"));
+    }
+    let secret = cookie_secret(&raw.cookie_secret, &at("cookie_secret"))?;
+    let cookie_expire = raw.cookie_expire.map_or(Some(86400), |d| (d.0 > 0).then_some(d.0));
+    let cookie_refresh = raw.cookie_refresh.map_or(Some(3600), |d| (d.0 > 0).then_some(d.0));
+    if let (Some(refresh), Some(expire)) = (cookie_refresh, cookie_expire) {
+        if refresh >= expire {
+            return Err(ConfigError::new(at("cookie_refresh"), "must be below cookie_expire"));
+        }
+    }
+    let same_site = match raw.cookie_samesite.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("lax") => SameSite::Lax,
+        Some("strict") => SameSite::Strict,
+        Some("none") => SameSite::None,
+        Some(other) => {
+            return Err(ConfigError::new(at("cookie_samesite"), format!("\"{other}\" is not lax, strict or none")))
+        }
+    };
+    let match_type = match raw.match_type.as_deref() {
+        None | Some("whitelist") => MatchType::Whitelist,
+        Some("blacklist") => MatchType::Blacklist,
+        Some(other) => {
+            return Err(ConfigError::new(at("match_type"), format!("\"{other}\" is not whitelist or blacklist")))
+        }
+    };
+    let mut match_list = Vec::new();
+    for (i, rule) in raw.match_list.iter().flatten().enumerate() {
+        let field = format!("{}[{i}]", at("match_list"));
+        let p = rule.match_rule_path.clone().unwrap_or_else(|| "/".into());
+        let path = match rule.match_rule_type.as_deref() {
+            None | Some("prefix") => PathMatch::Prefix(p),
+            Some("exact") => PathMatch::Exact(p),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    format!("{field}.match_rule_type"),
+                    format!("\"{other}\" is not exact or prefix"),
+                ))
+            }
+        };
+        let domain = rule
+            .match_rule_domain
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(super::compile::domain_pattern);
+        match_list.push(MatchRule { domain, path });
+    }
+    let pass_token = match &raw.pass_authorization_header {
+        None | Some(PassAuthorization::Flag(true)) => PassToken::IdToken,
+        Some(PassAuthorization::Flag(false)) => PassToken::None,
+        Some(PassAuthorization::Which(w)) if w == "id_token" => PassToken::IdToken,
+        Some(PassAuthorization::Which(w)) if w == "access_token" => PassToken::AccessToken,
+        Some(PassAuthorization::Which(w)) => {
+            return Err(ConfigError::new(
+                at("pass_authorization_header"),
+                format!("\"{w}\" is not true, false, id_token or access_token"),
+            ))
+        }
+    };
+    let post_logout = match (&raw.post_logout_redirect_uri, &raw.redirect_after_logout_uri) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ConfigError::new(at("redirect_after_logout_uri"), "conflicts with post_logout_redirect_uri"))
+        }
+        (Some(a), _) | (None, Some(a)) => Some(a.clone()),
+        (None, None) => None,
+    };
+    let claims_to_headers = raw
+        .claims_to_headers
+        .iter()
+        .flatten()
+        .map(|h| super::ClaimHeader {
+            claim: h.claim.clone(),
+            header: h.header.to_ascii_lowercase(),
+            replace: h.override_.unwrap_or(true),
+        })
+        .collect();
+    Ok(OidcConfig {
+        issuer,
+        cluster,
+        discovery_authority,
+        discovery_path,
+        client_id: raw.client_id.clone(),
+        client_secret: raw.client_secret.clone(),
+        redirect,
+        callback_path,
+        scope: scope.join(" "),
+        client_auth,
+        session_key: SealKey::derive(&secret, "session"),
+        csrf_key: SealKey::derive(&secret, "csrf"),
+        cookie_name,
+        cookie: CookieAttributes {
+            domain: raw.cookie_domain.clone(),
+            path: raw.cookie_path.clone().unwrap_or_else(|| "/".into()),
+            secure: raw.cookie_secure.unwrap_or(true),
+            same_site,
+        },
+        cookie_expire,
+        cookie_refresh,
+        match_type,
+        match_list,
+        logout_path: path(raw.logout_path.as_deref(), DEFAULT_LOGOUT_PATH, &at("logout_path"))?,
+        end_session_endpoint: raw.end_session_endpoint.clone(),
+        post_logout_redirect_uri: post_logout,
+        allowed_redirect_domains: raw.allowed_redirect_domains.clone().unwrap_or_default(),
+        pass_token,
+        set_access_token_header: raw.set_access_token_header.unwrap_or(false),
+        set_userinfo_header: raw.set_userinfo_header.unwrap_or(false),
+        claims_to_headers,
+        accept_bearer: raw.accept_bearer.unwrap_or(false),
+        access_token_expires_in: raw.access_token_expires_in.unwrap_or(3600),
+        max_token_size: raw.max_token_size.unwrap_or(5 * 1024),
+        consumer_claim: raw.consumer_claim.clone().unwrap_or_else(|| "sub".into()),
+        clock_skew: raw.clock_skew_seconds.unwrap_or(60),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Some(86400));
+        assert_eq!(parse_duration("1h30m"), Some(5400));
+        assert_eq!(parse_duration("45s"), Some(45));
+        assert_eq!(parse_duration("3600"), Some(3600));
+        assert_eq!(parse_duration("7d"), Some(604800));
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("10x"), None);
+        assert_eq!(parse_duration("10"), Some(10));
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("1h5"), None);
+    }
+}
