@@ -25,6 +25,28 @@ pub struct Forward<'c> {
     pub consumer: Option<String>,
     /// Claims copied into headers: (header, value, replace).
     pub claim_headers: Vec<(String, String, bool)>,
+    /// The `Cookie` header upstream, when the plugin's own cookies must go.
+    pub upstream_cookie: CookieEdit,
+    /// `Set-Cookie` lines for the response (e.g. a refreshed session).
+    pub response_cookies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CookieEdit {
+    #[default]
+    Keep,
+    Replace(String),
+    Remove,
+}
+
+/// An HTTP call to an IdP; the request waits, then `then` decides.
+#[derive(Debug)]
+pub struct CallOut {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+    pub then: crate::oidc::flow::Continuation,
 }
 
 impl<'c> Forward<'c> {
@@ -42,7 +64,13 @@ pub enum Decision<'c> {
     Forward(Forward<'c>),
     Reply(Reply),
     /// A token request whose parameters are in the body: wait for it.
+    /// Proxy-Wasm cannot hold the headers while reading the body (Envoy
+    /// turns a pause into "stop all", so the body never arrives), so the
+    /// headers go on without the client's credentials and the body is held
+    /// until the plugin answers locally: the body never reaches the upstream.
     ReadBody(crate::token_endpoint::PendingTokenRequest),
+    /// Ask the IdP first (code exchange, refresh).
+    CallOut(CallOut),
 }
 
 /// Whether Envoy should go on with the request.
@@ -68,9 +96,21 @@ pub fn apply<H: Host>(host: &mut H, decision: Decision<'_>) -> Flow {
             }
         },
         Decision::Reply(reply) => send(host, &reply),
-        // The shell keeps the pending request and waits for the body; the
-        // request must not move on meanwhile.
-        Decision::ReadBody(_) => Flow::Stop,
+        Decision::ReadBody(_) => continue_without_credentials(host),
+        // The shell keeps the call's continuation; the request waits.
+        Decision::CallOut(_) => Flow::Stop,
+    }
+}
+
+/// Lets the headers of a token request go on while its body is held: the
+/// client's credentials (and any forged identity) are removed first.
+pub fn continue_without_credentials<H: Host>(host: &mut H) -> Flow {
+    let stripped = host
+        .remove_request_header("authorization")
+        .and_then(|()| host.remove_request_header(CONSUMER_HEADER));
+    match stripped {
+        Ok(()) => Flow::Continue,
+        Err(_) => send(host, &server_error()),
     }
 }
 
@@ -85,6 +125,11 @@ fn edit_headers<H: Host>(host: &mut H, forward: &Forward<'_>) -> Result<(), Host
     }
     if let Some(name) = &forward.consumer {
         host.set_request_header(CONSUMER_HEADER, name)?;
+    }
+    match &forward.upstream_cookie {
+        CookieEdit::Keep => {}
+        CookieEdit::Replace(value) => host.set_request_header("cookie", value)?,
+        CookieEdit::Remove => host.remove_request_header("cookie")?,
     }
     for (header, value, replace) in &forward.claim_headers {
         if *replace {
@@ -121,6 +166,45 @@ pub fn keys_unavailable() -> Reply {
             ("retry-after", "5".into()),
         ],
         body: "Authentication keys are not available yet.".into(),
+    }
+}
+
+/// A redirect that is never cached, optionally setting cookies.
+pub fn redirect(location: &str, cookies: Vec<String>) -> Reply {
+    let mut headers = vec![
+        ("location", location.to_string()),
+        ("cache-control", "no-store".to_string()),
+    ];
+    headers.extend(cookies.into_iter().map(|c| ("set-cookie", c)));
+    Reply {
+        status: 302,
+        headers,
+        body: String::new(),
+    }
+}
+
+/// A small HTML page; `message` is escaped.
+pub fn page(status: u32, title: &str, message: &str, cookies: Vec<String>) -> Reply {
+    let escape = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
+    };
+    let mut headers = vec![
+        ("content-type", "text/html; charset=utf-8".to_string()),
+        ("cache-control", "no-store".to_string()),
+    ];
+    headers.extend(cookies.into_iter().map(|c| ("set-cookie", c)));
+    Reply {
+        status,
+        headers,
+        body: format!(
+            "<!doctype html><title>{0}</title><h1>{0}</h1><p>{1}</p>\n",
+            escape(title),
+            escape(message)
+        ),
     }
 }
 

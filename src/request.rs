@@ -236,6 +236,7 @@ fn authenticate<'c, H: Host>(
         strip_header: identity.strip_header,
         consumer: Some(identity.consumer),
         claim_headers: identity.claim_headers,
+        ..Forward::default()
     })
 }
 

@@ -20,6 +20,8 @@ pub const DEFAULT_TOKEN_TTL: u64 = 7200;
 pub const DEFAULT_CLOCK_SKEW: u64 = 60;
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 1024;
+/// Timeout of calls to an IdP's token endpoint.
+pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 5000;
 const MAX_TOKEN_CACHE_SIZE: usize = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

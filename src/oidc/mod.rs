@@ -1,3 +1,6 @@
 //! OpenID Connect single sign-on steps (authorization code + PKCE).
 
+pub mod flow;
+pub mod id_token;
 pub mod redirect;
+pub mod session;

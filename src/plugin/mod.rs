@@ -11,7 +11,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel as WasmLogLevel, MapType};
 
 use crate::config::{compile_json, Config};
-use crate::decision::{apply, Decision, Flow, Reply};
+use crate::decision::{apply, continue_without_credentials, Decision, Flow, Reply};
 use crate::host::{Host, LogLevel};
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
@@ -174,7 +174,7 @@ impl HttpContext for EdgeAuthHttp {
         match crate::request::on_request_headers(&config, &self.cache, &mut host, end_of_stream) {
             Decision::ReadBody(pending) => {
                 self.pending = Some(pending);
-                Action::Pause
+                to_action(continue_without_credentials(&mut host))
             }
             decision => to_action(apply(&mut host, decision)),
         }

@@ -170,7 +170,7 @@ pub fn verify<'c>(
         }
     }
     // Fail closed but retryable: a consumer we could not check might own it.
-    if keys_unavailable && furthest.is_none_or(|e| e < JwtError::InvalidDate) {
+    if keys_unavailable {
         return Err(JwtError::KeysUnavailable);
     }
     Err(furthest.unwrap_or(JwtError::WrongIssuer))
@@ -213,7 +213,7 @@ fn check_consumer(
     Ok(valid_until)
 }
 
-fn check_signature(token: &ParsedJwt<'_>, keys: &KeySet) -> Result<(), JwtError> {
+pub(crate) fn check_signature(token: &ParsedJwt<'_>, keys: &KeySet) -> Result<(), JwtError> {
     let kid = token.kid.as_deref();
     if kid.is_some_and(|k| !keys.has_kid(k)) {
         return Err(JwtError::UnknownKid);
@@ -255,11 +255,21 @@ fn check_time(
     consumer: &JwtConsumer,
     now: u64,
 ) -> Result<Option<u64>, JwtError> {
-    let skew = consumer.clock_skew;
+    check_times(token, consumer.clock_skew, consumer.require_exp, now)
+}
+
+/// exp (required when `require_exp`), nbf and iat against `now` with skew;
+/// returns the last accepted second.
+pub(crate) fn check_times(
+    token: &ParsedJwt<'_>,
+    skew: u64,
+    require_exp: bool,
+    now: u64,
+) -> Result<Option<u64>, JwtError> {
     let exp = numeric_date(&token.claims, "exp")?;
     let nbf = numeric_date(&token.claims, "nbf")?;
     let iat = numeric_date(&token.claims, "iat")?;
-    if exp.is_none() && consumer.require_exp {
+    if exp.is_none() && require_exp {
         return Err(JwtError::MissingExp);
     }
     let valid_until = exp.map(|e| e.saturating_add(skew));
@@ -275,7 +285,7 @@ fn check_time(
     Ok(valid_until)
 }
 
-fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
+pub(crate) fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
     match aud {
         Some(Value::String(a)) => accepted.iter().any(|x| x == a),
         Some(Value::Array(list)) => list

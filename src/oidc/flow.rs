@@ -1,0 +1,735 @@
+//! The single sign-on steps for one request, as decisions: send the browser
+//! to log in, handle the callback (state, CSRF cookie, code exchange, ID
+//! token), forward with a session, refresh it, sign out.
+
+use std::rc::Rc;
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::id_token;
+use super::redirect::safe_redirect;
+use super::session::{LoginState, Session, LOGIN_TTL_SECONDS};
+use crate::config::oidc::{ClientAuth, MatchType, OidcConfig, PassToken, PathMatch, RedirectUrl};
+use crate::config::{AllowList, Config, OidcScope};
+use crate::decision::{
+    keys_unavailable, page, redirect, CallOut, CookieEdit, Decision, Forward, Reply,
+};
+use crate::form::{self, decode_component};
+use crate::host::{Host, LogLevel};
+use crate::keys::remote::{split_url, ProviderMetadata};
+use crate::rules::{domain_matches, strip_port};
+use crate::session::cookie::{self, CookieAttributes, SameSite};
+use crate::session::seal::NONCE_LEN;
+use crate::token::jws::b64url;
+use crate::token::jwt::{self, claim_header_value};
+
+/// The request facts SSO needs, read once by the caller.
+pub struct SsoRequest<'r> {
+    pub method: &'r str,
+    /// `:path` with query.
+    pub path: &'r str,
+    pub authority: &'r str,
+    pub scheme: &'r str,
+    pub cookie: Option<&'r str>,
+    pub accept: Option<&'r str>,
+    pub requested_with: Option<&'r str>,
+    pub authorization: Option<&'r str>,
+}
+
+impl SsoRequest<'_> {
+    /// A browser navigating (gets a login redirect) rather than an API call
+    /// or XHR (gets 401).
+    fn is_navigation(&self) -> bool {
+        matches!(self.method, "GET" | "HEAD")
+            && self.requested_with.is_none()
+            && self.accept.is_some_and(|a| a.contains("text/html"))
+    }
+}
+
+/// What to do when the IdP answers a call.
+#[derive(Debug)]
+pub enum Continuation {
+    Exchange {
+        sso: Rc<OidcScope>,
+        login: LoginState,
+        login_cookie: String,
+    },
+    Refresh {
+        sso: Rc<OidcScope>,
+        session: Session,
+        /// Index of the rule whose `allow` applies, if any.
+        rule: Option<usize>,
+        navigation: bool,
+    },
+}
+
+/// Does the `match_type`/`match_list` pair ask for authentication here?
+pub fn needs_auth(config: &OidcConfig, authority: &str, path: &str) -> bool {
+    let host = strip_port(authority);
+    let path = form::path_only(path);
+    let listed = config.match_list.iter().any(|rule| {
+        rule.domain.as_ref().is_none_or(|d| domain_matches(d, host))
+            && match &rule.path {
+                PathMatch::Exact(p) => path == p,
+                PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            }
+    });
+    match config.match_type {
+        MatchType::Whitelist => !listed,
+        MatchType::Blacklist => listed,
+    }
+}
+
+/// Entry point for a request in a scope with an `oidc` block.
+pub fn on_request<'c, H: Host>(
+    config: &'c Config,
+    sso: &Rc<OidcScope>,
+    rule: Option<usize>,
+    req: &SsoRequest<'_>,
+    host: &mut H,
+) -> Decision<'c> {
+    let oidc = &sso.config;
+    let path = form::path_only(req.path);
+    if path == oidc.callback_path {
+        return callback(sso, req, host);
+    }
+    if path == oidc.logout_path {
+        return Decision::Reply(sign_out(sso, req));
+    }
+    let allow = rule.and_then(|i| config.rules.get(i)).and_then(|r| r.allow.as_ref());
+    if allow.is_none() && !needs_auth(oidc, req.authority, req.path) {
+        return Decision::Forward(Forward::anonymous(&config.identity_headers));
+    }
+    let now = host.now_unix_seconds();
+    if oidc.accept_bearer {
+        if let Some(token) = bearer(req.authorization) {
+            return Decision::from_result(bearer_forward(config, sso, token, allow, req, now), req, sso);
+        }
+    }
+    let Some(metadata) = sso.provider.metadata() else {
+        return Decision::Reply(keys_unavailable());
+    };
+    match read_session(oidc, req.cookie, now) {
+        Some(session) if refresh_due(oidc, &session, now) => match &session.refresh_token {
+            Some(refresh_token) => {
+                let refresh_token = refresh_token.clone();
+                token_call(
+                    oidc,
+                    &metadata,
+                    &[("grant_type", "refresh_token"), ("refresh_token", &refresh_token)],
+                    Continuation::Refresh {
+                        sso: Rc::clone(sso),
+                        session,
+                        rule,
+                        navigation: req.is_navigation(),
+                    },
+                )
+                .unwrap_or_else(|reply| Decision::Reply(reply))
+            }
+            // Nothing to refresh with: valid until the access token expires.
+            None if now < session.expires_at => {
+                Decision::from_result(session_forward(config, sso, &session, allow, req, Vec::new()), req, sso)
+            }
+            None => login_or_401(sso, &metadata, req, host),
+        },
+        Some(session) => {
+            Decision::from_result(session_forward(config, sso, &session, allow, req, Vec::new()), req, sso)
+        }
+        None => login_or_401(sso, &metadata, req, host),
+    }
+}
+
+impl<'c> Decision<'c> {
+    fn from_result(result: Result<Forward<'c>, Reply>, _req: &SsoRequest<'_>, _sso: &OidcScope) -> Self {
+        match result {
+            Ok(forward) => Decision::Forward(forward),
+            Err(reply) => Decision::Reply(reply),
+        }
+    }
+}
+
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn read_session(oidc: &OidcConfig, cookie_header: Option<&str>, now: u64) -> Option<Session> {
+    let value = cookie::read(cookie_header?, &oidc.cookie_name)?;
+    let plain = oidc.session_key.open(&value, &oidc.cookie_name)?;
+    let session: Session = serde_json::from_slice(&plain).ok()?;
+    // The browser may ignore Max-Age; the server enforces cookie_expire.
+    let expired = oidc
+        .cookie_expire
+        .is_some_and(|limit| now >= session.created_at.saturating_add(limit));
+    (!expired).then_some(session)
+}
+
+fn refresh_due(oidc: &OidcConfig, session: &Session, now: u64) -> bool {
+    now >= session.expires_at
+        || oidc
+            .cookie_refresh
+            .is_some_and(|every| now >= session.refreshed_at.saturating_add(every))
+}
+
+fn login_cookie_name(oidc: &OidcConfig, state: &str) -> String {
+    let digest = Sha256::digest(state.as_bytes());
+    let tag = b64url(digest.get(..9).unwrap_or_default());
+    format!("{}_csrf_{tag}", oidc.cookie_name)
+}
+
+fn is_our_cookie(oidc: &OidcConfig, name: &str) -> bool {
+    name == oidc.cookie_name
+        || name
+            .strip_prefix(oidc.cookie_name.as_str())
+            .is_some_and(|rest| rest.starts_with('_'))
+}
+
+/// Login cookies must come back on the IdP's top-level redirect, which a
+/// `Strict` cookie would not.
+fn login_cookie_attributes(oidc: &OidcConfig) -> CookieAttributes {
+    let mut attrs = oidc.cookie.clone();
+    if attrs.same_site == SameSite::Strict {
+        attrs.same_site = SameSite::Lax;
+    }
+    attrs
+}
+
+fn random_token<H: Host>(host: &mut H) -> Option<String> {
+    let mut bytes = [0u8; 32];
+    host.random_bytes(&mut bytes).ok()?;
+    Some(b64url(&bytes))
+}
+
+fn random_nonce<H: Host>(host: &mut H) -> Option<[u8; NONCE_LEN]> {
+    let mut nonce = [0u8; NONCE_LEN];
+    host.random_bytes(&mut nonce).ok()?;
+    Some(nonce)
+}
+
+fn redirect_uri(oidc: &OidcConfig, req: &SsoRequest<'_>) -> String {
+    match &oidc.redirect {
+        RedirectUrl::Absolute(url) => url.clone(),
+        RedirectUrl::Path(path) => format!("{}://{}{path}", req.scheme, req.authority),
+    }
+}
+
+fn enc(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn with_query(url: &str, params: &[(&str, &str)]) -> String {
+    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}{}", query.join("&"))
+}
+
+fn unauthorized(req: &SsoRequest<'_>) -> Reply {
+    Reply {
+        status: 401,
+        headers: vec![
+            ("content-type", "text/plain".into()),
+            (
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"{}://{}\"",
+                    req.scheme,
+                    req.authority.replace(['"', '\\'], "")
+                ),
+            ),
+        ],
+        body: "Authentication required.".into(),
+    }
+}
+
+/// Navigations go to the IdP with a fresh state, nonce and PKCE verifier,
+/// remembered in a login cookie of their own; everything else gets 401.
+fn login_or_401<'c, H: Host>(
+    sso: &OidcScope,
+    metadata: &ProviderMetadata,
+    req: &SsoRequest<'_>,
+    host: &mut H,
+) -> Decision<'c> {
+    if !req.is_navigation() {
+        return Decision::Reply(unauthorized(req));
+    }
+    let oidc = &sso.config;
+    let Some(authorize) = metadata.authorization_endpoint.as_deref() else {
+        return Decision::Reply(keys_unavailable());
+    };
+    let (Some(state), Some(nonce), Some(verifier), Some(seal_nonce)) = (
+        random_token(host),
+        random_token(host),
+        random_token(host),
+        random_nonce(host),
+    ) else {
+        return Decision::Reply(crate::decision::server_error());
+    };
+    let challenge = b64url(&Sha256::digest(verifier.as_bytes()));
+    let login = LoginState {
+        state: state.clone(),
+        nonce: nonce.clone(),
+        verifier,
+        url: req.path.to_string(),
+        created_at: host.now_unix_seconds(),
+    };
+    let name = login_cookie_name(oidc, &state);
+    let sealed = oidc.csrf_key.seal(
+        serde_json::to_string(&login).unwrap_or_default().as_bytes(),
+        &name,
+        seal_nonce,
+    );
+    let cookie_line = format!(
+        "{name}={sealed}; Max-Age={LOGIN_TTL_SECONDS}{}",
+        cookie::clear_line("", &login_cookie_attributes(oidc))
+            .trim_start_matches("=; Max-Age=0")
+    );
+    let location = with_query(
+        authorize,
+        &[
+            ("response_type", "code"),
+            ("client_id", &oidc.client_id),
+            ("redirect_uri", &redirect_uri(oidc, req)),
+            ("scope", &oidc.scope),
+            ("state", &state),
+            ("nonce", &nonce),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    host.log(LogLevel::Debug, "edge-auth: sign-in started");
+    Decision::Reply(redirect(&location, vec![cookie_line]))
+}
+
+fn forbidden_page(message: &str, cookies: Vec<String>) -> Reply {
+    page(403, "Sign-in failed", message, cookies)
+}
+
+fn query_param(path: &str, name: &str) -> Option<String> {
+    form::query(path).and_then(|q| form::first(q, name))
+}
+
+fn callback<'c, H: Host>(sso: &Rc<OidcScope>, req: &SsoRequest<'_>, host: &mut H) -> Decision<'c> {
+    let oidc = &sso.config;
+    if let Some(error) = query_param(req.path, "error") {
+        let detail = query_param(req.path, "error_description").unwrap_or_default();
+        host.log(LogLevel::Debug, "edge-auth: identity provider returned an error");
+        let message = format!("The identity provider answered: {error} {detail}");
+        return Decision::Reply(forbidden_page(message.trim(), Vec::new()));
+    }
+    let (Some(state), Some(code)) = (query_param(req.path, "state"), query_param(req.path, "code")) else {
+        return Decision::Reply(forbidden_page("The sign-in response lacks state or code.", Vec::new()));
+    };
+    let name = login_cookie_name(oidc, &state);
+    let login = req
+        .cookie
+        .and_then(|c| cookie::read(c, &name))
+        .and_then(|v| oidc.csrf_key.open(&v, &name))
+        .and_then(|plain| serde_json::from_slice::<LoginState>(&plain).ok());
+    let now = host.now_unix_seconds();
+    let Some(login) = login.filter(|l| {
+        bool::from(l.state.as_bytes().ct_eq(state.as_bytes()))
+            && now < l.created_at.saturating_add(LOGIN_TTL_SECONDS)
+    }) else {
+        return Decision::Reply(forbidden_page(
+            "This sign-in was not started here, has expired, or was already used.",
+            Vec::new(),
+        ));
+    };
+    let Some(metadata) = sso.provider.metadata() else {
+        return Decision::Reply(keys_unavailable());
+    };
+    let redirect_to = redirect_uri(oidc, req);
+    let verifier = login.verifier.clone();
+    token_call(
+        oidc,
+        &metadata,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &redirect_to),
+            ("code_verifier", &verifier),
+        ],
+        Continuation::Exchange {
+            sso: Rc::clone(sso),
+            login,
+            login_cookie: name,
+        },
+    )
+    .unwrap_or_else(Decision::Reply)
+}
+
+/// A POST to the token endpoint with the configured client authentication.
+fn token_call<'c>(
+    oidc: &OidcConfig,
+    metadata: &ProviderMetadata,
+    params: &[(&str, &str)],
+    then: Continuation,
+) -> Result<Decision<'c>, Reply> {
+    let endpoint = metadata.token_endpoint.as_deref().ok_or_else(keys_unavailable)?;
+    let (authority, path) = split_url(endpoint).ok_or_else(keys_unavailable)?;
+    let mut body: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+    let mut headers = vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), path),
+        (":authority".to_string(), authority),
+        ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
+        ("accept".to_string(), "application/json".to_string()),
+    ];
+    match oidc.client_auth {
+        ClientAuth::Basic => {
+            let credentials = format!("{}:{}", enc(&oidc.client_id), enc(&oidc.client_secret));
+            let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+            headers.push(("authorization".to_string(), format!("Basic {encoded}")));
+        }
+        ClientAuth::Post => {
+            body.push(format!("client_id={}", enc(&oidc.client_id)));
+            body.push(format!("client_secret={}", enc(&oidc.client_secret)));
+        }
+    }
+    Ok(Decision::CallOut(CallOut {
+        cluster: oidc.cluster.clone(),
+        headers,
+        body: body.join("&").into_bytes(),
+        timeout_ms: crate::config::DEFAULT_CALL_TIMEOUT_MS,
+        then,
+    }))
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// The IdP answered a code exchange or a refresh.
+pub fn on_response<'c, H: Host>(
+    config: &'c Config,
+    then: Continuation,
+    status: Option<u32>,
+    body: &[u8],
+    req: &SsoRequest<'_>,
+    host: &mut H,
+) -> Decision<'c> {
+    let now = host.now_unix_seconds();
+    let response = (status == Some(200))
+        .then(|| serde_json::from_slice::<TokenResponse>(body).ok())
+        .flatten();
+    match then {
+        Continuation::Exchange {
+            sso,
+            login,
+            login_cookie,
+        } => {
+            let oidc = &sso.config;
+            let clear_login = cookie::clear_line(&login_cookie, &login_cookie_attributes(oidc));
+            let Some(response) = response else {
+                host.log(LogLevel::Debug, "edge-auth: code exchange refused by the identity provider");
+                return Decision::Reply(forbidden_page(
+                    "The identity provider did not accept the sign-in code.",
+                    vec![clear_login],
+                ));
+            };
+            match new_session(&sso, None, response, Some(&login.nonce), now) {
+                Ok(session) => {
+                    let mut cookies = match write_session(&sso, &session, req, host) {
+                        Ok(lines) => lines,
+                        Err(reply) => return Decision::Reply(reply),
+                    };
+                    cookies.push(clear_login);
+                    let target = safe_redirect(&login.url, req.authority, &oidc.allowed_redirect_domains)
+                        .unwrap_or_else(|| "/".into());
+                    host.log(LogLevel::Debug, "edge-auth: sign-in completed");
+                    Decision::Reply(redirect(&target, cookies))
+                }
+                Err(reason) => {
+                    host.log(LogLevel::Info, &format!("edge-auth: sign-in refused: {reason}"));
+                    Decision::Reply(forbidden_page(reason, vec![clear_login]))
+                }
+            }
+        }
+        Continuation::Refresh {
+            sso,
+            session,
+            rule,
+            navigation,
+        } => {
+            let allow = rule.and_then(|i| config.rules.get(i)).and_then(|r| r.allow.as_ref());
+            let refreshed = response
+                .ok_or("refresh refused by the identity provider")
+                .and_then(|r| new_session(&sso, Some(&session), r, None, now));
+            match refreshed {
+                Ok(session) => {
+                    let cookies = match write_session(&sso, &session, req, host) {
+                        Ok(lines) => lines,
+                        Err(reply) => return Decision::Reply(reply),
+                    };
+                    match session_forward(config, &sso, &session, allow, req, cookies) {
+                        Ok(forward) => Decision::Forward(forward),
+                        Err(reply) => Decision::Reply(reply),
+                    }
+                }
+                Err(reason) => {
+                    host.log(LogLevel::Info, &format!("edge-auth: session refresh failed: {reason}"));
+                    let clear = clear_session(&sso.config, req.cookie);
+                    if !navigation {
+                        let mut reply = unauthorized(req);
+                        reply.headers.extend(clear.into_iter().map(|c| ("set-cookie", c)));
+                        return Decision::Reply(reply);
+                    }
+                    let Some(metadata) = sso.provider.metadata() else {
+                        return Decision::Reply(keys_unavailable());
+                    };
+                    match login_or_401(&sso, &metadata, req, host) {
+                        Decision::Reply(mut reply) => {
+                            reply.headers.extend(clear.into_iter().map(|c| ("set-cookie", c)));
+                            Decision::Reply(reply)
+                        }
+                        other => other,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Validates the IdP's tokens into a session. On refresh the ID token may be
+/// absent (the old one stays) and carries no nonce.
+fn new_session(
+    sso: &OidcScope,
+    previous: Option<&Session>,
+    response: TokenResponse,
+    nonce: Option<&str>,
+    now: u64,
+) -> Result<Session, &'static str> {
+    let oidc = &sso.config;
+    let keys = sso.provider.current().ok_or("signing keys not available yet")?;
+    let id_token = match (response.id_token, previous) {
+        (Some(t), _) => {
+            id_token::validate(&t, oidc, &keys, nonce, now)?;
+            t
+        }
+        (None, Some(p)) => p.id_token.clone(),
+        (None, None) => return Err("the identity provider sent no ID token"),
+    };
+    Ok(Session {
+        id_token,
+        access_token: response.access_token.unwrap_or_default(),
+        refresh_token: response
+            .refresh_token
+            .or_else(|| previous.and_then(|p| p.refresh_token.clone())),
+        expires_at: now.saturating_add(response.expires_in.unwrap_or(oidc.access_token_expires_in)),
+        created_at: previous.map_or(now, |p| p.created_at),
+        refreshed_at: now,
+    })
+}
+
+fn write_session<H: Host>(
+    sso: &OidcScope,
+    session: &Session,
+    req: &SsoRequest<'_>,
+    host: &mut H,
+) -> Result<Vec<String>, Reply> {
+    let oidc = &sso.config;
+    let nonce = random_nonce(host).ok_or_else(crate::decision::server_error)?;
+    let plain = serde_json::to_vec(session).unwrap_or_default();
+    let sealed = oidc.session_key.seal(&plain, &oidc.cookie_name, nonce);
+    let existing = req
+        .cookie
+        .map(|c| cookie::present(c, &oidc.cookie_name))
+        .unwrap_or_default();
+    cookie::write(&oidc.cookie_name, &sealed, &oidc.cookie, oidc.cookie_expire, &existing).ok_or_else(|| {
+        host.log(LogLevel::Error, "edge-auth: session too large for cookies");
+        crate::decision::server_error()
+    })
+}
+
+fn clear_session(oidc: &OidcConfig, cookie_header: Option<&str>) -> Vec<String> {
+    cookie_header
+        .map(|c| cookie::present(c, &oidc.cookie_name))
+        .unwrap_or_default()
+        .iter()
+        .map(|name| cookie::clear_line(name, &oidc.cookie))
+        .collect()
+}
+
+/// Upstream headers for a signed-in user.
+fn session_forward<'c>(
+    config: &'c Config,
+    sso: &OidcScope,
+    session: &Session,
+    allow: Option<&AllowList>,
+    req: &SsoRequest<'_>,
+    response_cookies: Vec<String>,
+) -> Result<Forward<'c>, Reply> {
+    let oidc = &sso.config;
+    let claims = id_token::claims_of(&session.id_token, usize::MAX).unwrap_or_default();
+    let mut forward = identity_forward(config, oidc, &claims, allow)?;
+    let pass = match oidc.pass_token {
+        PassToken::IdToken => Some(&session.id_token),
+        PassToken::AccessToken => Some(&session.access_token),
+        PassToken::None => None,
+    };
+    if let Some(token) = pass.filter(|t| !t.is_empty()) {
+        forward
+            .claim_headers
+            .push(("authorization".into(), format!("Bearer {token}"), true));
+    }
+    if oidc.set_access_token_header && !session.access_token.is_empty() {
+        forward.claim_headers.push((
+            "x-forwarded-access-token".into(),
+            session.access_token.clone(),
+            true,
+        ));
+    }
+    if oidc.set_userinfo_header {
+        if let Some(payload) = session.id_token.split('.').nth(1) {
+            forward
+                .claim_headers
+                .push(("x-userinfo".into(), payload.to_string(), true));
+        }
+    }
+    forward.upstream_cookie = match req.cookie {
+        Some(header) => match cookie::without(header, |name| is_our_cookie(oidc, name)) {
+            Some(rest) if rest != header => CookieEdit::Replace(rest),
+            Some(_) => CookieEdit::Keep,
+            None => CookieEdit::Remove,
+        },
+        None => CookieEdit::Keep,
+    };
+    forward.response_cookies = response_cookies;
+    Ok(forward)
+}
+
+/// Consumer from the configured claim, allow list, claims to headers.
+fn identity_forward<'c>(
+    config: &'c Config,
+    oidc: &OidcConfig,
+    claims: &Map<String, Value>,
+    allow: Option<&AllowList>,
+) -> Result<Forward<'c>, Reply> {
+    let consumer = claim_header_value(claims, &oidc.consumer_claim);
+    if let Some(list) = allow {
+        if !consumer.as_deref().is_some_and(|c| list.contains(c)) {
+            return Err(Reply {
+                status: 403,
+                headers: vec![("content-type", "text/plain".into())],
+                body: "Access Denied.".into(),
+            });
+        }
+    }
+    let claim_headers = oidc
+        .claims_to_headers
+        .iter()
+        .filter_map(|h| claim_header_value(claims, &h.claim).map(|v| (h.header.clone(), v, h.replace)))
+        .collect();
+    Ok(Forward {
+        scrub: &config.identity_headers,
+        consumer,
+        claim_headers,
+        ..Forward::default()
+    })
+}
+
+/// An API client with an IdP access token instead of a session.
+fn bearer_forward<'c>(
+    config: &'c Config,
+    sso: &OidcScope,
+    token: &str,
+    allow: Option<&AllowList>,
+    req: &SsoRequest<'_>,
+    now: u64,
+) -> Result<Forward<'c>, Reply> {
+    let oidc = &sso.config;
+    let refuse = |reason: &str| Reply {
+        status: 401,
+        headers: vec![
+            ("content-type", "text/plain".into()),
+            (
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"{}://{}\", error=\"invalid_token\", error_description=\"{reason}\"",
+                    req.scheme,
+                    req.authority.replace(['"', '\\'], "")
+                ),
+            ),
+        ],
+        body: "Invalid Jwt token.".into(),
+    };
+    let Some(keys) = sso.provider.current() else {
+        return Err(keys_unavailable());
+    };
+    let parsed = jwt::parse(token, config.max_token_bytes).map_err(|e| refuse(e.description()))?;
+    if parsed.issuer() != Some(oidc.issuer.as_str()) {
+        return Err(refuse("issuer not accepted"));
+    }
+    jwt::check_signature(&parsed, &keys).map_err(|e| {
+        if e == jwt::JwtError::UnknownKid {
+            sso.provider.want_refetch();
+        }
+        refuse(e.description())
+    })?;
+    jwt::check_times(&parsed, oidc.clock_skew, true, now).map_err(|e| refuse(e.description()))?;
+    identity_forward(config, oidc, &parsed.claims, allow)
+}
+
+/// Clears every session cookie and ends the IdP session when it can.
+fn sign_out(sso: &OidcScope, req: &SsoRequest<'_>) -> Reply {
+    let oidc = &sso.config;
+    let mut cookies = clear_session(oidc, req.cookie);
+    if cookies.is_empty() {
+        cookies.push(cookie::clear_line(&oidc.cookie_name, &oidc.cookie));
+    }
+    let id_token = req
+        .cookie
+        .and_then(|c| cookie::read(c, &oidc.cookie_name))
+        .and_then(|v| oidc.session_key.open(&v, &oidc.cookie_name))
+        .and_then(|p| serde_json::from_slice::<Session>(&p).ok())
+        .map(|s| s.id_token);
+    let requested = query_param(req.path, "rd")
+        .and_then(|rd| decode_component(&rd).ok().or(Some(rd)))
+        .and_then(|rd| safe_redirect(&rd, req.authority, &oidc.allowed_redirect_domains));
+    let after = requested
+        .or_else(|| oidc.post_logout_redirect_uri.clone())
+        .unwrap_or_else(|| "/".into());
+    let absolute_after = if after.starts_with('/') {
+        format!("{}://{}{after}", req.scheme, req.authority)
+    } else {
+        after.clone()
+    };
+    let end_session = oidc
+        .end_session_endpoint
+        .clone()
+        .or_else(|| sso.provider.metadata().and_then(|m| m.end_session_endpoint.clone()));
+    let location = match end_session {
+        Some(endpoint) => {
+            let mut params = vec![
+                ("client_id", oidc.client_id.as_str()),
+                ("post_logout_redirect_uri", absolute_after.as_str()),
+            ];
+            if let Some(hint) = id_token.as_deref() {
+                params.push(("id_token_hint", hint));
+            }
+            with_query(&endpoint, &params)
+        }
+        None => after,
+    };
+    redirect(&location, cookies)
+}

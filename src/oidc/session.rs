@@ -1,0 +1,32 @@
+//! What the sealed cookies hold.
+
+use serde::{Deserialize, Serialize};
+
+/// A signed-in browser: its tokens and when they were obtained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id_token: String,
+    #[serde(default)]
+    pub access_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the access token expires.
+    pub expires_at: u64,
+    /// When the session was created (login) and last refreshed.
+    pub created_at: u64,
+    pub refreshed_at: u64,
+}
+
+/// One login in flight, kept in its own cookie so parallel tabs each finish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginState {
+    pub state: String,
+    pub nonce: String,
+    pub verifier: String,
+    /// Where the browser was going (a path on this host).
+    pub url: String,
+    pub created_at: u64,
+}
+
+/// Logins older than this are refused at the callback.
+pub const LOGIN_TTL_SECONDS: u64 = 600;
