@@ -12,7 +12,10 @@ ENVOY ?= $(CURDIR)/$(VENV)/bin/envoy
 export ENVOY
 export EDGE_AUTH_WASM := $(CURDIR)/$(WASM)
 
-.PHONY: build wasm-target venv unit e2e test lint fmt demo bench clean
+.PHONY: build wasm-target venv idp unit e2e test lint fmt demo bench clean
+
+# The local OpenID provider (npm oidc-provider) used by the JWKS/SSO tests.
+IDP_DEPS := e2e/idp/node_modules/.package-lock.json
 
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -29,10 +32,15 @@ $(VENV)/.installed: e2e/requirements.txt
 
 venv: $(VENV)/.installed
 
+$(IDP_DEPS): e2e/idp/package.json e2e/idp/package-lock.json
+	npm ci --prefix e2e/idp --no-audit --no-fund
+
+idp: $(IDP_DEPS)
+
 unit:
 	cargo test --quiet
 
-e2e: build venv
+e2e: build venv idp
 	$(PYTHON) -m pytest e2e -q -p no:cacheprovider
 
 # The README's test command: native unit tests, then the end-to-end suite in a real Envoy.

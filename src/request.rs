@@ -77,6 +77,16 @@ pub fn on_request_headers<'c, H: Host>(
     let scope = rule.map_or(&config.global, |r| &r.scope);
     let path = host.request_header(":path").unwrap_or_default();
 
+    // Browser single sign-on: its own paths (callback, sign-out) and its own
+    // match list decide; a matched rule's `allow` still applies.
+    if let Some(sso) = &scope.oidc {
+        if !form::path_only(&path).ends_with(scope.auth_path.as_str()) {
+            let rule_index =
+                rule.and_then(|r| config.rules.iter().position(|x| std::ptr::eq(x, r)));
+            return sso_request(config, sso, rule_index, &path, host);
+        }
+    }
+
     if form::path_only(&path).ends_with(scope.auth_path.as_str()) {
         let route_name = facts.route_name().to_string();
         let method = host.request_header(":method").unwrap_or_default();
@@ -115,6 +125,59 @@ pub fn on_request_headers<'c, H: Host>(
         }
         Requirement::Open | Requirement::Disabled => {
             Decision::Forward(Forward::anonymous(&config.identity_headers))
+        }
+    }
+}
+
+/// Reads what single sign-on needs and hands over to it.
+pub fn sso_request<'c, H: Host>(
+    config: &'c Config,
+    sso: &std::rc::Rc<crate::config::OidcScope>,
+    rule_index: Option<usize>,
+    path: &str,
+    host: &mut H,
+) -> Decision<'c> {
+    let facts = SsoFacts::read(host);
+    let req = facts.request(path);
+    crate::oidc::flow::on_request(config, sso, rule_index, &req, host)
+}
+
+/// Owned copies of the request headers single sign-on looks at.
+pub struct SsoFacts {
+    method: String,
+    authority: String,
+    scheme: String,
+    cookie: Option<String>,
+    accept: Option<String>,
+    requested_with: Option<String>,
+    authorization: Option<String>,
+}
+
+impl SsoFacts {
+    pub fn read<H: Host>(host: &H) -> Self {
+        SsoFacts {
+            method: host.request_header(":method").unwrap_or_default(),
+            authority: host.request_header(":authority").unwrap_or_default(),
+            scheme: host
+                .request_header(":scheme")
+                .unwrap_or_else(|| "http".into()),
+            cookie: host.request_header("cookie"),
+            accept: host.request_header("accept"),
+            requested_with: host.request_header("x-requested-with"),
+            authorization: host.request_header("authorization"),
+        }
+    }
+
+    pub fn request<'a>(&'a self, path: &'a str) -> crate::oidc::flow::SsoRequest<'a> {
+        crate::oidc::flow::SsoRequest {
+            method: &self.method,
+            path,
+            authority: &self.authority,
+            scheme: &self.scheme,
+            cookie: self.cookie.as_deref(),
+            accept: self.accept.as_deref(),
+            requested_with: self.requested_with.as_deref(),
+            authorization: self.authorization.as_deref(),
         }
     }
 }

@@ -9,8 +9,8 @@ use std::rc::Rc;
 
 use super::consumer::{compile_consumers, ConsumerDefaults, Consumers, TokenLocation};
 use super::oidc::{compile_oidc, OidcConfig};
-use crate::keys::remote::KeyLocation;
 use super::raw::RawScope;
+use crate::keys::remote::KeyLocation;
 use crate::keys::remote::RemoteKeySource;
 
 pub const DEFAULT_ISSUER: &str = "Higress-Gateway";
@@ -267,10 +267,7 @@ fn identity_headers(global: &Scope, rules: &[Rule]) -> Vec<String> {
             .jwt
             .iter()
             .flat_map(|c| c.claims_to_headers.iter().map(|h| h.header.clone()));
-        let from_sso = scope
-            .oidc
-            .iter()
-            .flat_map(|o| o.config.identity_headers());
+        let from_sso = scope.oidc.iter().flat_map(|o| o.config.identity_headers());
         for header in from_claims.chain(from_sso) {
             if !headers.contains(&header) {
                 headers.push(header);
@@ -348,7 +345,14 @@ fn compile_rule(
         )?),
         None => Rc::clone(&global.consumers),
     };
-    let scope = compile_scope(raw, prefix, Some(global), consumers, id, defaults.remote_sources)?;
+    let scope = compile_scope(
+        raw,
+        prefix,
+        Some(global),
+        consumers,
+        id,
+        defaults.remote_sources,
+    )?;
     let disabled = raw.disable.unwrap_or(false);
     let allow = match &raw.allow {
         None => None,

@@ -7,7 +7,7 @@ pub mod oidc;
 mod raw;
 
 pub use compile::{
-    compile, compile_json, parse, DEFAULT_CALL_TIMEOUT_MS, AllowList, Config, ConfigError, DomainPattern, Matcher, Rule,
-    OidcScope, Scope, ServicePattern,
+    compile, compile_json, parse, AllowList, Config, ConfigError, DomainPattern, Matcher,
+    OidcScope, Rule, Scope, ServicePattern, DEFAULT_CALL_TIMEOUT_MS,
 };
 pub use consumer::{ClaimHeader, Consumer, Consumers, JwtConsumer, KeySource, TokenLocation};

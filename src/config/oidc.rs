@@ -77,9 +77,9 @@ impl<'de> Deserialize<'de> for Duration {
         }
         match Raw::deserialize(d)? {
             Raw::Seconds(s) => Ok(Duration(s)),
-            Raw::Text(t) => parse_duration(&t)
-                .map(Duration)
-                .ok_or_else(|| serde::de::Error::custom(format!("\"{t}\" is not a duration like 24h, 30m or 3600"))),
+            Raw::Text(t) => parse_duration(&t).map(Duration).ok_or_else(|| {
+                serde::de::Error::custom(format!("\"{t}\" is not a duration like 24h, 30m or 3600"))
+            }),
         }
     }
 }
@@ -106,7 +106,10 @@ pub fn parse_duration(text: &str) -> Option<u64> {
         total = total.checked_add(n.checked_mul(unit)?)?;
         number.clear();
     }
-    number.is_empty().then_some(total).filter(|_| !text.is_empty())
+    number
+        .is_empty()
+        .then_some(total)
+        .filter(|_| !text.is_empty())
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,17 +255,25 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
         (Some(i), d) => (
             i.trim_end_matches('/').to_string(),
             d.clone().unwrap_or_else(|| {
-                format!("{}/.well-known/openid-configuration", i.trim_end_matches('/'))
+                format!(
+                    "{}/.well-known/openid-configuration",
+                    i.trim_end_matches('/')
+                )
             }),
         ),
-        (None, Some(_)) => return Err(ConfigError::new(at("issuer"), "required (tokens are checked against it)")),
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                at("issuer"),
+                "required (tokens are checked against it)",
+            ))
+        }
         (None, None) => return Err(ConfigError::new(at("issuer"), "required")),
     };
     // The issuer must be kept exactly as the IdP spells it (trailing slash
     // included); only the discovery URL is derived without it.
     let issuer = raw.issuer.clone().unwrap_or(issuer);
-    let (url_authority, discovery_path) =
-        split_url(&discovery_url).ok_or_else(|| ConfigError::new(at("issuer"), "must be an http(s) URL"))?;
+    let (url_authority, discovery_path) = split_url(&discovery_url)
+        .ok_or_else(|| ConfigError::new(at("issuer"), "must be an http(s) URL"))?;
     let (cluster, discovery_authority) = match (&raw.cluster, &raw.service_name) {
         (Some(c), None) if !c.is_empty() => (c.clone(), url_authority),
         (None, Some(s)) if !s.is_empty() => (
@@ -287,7 +298,9 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
         None => RedirectUrl::Path(DEFAULT_CALLBACK_PATH.into()),
         Some(u) if u.starts_with('/') => RedirectUrl::Path(path(Some(u), "", &at("redirect_url"))?),
         Some(u) => {
-            split_url(u).ok_or_else(|| ConfigError::new(at("redirect_url"), "must be a path or an http(s) URL"))?;
+            split_url(u).ok_or_else(|| {
+                ConfigError::new(at("redirect_url"), "must be a path or an http(s) URL")
+            })?;
             RedirectUrl::Absolute(u.to_string())
         }
     };
@@ -318,31 +331,55 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
             ))
         }
     };
-    let cookie_name = raw.cookie_name.clone().unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
+    let cookie_name = raw
+        .cookie_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
     if !is_header_name(&cookie_name) || cookie_name.contains(['=', ';', ',']) {
-        return Err(ConfigError::new(at("cookie_name"), "not a valid cookie name"));
+        return Err(ConfigError::new(
+            at("cookie_name"),
+            "not a valid cookie name",
+        ));
     }
     let secret = cookie_secret(&raw.cookie_secret, &at("cookie_secret"))?;
-    let cookie_expire = raw.cookie_expire.map_or(Some(86400), |d| (d.0 > 0).then_some(d.0));
-    let cookie_refresh = raw.cookie_refresh.map_or(Some(3600), |d| (d.0 > 0).then_some(d.0));
+    let cookie_expire = raw
+        .cookie_expire
+        .map_or(Some(86400), |d| (d.0 > 0).then_some(d.0));
+    let cookie_refresh = raw
+        .cookie_refresh
+        .map_or(Some(3600), |d| (d.0 > 0).then_some(d.0));
     if let (Some(refresh), Some(expire)) = (cookie_refresh, cookie_expire) {
         if refresh >= expire {
-            return Err(ConfigError::new(at("cookie_refresh"), "must be below cookie_expire"));
+            return Err(ConfigError::new(
+                at("cookie_refresh"),
+                "must be below cookie_expire",
+            ));
         }
     }
-    let same_site = match raw.cookie_samesite.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let same_site = match raw
+        .cookie_samesite
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("lax") => SameSite::Lax,
         Some("strict") => SameSite::Strict,
         Some("none") => SameSite::None,
         Some(other) => {
-            return Err(ConfigError::new(at("cookie_samesite"), format!("\"{other}\" is not lax, strict or none")))
+            return Err(ConfigError::new(
+                at("cookie_samesite"),
+                format!("\"{other}\" is not lax, strict or none"),
+            ))
         }
     };
     let match_type = match raw.match_type.as_deref() {
         None | Some("whitelist") => MatchType::Whitelist,
         Some("blacklist") => MatchType::Blacklist,
         Some(other) => {
-            return Err(ConfigError::new(at("match_type"), format!("\"{other}\" is not whitelist or blacklist")))
+            return Err(ConfigError::new(
+                at("match_type"),
+                format!("\"{other}\" is not whitelist or blacklist"),
+            ))
         }
     };
     let mut match_list = Vec::new();
@@ -378,9 +415,15 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
             ))
         }
     };
-    let post_logout = match (&raw.post_logout_redirect_uri, &raw.redirect_after_logout_uri) {
+    let post_logout = match (
+        &raw.post_logout_redirect_uri,
+        &raw.redirect_after_logout_uri,
+    ) {
         (Some(a), Some(b)) if a != b => {
-            return Err(ConfigError::new(at("redirect_after_logout_uri"), "conflicts with post_logout_redirect_uri"))
+            return Err(ConfigError::new(
+                at("redirect_after_logout_uri"),
+                "conflicts with post_logout_redirect_uri",
+            ))
         }
         (Some(a), _) | (None, Some(a)) => Some(a.clone()),
         (None, None) => None,
@@ -419,7 +462,11 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
         cookie_refresh,
         match_type,
         match_list,
-        logout_path: path(raw.logout_path.as_deref(), DEFAULT_LOGOUT_PATH, &at("logout_path"))?,
+        logout_path: path(
+            raw.logout_path.as_deref(),
+            DEFAULT_LOGOUT_PATH,
+            &at("logout_path"),
+        )?,
         end_session_endpoint: raw.end_session_endpoint.clone(),
         post_logout_redirect_uri: post_logout,
         allowed_redirect_domains: raw.allowed_redirect_domains.clone().unwrap_or_default(),

@@ -100,14 +100,16 @@ pub fn on_request<'c, H: Host>(
     if path == oidc.logout_path {
         return Decision::Reply(sign_out(sso, req));
     }
-    let allow = rule.and_then(|i| config.rules.get(i)).and_then(|r| r.allow.as_ref());
+    let allow = rule
+        .and_then(|i| config.rules.get(i))
+        .and_then(|r| r.allow.as_ref());
     if allow.is_none() && !needs_auth(oidc, req.authority, req.path) {
         return Decision::Forward(Forward::anonymous(&config.identity_headers));
     }
     let now = host.now_unix_seconds();
     if oidc.accept_bearer {
         if let Some(token) = bearer(req.authorization) {
-            return Decision::from_result(bearer_forward(config, sso, token, allow, req, now), req, sso);
+            return decide(bearer_forward(config, sso, token, allow, req, now));
         }
     }
     let Some(metadata) = sso.provider.metadata() else {
@@ -120,7 +122,10 @@ pub fn on_request<'c, H: Host>(
                 token_call(
                     oidc,
                     &metadata,
-                    &[("grant_type", "refresh_token"), ("refresh_token", &refresh_token)],
+                    &[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", &refresh_token),
+                    ],
                     Continuation::Refresh {
                         sso: Rc::clone(sso),
                         session,
@@ -128,27 +133,35 @@ pub fn on_request<'c, H: Host>(
                         navigation: req.is_navigation(),
                     },
                 )
-                .unwrap_or_else(|reply| Decision::Reply(reply))
+                .unwrap_or_else(Decision::Reply)
             }
             // Nothing to refresh with: valid until the access token expires.
-            None if now < session.expires_at => {
-                Decision::from_result(session_forward(config, sso, &session, allow, req, Vec::new()), req, sso)
-            }
+            None if now < session.expires_at => decide(session_forward(
+                config,
+                sso,
+                &session,
+                allow,
+                req,
+                Vec::new(),
+            )),
             None => login_or_401(sso, &metadata, req, host),
         },
-        Some(session) => {
-            Decision::from_result(session_forward(config, sso, &session, allow, req, Vec::new()), req, sso)
-        }
+        Some(session) => decide(session_forward(
+            config,
+            sso,
+            &session,
+            allow,
+            req,
+            Vec::new(),
+        )),
         None => login_or_401(sso, &metadata, req, host),
     }
 }
 
-impl<'c> Decision<'c> {
-    fn from_result(result: Result<Forward<'c>, Reply>, _req: &SsoRequest<'_>, _sso: &OidcScope) -> Self {
-        match result {
-            Ok(forward) => Decision::Forward(forward),
-            Err(reply) => Decision::Reply(reply),
-        }
+fn decide(result: Result<Forward<'_>, Reply>) -> Decision<'_> {
+    match result {
+        Ok(forward) => Decision::Forward(forward),
+        Err(reply) => Decision::Reply(reply),
     }
 }
 
@@ -230,7 +243,10 @@ fn enc(value: &str) -> String {
 }
 
 fn with_query(url: &str, params: &[(&str, &str)]) -> String {
-    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect();
     let joiner = if url.contains('?') { '&' } else { '?' };
     format!("{url}{joiner}{}", query.join("&"))
 }
@@ -292,8 +308,7 @@ fn login_or_401<'c, H: Host>(
     );
     let cookie_line = format!(
         "{name}={sealed}; Max-Age={LOGIN_TTL_SECONDS}{}",
-        cookie::clear_line("", &login_cookie_attributes(oidc))
-            .trim_start_matches("=; Max-Age=0")
+        cookie::clear_line("", &login_cookie_attributes(oidc)).trim_start_matches("=; Max-Age=0")
     );
     let location = with_query(
         authorize,
@@ -324,12 +339,21 @@ fn callback<'c, H: Host>(sso: &Rc<OidcScope>, req: &SsoRequest<'_>, host: &mut H
     let oidc = &sso.config;
     if let Some(error) = query_param(req.path, "error") {
         let detail = query_param(req.path, "error_description").unwrap_or_default();
-        host.log(LogLevel::Debug, "edge-auth: identity provider returned an error");
+        host.log(
+            LogLevel::Debug,
+            "edge-auth: identity provider returned an error",
+        );
         let message = format!("The identity provider answered: {error} {detail}");
         return Decision::Reply(forbidden_page(message.trim(), Vec::new()));
     }
-    let (Some(state), Some(code)) = (query_param(req.path, "state"), query_param(req.path, "code")) else {
-        return Decision::Reply(forbidden_page("The sign-in response lacks state or code.", Vec::new()));
+    let (Some(state), Some(code)) = (
+        query_param(req.path, "state"),
+        query_param(req.path, "code"),
+    ) else {
+        return Decision::Reply(forbidden_page(
+            "The sign-in response lacks state or code.",
+            Vec::new(),
+        ));
     };
     let name = login_cookie_name(oidc, &state);
     let login = req
@@ -377,14 +401,23 @@ fn token_call<'c>(
     params: &[(&str, &str)],
     then: Continuation,
 ) -> Result<Decision<'c>, Reply> {
-    let endpoint = metadata.token_endpoint.as_deref().ok_or_else(keys_unavailable)?;
+    let endpoint = metadata
+        .token_endpoint
+        .as_deref()
+        .ok_or_else(keys_unavailable)?;
     let (authority, path) = split_url(endpoint).ok_or_else(keys_unavailable)?;
-    let mut body: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+    let mut body: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect();
     let mut headers = vec![
         (":method".to_string(), "POST".to_string()),
         (":path".to_string(), path),
         (":authority".to_string(), authority),
-        ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
         ("accept".to_string(), "application/json".to_string()),
     ];
     match oidc.client_auth {
@@ -441,7 +474,10 @@ pub fn on_response<'c, H: Host>(
             let oidc = &sso.config;
             let clear_login = cookie::clear_line(&login_cookie, &login_cookie_attributes(oidc));
             let Some(response) = response else {
-                host.log(LogLevel::Debug, "edge-auth: code exchange refused by the identity provider");
+                host.log(
+                    LogLevel::Debug,
+                    "edge-auth: code exchange refused by the identity provider",
+                );
                 return Decision::Reply(forbidden_page(
                     "The identity provider did not accept the sign-in code.",
                     vec![clear_login],
@@ -454,13 +490,17 @@ pub fn on_response<'c, H: Host>(
                         Err(reply) => return Decision::Reply(reply),
                     };
                     cookies.push(clear_login);
-                    let target = safe_redirect(&login.url, req.authority, &oidc.allowed_redirect_domains)
-                        .unwrap_or_else(|| "/".into());
+                    let target =
+                        safe_redirect(&login.url, req.authority, &oidc.allowed_redirect_domains)
+                            .unwrap_or_else(|| "/".into());
                     host.log(LogLevel::Debug, "edge-auth: sign-in completed");
                     Decision::Reply(redirect(&target, cookies))
                 }
                 Err(reason) => {
-                    host.log(LogLevel::Info, &format!("edge-auth: sign-in refused: {reason}"));
+                    host.log(
+                        LogLevel::Info,
+                        &format!("edge-auth: sign-in refused: {reason}"),
+                    );
                     Decision::Reply(forbidden_page(reason, vec![clear_login]))
                 }
             }
@@ -471,7 +511,9 @@ pub fn on_response<'c, H: Host>(
             rule,
             navigation,
         } => {
-            let allow = rule.and_then(|i| config.rules.get(i)).and_then(|r| r.allow.as_ref());
+            let allow = rule
+                .and_then(|i| config.rules.get(i))
+                .and_then(|r| r.allow.as_ref());
             let refreshed = response
                 .ok_or("refresh refused by the identity provider")
                 .and_then(|r| new_session(&sso, Some(&session), r, None, now));
@@ -487,11 +529,16 @@ pub fn on_response<'c, H: Host>(
                     }
                 }
                 Err(reason) => {
-                    host.log(LogLevel::Info, &format!("edge-auth: session refresh failed: {reason}"));
+                    host.log(
+                        LogLevel::Info,
+                        &format!("edge-auth: session refresh failed: {reason}"),
+                    );
                     let clear = clear_session(&sso.config, req.cookie);
                     if !navigation {
                         let mut reply = unauthorized(req);
-                        reply.headers.extend(clear.into_iter().map(|c| ("set-cookie", c)));
+                        reply
+                            .headers
+                            .extend(clear.into_iter().map(|c| ("set-cookie", c)));
                         return Decision::Reply(reply);
                     }
                     let Some(metadata) = sso.provider.metadata() else {
@@ -499,7 +546,9 @@ pub fn on_response<'c, H: Host>(
                     };
                     match login_or_401(&sso, &metadata, req, host) {
                         Decision::Reply(mut reply) => {
-                            reply.headers.extend(clear.into_iter().map(|c| ("set-cookie", c)));
+                            reply
+                                .headers
+                                .extend(clear.into_iter().map(|c| ("set-cookie", c)));
                             Decision::Reply(reply)
                         }
                         other => other,
@@ -520,7 +569,10 @@ fn new_session(
     now: u64,
 ) -> Result<Session, &'static str> {
     let oidc = &sso.config;
-    let keys = sso.provider.current().ok_or("signing keys not available yet")?;
+    let keys = sso
+        .provider
+        .current()
+        .ok_or("signing keys not available yet")?;
     let id_token = match (response.id_token, previous) {
         (Some(t), _) => {
             id_token::validate(&t, oidc, &keys, nonce, now)?;
@@ -555,7 +607,14 @@ fn write_session<H: Host>(
         .cookie
         .map(|c| cookie::present(c, &oidc.cookie_name))
         .unwrap_or_default();
-    cookie::write(&oidc.cookie_name, &sealed, &oidc.cookie, oidc.cookie_expire, &existing).ok_or_else(|| {
+    cookie::write(
+        &oidc.cookie_name,
+        &sealed,
+        &oidc.cookie,
+        oidc.cookie_expire,
+        &existing,
+    )
+    .ok_or_else(|| {
         host.log(LogLevel::Error, "edge-auth: session too large for cookies");
         crate::decision::server_error()
     })
@@ -638,7 +697,9 @@ fn identity_forward<'c>(
     let claim_headers = oidc
         .claims_to_headers
         .iter()
-        .filter_map(|h| claim_header_value(claims, &h.claim).map(|v| (h.header.clone(), v, h.replace)))
+        .filter_map(|h| {
+            claim_header_value(claims, &h.claim).map(|v| (h.header.clone(), v, h.replace))
+        })
         .collect();
     Ok(Forward {
         scrub: &config.identity_headers,
@@ -658,7 +719,8 @@ fn bearer_forward<'c>(
     now: u64,
 ) -> Result<Forward<'c>, Reply> {
     let oidc = &sso.config;
-    let refuse = |reason: &str| Reply {
+    let refuse = |reason: &str| {
+        Reply {
         status: 401,
         headers: vec![
             ("content-type", "text/plain".into()),
@@ -672,6 +734,7 @@ fn bearer_forward<'c>(
             ),
         ],
         body: "Invalid Jwt token.".into(),
+    }
     };
     let Some(keys) = sso.provider.current() else {
         return Err(keys_unavailable());
@@ -714,10 +777,11 @@ fn sign_out(sso: &OidcScope, req: &SsoRequest<'_>) -> Reply {
     } else {
         after.clone()
     };
-    let end_session = oidc
-        .end_session_endpoint
-        .clone()
-        .or_else(|| sso.provider.metadata().and_then(|m| m.end_session_endpoint.clone()));
+    let end_session = oidc.end_session_endpoint.clone().or_else(|| {
+        sso.provider
+            .metadata()
+            .and_then(|m| m.end_session_endpoint.clone())
+    });
     let location = match end_session {
         Some(endpoint) => {
             let mut params = vec![

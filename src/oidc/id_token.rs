@@ -21,7 +21,10 @@ pub fn validate(
     if parsed.issuer() != Some(config.issuer.as_str()) {
         return Err("ID token issuer mismatch");
     }
-    if !audience_matches(parsed.claims.get("aud"), std::slice::from_ref(&config.client_id)) {
+    if !audience_matches(
+        parsed.claims.get("aud"),
+        std::slice::from_ref(&config.client_id),
+    ) {
         return Err("ID token audience is not this client");
     }
     if let Some(azp) = parsed.claims.get("azp") {
@@ -31,7 +34,11 @@ pub fn validate(
     }
     check_times(&parsed, config.clock_skew, true, now).map_err(JwtError::description)?;
     if let Some(expected) = nonce {
-        let got = parsed.claims.get("nonce").and_then(Value::as_str).unwrap_or("");
+        let got = parsed
+            .claims
+            .get("nonce")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !bool::from(got.as_bytes().ct_eq(expected.as_bytes())) {
             return Err("ID token nonce mismatch");
         }

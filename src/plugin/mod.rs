@@ -11,10 +11,14 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel as WasmLogLevel, MapType};
 
 use crate::config::{compile_json, Config};
-use crate::decision::{apply, continue_without_credentials, Decision, Flow, Reply};
+use crate::decision::{
+    apply, continue_without_credentials, keys_unavailable, Decision, Flow, Reply,
+};
 use crate::host::{Host, LogLevel};
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
+use crate::oidc::flow::Continuation;
+use crate::request::SsoFacts;
 use crate::token_endpoint::{self, PendingTokenRequest, MAX_FORM_BYTES};
 use wasm_host::WasmHost;
 
@@ -125,6 +129,8 @@ impl RootContext for EdgeAuthRoot {
             config: self.config.clone(),
             cache: Rc::clone(&self.cache),
             pending: None,
+            waiting: None,
+            response_cookies: Vec::new(),
         }))
     }
 
@@ -136,10 +142,53 @@ impl RootContext for EdgeAuthRoot {
 struct EdgeAuthHttp {
     config: Option<Rc<Config>>,
     cache: Rc<TokenCache>,
+    /// A token request waiting for its body.
     pending: Option<PendingTokenRequest>,
+    /// A call to the IdP in flight: its token and what to do with the answer.
+    waiting: Option<(u32, Continuation)>,
+    /// `Set-Cookie` lines to add to the response (refreshed session).
+    response_cookies: Vec<String>,
 }
 
-impl Context for EdgeAuthHttp {}
+impl Context for EdgeAuthHttp {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let mut host = WasmHost;
+        let (Some(config), Some((expected, then))) = (self.config.clone(), self.waiting.take())
+        else {
+            return;
+        };
+        if expected != token_id {
+            let _ = hostcalls::send_http_response(500, vec![], Some(b"Internal Server Error."));
+            return;
+        }
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u32>().ok());
+        let body = hostcalls::get_buffer(
+            BufferType::HttpCallResponseBody,
+            0,
+            body_size.min(MAX_DOCUMENT_BYTES),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let path = host.request_header(":path").unwrap_or_default();
+        let facts = SsoFacts::read(&host);
+        let req = facts.request(&path);
+        let decision =
+            crate::oidc::flow::on_response(&config, then, status, &body, &req, &mut host);
+        if self.carry_out(&mut host, decision) == Action::Continue {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
 
 fn to_action(flow: Flow) -> Action {
     match flow {
@@ -149,6 +198,44 @@ fn to_action(flow: Flow) -> Action {
 }
 
 impl EdgeAuthHttp {
+    /// Executes a decision; keeps what must outlive this callback
+    /// (response cookies, a call's continuation).
+    fn carry_out(&mut self, host: &mut WasmHost, mut decision: Decision<'_>) -> Action {
+        match decision {
+            Decision::CallOut(call) => {
+                let headers: Vec<(&str, &str)> = call
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                match hostcalls::dispatch_http_call(
+                    &call.cluster,
+                    headers,
+                    Some(&call.body),
+                    vec![],
+                    Duration::from_millis(call.timeout_ms),
+                ) {
+                    Ok(token) => {
+                        self.waiting = Some((token, call.then));
+                        Action::Pause
+                    }
+                    Err(_) => {
+                        host.log(
+                            LogLevel::Warn,
+                            &format!("edge-auth: cannot call cluster \"{}\"", call.cluster),
+                        );
+                        to_action(apply(host, Decision::Reply(keys_unavailable())))
+                    }
+                }
+            }
+            Decision::Forward(ref mut forward) => {
+                self.response_cookies = std::mem::take(&mut forward.response_cookies);
+                to_action(apply(host, decision))
+            }
+            other => to_action(apply(host, other)),
+        }
+    }
+
     fn finish_token_request(&mut self, body: &[u8]) -> Action {
         let mut host = WasmHost;
         let reply = match self.pending.take() {
@@ -176,8 +263,15 @@ impl HttpContext for EdgeAuthHttp {
                 self.pending = Some(pending);
                 to_action(continue_without_credentials(&mut host))
             }
-            decision => to_action(apply(&mut host, decision)),
+            decision => self.carry_out(&mut host, decision),
         }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for line in self.response_cookies.drain(..) {
+            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "set-cookie", &line);
+        }
+        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
