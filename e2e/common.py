@@ -1,0 +1,193 @@
+"""Shared test data and assertions for the edge-auth end-to-end tests."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+from urllib.parse import quote, urlencode
+
+import jwt_hs256 as jwt
+from harness import Envoy, Response
+
+
+@dataclass(frozen=True)
+class Consumer:
+    name: str
+    client_id: str
+    client_secret: str
+
+    def config(self) -> dict:
+        return {"name": self.name, "client_id": self.client_id, "client_secret": self.client_secret}
+
+
+C1 = Consumer("consumer1", "c1-7c4a8d09ca3762af61e59520943dc264", "s1-Yk3pX9vQe2Lm7Rt5Wz8Nb4Hc6Jd1Fg0Sa")
+C2 = Consumer("consumer2", "c2-0f5e3a1b9d8c7b6a5f4e3d2c1b0a9f8e", "s2-Qw9Er8Ty7Ui6Op5As4Df3Gh2Jk1Lz0Xc")
+# Reserved characters in id and secret: Basic credentials must be
+# urlencode(id):urlencode(secret) and form/query values percent-encoded.
+C3 = Consumer("consumer3", "svc:partner@corp/3", "p+a/s s:w%rd=&?;#-3f9a1c77e2b84d05a6")
+
+ALL = (C1, C2, C3)
+TOKEN_PATH = "/oauth2/token"
+FORM = "application/x-www-form-urlencoded"
+INVALID_JWT_BODY = b"Invalid Jwt token."
+DENIED_BODY = b"Access Denied."
+REALM_HOST = "gw.example.test"
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
+
+
+def consumers(*cs: Consumer) -> list[dict]:
+    return [c.config() for c in (cs or ALL)]
+
+
+# ---------------------------------------------------------------------------
+# Token endpoint
+# ---------------------------------------------------------------------------
+
+
+def cred_params(c: Consumer, grant_type: str | None = "client_credentials", **extra: str) -> list[tuple[str, str]]:
+    p: list[tuple[str, str]] = []
+    if grant_type is not None:
+        p.append(("grant_type", grant_type))
+    p += [("client_id", c.client_id), ("client_secret", c.client_secret)]
+    p += list(extra.items())
+    return p
+
+
+def query(path: str, params: Iterable[tuple[str, str]]) -> str:
+    return f"{path}?{urlencode(list(params))}"
+
+
+def basic(client_id: str, client_secret: str) -> str:
+    raw = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def bearer(token: str, header: str = "Authorization", scheme: str = "Bearer") -> list[tuple[str, str]]:
+    return [(header, f"{scheme} {token}")]
+
+
+def assert_token_json_headers(r: Response) -> None:
+    assert r.headers.get_all("Content-Type") == ["application/json"], r
+    assert r.headers.get_all("Cache-Control") == ["no-store"], r
+
+
+def assert_token_error(r: Response, status: int, error: str, description: str | None = None) -> dict:
+    """A token endpoint error: status, JSON headers, body
+    ``{"error": error, "error_description": description-or-any-string}``."""
+    assert r.status == status, r
+    assert_token_json_headers(r)
+    body = r.json()
+    assert isinstance(body, dict) and set(body) == {"error", "error_description"}, r
+    assert body["error"] == error, r
+    assert isinstance(body["error_description"], str) and body["error_description"], r
+    if description is not None:
+        assert body["error_description"] == description, r
+    return body
+
+
+def assert_token_response(
+    r: Response,
+    c: Consumer,
+    *,
+    issuer: str = "Higress-Gateway",
+    ttl: int = 7200,
+    aud: str = "default",
+    scope: str | None = None,
+    t_before: float | None = None,
+    t_after: float | None = None,
+) -> tuple[str, dict]:
+    """A successful issuance for consumer ``c``; returns (token, claims)."""
+    assert r.status == 200, r
+    assert_token_json_headers(r)
+    body = r.json()
+    assert set(body) == {"token_type", "access_token", "expires_in"}, r
+    assert body["token_type"] == "bearer", r
+    assert body["expires_in"] == ttl and type(body["expires_in"]) is int, r
+    token = body["access_token"]
+    assert isinstance(token, str), r
+    header, claims, _ = jwt.decode(token)
+    assert header == {"alg": "HS256", "typ": "application/at+jwt"}, header
+    assert jwt.verify(token, c.client_secret), "signature is not HS256 with the consumer's secret"
+    expected_keys = {"iss", "sub", "client_id", "aud", "iat", "exp", "jti"} | ({"scope"} if scope is not None else set())
+    assert set(claims) == expected_keys, claims
+    assert claims["iss"] == issuer, claims
+    assert claims["sub"] == c.name, claims
+    assert claims["client_id"] == c.client_id, claims
+    assert claims["aud"] == aud, claims
+    assert type(claims["iat"]) is int and type(claims["exp"]) is int, claims
+    assert claims["exp"] == claims["iat"] + ttl, claims
+    if t_before is not None:
+        assert int(t_before) - 1 <= claims["iat"], (t_before, claims)
+    if t_after is not None:
+        assert claims["iat"] <= int(t_after) + 1, (t_after, claims)
+    assert isinstance(claims["jti"], str) and UUID4.match(claims["jti"]), claims
+    if scope is not None:
+        assert claims["scope"] == scope, claims
+    return token, claims
+
+
+def issue_token(gw: Envoy, c: Consumer, path: str = TOKEN_PATH, headers=None, **expect: Any) -> str:
+    """GET-issue a token for ``c`` at ``path`` (asserting the full response)."""
+    t0 = time.time()
+    r = gw.get(query(path, cred_params(c)), headers=headers)
+    t1 = time.time()
+    token, _ = assert_token_response(r, c, t_before=t0, t_after=t1, **expect)
+    return token
+
+
+# ---------------------------------------------------------------------------
+# Verification outcomes
+# ---------------------------------------------------------------------------
+
+_REALM_ERR = re.compile(r'^Bearer realm="(?P<realm>[^"]*)", error="invalid_token"(, error_description="[^"]*")?$')
+
+
+def assert_unauthorized(r: Response, path: str, host: str = REALM_HOST, token_present: bool = True) -> None:
+    """401 ``Invalid Jwt token.`` with the exact WWW-Authenticate challenge
+    for ``http://host<path without query>``."""
+    assert r.status == 401, r
+    assert r.body == INVALID_JWT_BODY, r
+    challenges = r.headers.get_all("WWW-Authenticate") or []
+    assert len(challenges) == 1, r
+    realm = f"http://{host}{path.split('?', 1)[0]}"
+    if token_present:
+        m = _REALM_ERR.match(challenges[0])
+        assert m and m.group("realm") == realm, (challenges[0], realm)
+    else:
+        assert challenges[0] == f'Bearer realm="{realm}"', (challenges[0], realm)
+
+
+def assert_forbidden(r: Response) -> None:
+    assert r.status == 403, r
+    assert r.body == DENIED_BODY, r
+    assert r.headers.get("WWW-Authenticate") is None, r
+
+
+def assert_passed(r: Response, consumer: Consumer | None, method: str, path: str) -> dict:
+    """The request reached the echo upstream unchanged; ``x-mse-consumer`` is
+    exactly ``consumer.name`` once (or absent for ``None``). Returns the echo."""
+    assert r.status == 200, r
+    echo = r.json()
+    assert echo["method"] == method, echo
+    assert echo["path"] == path, echo
+    if consumer is None:
+        assert "x-mse-consumer" not in echo["headers"], echo
+    else:
+        assert echo["headers"].get("x-mse-consumer") == consumer.name, echo
+    return echo
+
+
+def forged(c: Consumer, secret: str | None = None, header: dict | None = None, alg: str = "HS256", **claims: Any) -> str:
+    """A token for ``c`` in the MSE format with claims overridden by
+    ``claims`` (value ``None`` deletes the claim), HMAC-``alg`` signed with
+    ``secret`` (default the consumer's own)."""
+    base = jwt.mse_claims(c.name, c.client_id)
+    for k, v in claims.items():
+        if v is None:
+            base.pop(k, None)
+        else:
+            base[k] = v
+    return jwt.sign(base, c.client_secret if secret is None else secret, header=header, alg=alg)

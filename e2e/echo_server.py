@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Echo upstream for the edge-auth end-to-end tests and the demo gateway.
+
+Answers every method on every path with ``200`` and a JSON body::
+
+    {"method": "GET", "path": "/a/x?q=1",
+     "headers": {"host": "...", "x-mse-consumer": "consumer1", ...},
+     "body": "<request body as text>"}
+
+Header names are lower-cased; a header that arrived more than once is given
+as a list of its values (in arrival order), otherwise as a single string.
+
+Run as a script (``python3 e2e/echo_server.py [PORT]``) it listens on
+127.0.0.1:PORT (0 or no argument: a free port), prints the port on one line
+once it accepts connections, and serves until interrupted. The tests import
+:class:`EchoServer` and run it in a background thread instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["EchoServer", "EchoHandler", "main"]
+
+
+class EchoHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "edge-auth-echo/1"
+    # Keep-alive connections from Envoy's pool idle here; do not hold a
+    # handler thread forever on a dead peer.
+    timeout = 120
+
+    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+    # BaseHTTPRequestHandler dispatches to do_<METHOD>; answer them all.
+    def __getattr__(self, name: str):
+        if name.startswith("do_"):
+            return self._echo
+        raise AttributeError(name)
+
+    def _read_body(self) -> bytes:
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            chunks = []
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    # trailers until the empty line
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)  # CRLF after the chunk
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _echo(self) -> None:
+        body = self._read_body()
+        headers: dict[str, object] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            if key in headers:
+                prev = headers[key]
+                if isinstance(prev, list):
+                    prev.append(value)
+                else:
+                    headers[key] = [prev, value]
+            else:
+                headers[key] = value
+        record = {
+            "method": self.command,
+            "path": self.path,
+            "headers": headers,
+            "body": body.decode("utf-8", errors="replace"),
+        }
+        recorder = getattr(self.server, "record", None)
+        if recorder is not None:
+            recorder(record)
+        payload = json.dumps(record).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    verbose = False
+    record = None
+
+
+class EchoServer:
+    """The echo upstream in a background thread; records every request."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        self._lock = threading.Lock()
+        self._requests: list[dict] = []
+        self._httpd = _Server((host, port), EchoHandler)
+        self._httpd.record = self._record
+        self.host = host
+        self.port = self._httpd.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    def _record(self, rec: dict) -> None:
+        with self._lock:
+            self._requests.append(rec)
+
+    @property
+    def requests(self) -> list[dict]:
+        """A snapshot of every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._requests)
+
+    def start(self) -> "EchoServer":
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name=f"echo-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "EchoServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) > 1 or (argv and not argv[0].isdigit()):
+        print("usage: echo_server.py [PORT]", file=sys.stderr)
+        return 2
+    port = int(argv[0]) if argv else 0
+    httpd = _Server(("127.0.0.1", port), EchoHandler)
+    httpd.verbose = True
+    print(httpd.server_address[1], flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The three global_auth modes (true / false / absent), with and without allow rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from common import (
+    C1,
+    C2,
+    REALM_HOST,
+    TOKEN_PATH,
+    assert_forbidden,
+    assert_passed,
+    assert_token_response,
+    assert_unauthorized,
+    consumers,
+    cred_params,
+    forged,
+    query,
+)
+
+RULE_ALLOW = {"_match_route_": ["route-a"], "allow": ["consumer1"]}
+RULE_NO_ALLOW = {"_match_route_": ["route-svc"], "issuer": "Higress-Gateway"}
+BASE = {"consumers": consumers(C1, C2)}
+
+CONFIGS = {
+    "true-allow": {**BASE, "global_auth": True, "_rules_": [RULE_ALLOW]},
+    "false-allow": {**BASE, "global_auth": False, "_rules_": [RULE_ALLOW]},
+    "absent-allow": {**BASE, "_rules_": [RULE_ALLOW]},
+    "true-noallow": {**BASE, "global_auth": True, "_rules_": [RULE_NO_ALLOW]},
+    "false-noallow": {**BASE, "global_auth": False, "_rules_": [RULE_NO_ALLOW]},
+    "absent-noallow": {**BASE, "_rules_": [RULE_NO_ALLOW]},
+    "true-norules": {**BASE, "global_auth": True},
+    "false-norules": {**BASE, "global_auth": False},
+    "absent-norules": dict(BASE),
+}
+
+# Outcomes per credential: "none" (no header), "garbage" (invalid Bearer), C1, C2.
+CHECKED = {"none": 401, "garbage": 401, "consumer1": 200, "consumer2": 200}
+ALLOW_C1 = {"none": 401, "garbage": 401, "consumer1": 200, "consumer2": 403}
+OPEN = {"none": "pass", "garbage": "pass"}  # not checked at all
+
+PATHS = ("/a/r", "/b/r", "/svc/r")
+EXPECT = {
+    # global_auth true: everything checked; the allow list of the matched rule applies
+    "true-allow": {"/a/r": ALLOW_C1, "/b/r": CHECKED, "/svc/r": CHECKED},
+    "true-noallow": {p: CHECKED for p in PATHS},
+    "true-norules": {p: CHECKED for p in PATHS},
+    # global_auth false: only requests matching a rule with allow are checked
+    "false-allow": {"/a/r": ALLOW_C1, "/b/r": OPEN, "/svc/r": OPEN},
+    "false-noallow": {p: OPEN for p in PATHS},
+    "false-norules": {p: OPEN for p in PATHS},
+    # absent: like false when some rule has allow, else like true
+    "absent-allow": {"/a/r": ALLOW_C1, "/b/r": OPEN, "/svc/r": OPEN},
+    "absent-noallow": {p: CHECKED for p in PATHS},
+    "absent-norules": {p: CHECKED for p in PATHS},
+}
+
+CASES = [(mode, path, cred, out) for mode in CONFIGS for path in PATHS for cred, out in EXPECT[mode][path].items()]
+
+
+@pytest.fixture(scope="module")
+def gws(lazy_gateways):
+    return lazy_gateways(CONFIGS)
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    # MSE-format tokens: valid under every configuration here.
+    return {c.name: forged(c) for c in (C1, C2)}
+
+
+@pytest.mark.parametrize("mode,path,cred,outcome", CASES, ids=[f"{m}{p}-{c}-{o}" for m, p, c, o in CASES])
+def test_global_auth_matrix(gws, tokens, echo, mode, path, cred, outcome):
+    gw = gws[mode]
+    headers = {"Host": REALM_HOST}
+    if cred == "garbage":
+        headers["Authorization"] = "Bearer garbage"
+    elif cred != "none":
+        headers["Authorization"] = f"Bearer {tokens[cred]}"
+    n = echo.count()
+    r = gw.get(path, headers=headers)
+    if outcome == "pass":
+        assert_passed(r, None, "GET", path)
+    elif outcome == 200:
+        assert_passed(r, {"consumer1": C1, "consumer2": C2}[cred], "GET", path)
+    elif outcome == 403:
+        assert_forbidden(r)
+        assert echo.count() == n
+    else:
+        assert_unauthorized(r, path, token_present=cred != "none")
+        assert echo.count() == n
+
+
+@pytest.mark.parametrize("mode", ["false-allow", "absent-allow", "false-noallow", "false-norules"])
+def test_pass_through_removes_spoofed_consumer_header(gws, mode):
+    r = gws[mode].get("/b/r", headers=[("X-Mse-Consumer", "consumer1"), ("X-Mse-Consumer", "admin")])
+    assert_passed(r, None, "GET", "/b/r")
+
+
+@pytest.mark.parametrize("mode", sorted(CONFIGS))
+def test_token_endpoint_served_in_every_mode(gws, mode):
+    assert_token_response(gws[mode].get(query(TOKEN_PATH, cred_params(C2))), C2)
