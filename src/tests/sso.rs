@@ -1,0 +1,513 @@
+//! Single sign-on as a state machine against the fake host: login redirect,
+//! callback checks, code exchange, ID token validation, session cookie,
+//! refresh and sign-out.
+
+use serde_json::json;
+
+use super::NOW;
+use crate::config::{compile_json, Config};
+use crate::decision::{apply, CookieEdit, Decision, Flow};
+use crate::fake_host::FakeHost;
+use crate::keys::cache::TokenCache;
+use crate::keys::remote::KeyFetcher;
+use crate::oidc::flow::on_response;
+use crate::request::{on_request_headers, SsoFacts};
+use crate::token::jws::{b64url, hs256_sign};
+
+const IDP: &str = "http://idp.test";
+const KEY: &str = "idp-signing-key-0123456789abcdef0123";
+const COOKIE_SECRET: &str = "cookie-secret-0123456789abcdef0123456789";
+
+fn sso_config(extra: serde_json::Value) -> Config {
+    let mut oidc = json!({
+        "issuer": IDP, "client_id": "gateway", "client_secret": "gw-secret",
+        "cluster": "idp", "cookie_secret": COOKIE_SECRET,
+        "post_logout_redirect_uri": "/bye",
+        "claims_to_headers": [{"claim": "email", "header": "x-user-email"}],
+        "set_access_token_header": true
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        oidc[k] = v.clone();
+    }
+    compile_json(json!({"oidc": oidc}).to_string().as_bytes()).unwrap()
+}
+
+/// Delivers the discovery document and a JWKS, as the root context would.
+fn load_provider(cfg: &Config) {
+    let mut host = FakeHost::new(NOW);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut host);
+    let doc = json!({"issuer": IDP, "jwks_uri": format!("{IDP}/jwks"),
+        "authorization_endpoint": format!("{IDP}/auth"), "token_endpoint": format!("{IDP}/token"),
+        "end_session_endpoint": format!("{IDP}/session/end")});
+    fetcher.on_response(
+        &cfg.remote_sources,
+        1,
+        Some(200),
+        doc.to_string().as_bytes(),
+        &mut host,
+    );
+    let jwks = json!({"keys": [{"kty": "oct", "kid": "k1", "k": b64url(KEY.as_bytes())}]});
+    fetcher.on_response(
+        &cfg.remote_sources,
+        2,
+        Some(200),
+        jwks.to_string().as_bytes(),
+        &mut host,
+    );
+    assert!(cfg.remote_sources[0].current().is_some());
+}
+
+fn id_token(claims: serde_json::Value) -> String {
+    let mut base = json!({"iss": IDP, "aud": "gateway", "sub": "alice", "email": "alice@example.com",
+                          "iat": NOW, "exp": NOW + 300, "nonce": "n"});
+    for (k, v) in claims.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    let input = format!(
+        "{}.{}",
+        b64url(br#"{"alg":"HS256","kid":"k1"}"#),
+        b64url(base.to_string().as_bytes())
+    );
+    format!(
+        "{input}.{}",
+        b64url(&hs256_sign(KEY.as_bytes(), input.as_bytes()))
+    )
+}
+
+/// Each simulated request draws different random bytes (states, nonces).
+fn fresh_random() -> u8 {
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    NEXT.fetch_add(97, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn browser(path: &str, cookie: Option<&str>) -> FakeHost {
+    let mut host = FakeHost::new(NOW);
+    host.random_counter = fresh_random();
+    let mut host = host
+        .request("GET", "gw.example.com", path)
+        .with_header("accept", "text/html,application/xhtml+xml");
+    if let Some(c) = cookie {
+        host = host.with_header("cookie", c);
+    }
+    host
+}
+
+fn run<'c>(cfg: &'c Config, host: &mut FakeHost) -> Decision<'c> {
+    on_request_headers(cfg, &TokenCache::new(0), host, true)
+}
+
+fn set_cookies(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// `name=value` pairs from Set-Cookie lines that set (not clear) a cookie.
+fn cookie_header(lines: &[String]) -> String {
+    lines
+        .iter()
+        .filter(|l| !l.contains("Max-Age=0"))
+        .map(|l| l.split(';').next().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn query_value(url: &str, name: &str) -> String {
+    let q = url.split_once('?').unwrap().1;
+    crate::form::first(q, name).unwrap()
+}
+
+struct Login {
+    location: String,
+    cookie: String,
+}
+
+fn start_login(cfg: &Config, path: &str) -> Login {
+    let mut host = browser(path, None);
+    let d = run(cfg, &mut host);
+    assert_eq!(apply(&mut host, d), Flow::Stop);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 302);
+    Login {
+        location: r.header("location").unwrap().to_string(),
+        cookie: cookie_header(&set_cookies(&r.headers)),
+    }
+}
+
+/// Callback → code exchange → session cookie header.
+fn finish_login(cfg: &Config, login: &Login, token: &str) -> (u32, Vec<(String, String)>) {
+    let state = query_value(&login.location, "state");
+    let mut host = browser(
+        &format!("/oauth2/callback?code=c0de&state={state}"),
+        Some(&login.cookie),
+    );
+    let Decision::CallOut(call) = run(cfg, &mut host) else {
+        panic!("expected a call to the IdP")
+    };
+    let body = json!({"id_token": token, "access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600});
+    let facts = SsoFacts::read(&host);
+    let path = host.header(":path").unwrap().to_string();
+    let d = on_response(
+        cfg,
+        call.then,
+        Some(200),
+        body.to_string().as_bytes(),
+        &facts.request(&path),
+        &mut host,
+    );
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    (r.status, r.headers)
+}
+
+#[test]
+fn login_redirect_carries_state_nonce_and_pkce() {
+    let cfg = sso_config(json!({}));
+    // Before discovery: fail closed, retryable.
+    let mut host = browser("/app", None);
+    let d = run(&cfg, &mut host);
+    apply(&mut host, d);
+    assert_eq!(host.reply.as_ref().unwrap().status, 503);
+
+    load_provider(&cfg);
+    let login = start_login(&cfg, "/app?x=1");
+    assert!(login
+        .location
+        .starts_with("http://idp.test/auth?response_type=code&client_id=gateway&"));
+    assert_eq!(
+        query_value(&login.location, "redirect_uri"),
+        "http://gw.example.com/oauth2/callback"
+    );
+    assert_eq!(
+        query_value(&login.location, "scope"),
+        "openid email profile"
+    );
+    assert_eq!(
+        query_value(&login.location, "code_challenge_method"),
+        "S256"
+    );
+    assert_eq!(query_value(&login.location, "code_challenge").len(), 43);
+    assert!(login.cookie.starts_with("_edge_auth_session_csrf_"));
+
+    // XHR and API calls get 401, not a redirect.
+    for (k, v) in [
+        ("x-requested-with", "XMLHttpRequest"),
+        ("accept", "application/json"),
+    ] {
+        let mut host = FakeHost::new(NOW)
+            .request("GET", "gw.example.com", "/app")
+            .with_header(k, v);
+        let d = run(&cfg, &mut host);
+        apply(&mut host, d);
+        assert_eq!(host.reply.as_ref().unwrap().status, 401, "{k}");
+    }
+}
+
+#[test]
+fn full_login_then_session_requests() {
+    let cfg = sso_config(json!({}));
+    load_provider(&cfg);
+    let login = start_login(&cfg, "/app?x=1");
+    let nonce = query_value(&login.location, "nonce");
+    let (status, headers) = finish_login(&cfg, &login, &id_token(json!({"nonce": nonce})));
+    assert_eq!(status, 302);
+    let location = &headers.iter().find(|(k, _)| k == "location").unwrap().1;
+    assert_eq!(location, "/app?x=1");
+    let lines = set_cookies(&headers);
+    assert!(lines.iter().any(|l| l.starts_with("_edge_auth_session=")
+        && l.contains("HttpOnly")
+        && l.contains("Secure")
+        && l.contains("SameSite=Lax")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("_edge_auth_session_csrf_") && l.contains("Max-Age=0")),
+        "login cookie cleared"
+    );
+    let session = cookie_header(&lines);
+
+    // The session lets requests through with a verified identity.
+    let mut host = browser("/app", Some(&format!("other=1; {session}")))
+        .with_header("x-user-email", "forged@evil")
+        .with_header("x-mse-consumer", "admin");
+    let d = run(&cfg, &mut host);
+    let Decision::Forward(f) = &d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(f.upstream_cookie, CookieEdit::Replace("other=1".into()));
+    assert_eq!(apply(&mut host, d), Flow::Continue);
+    assert_eq!(host.header("x-mse-consumer"), Some("alice"));
+    assert_eq!(host.header("x-user-email"), Some("alice@example.com"));
+    assert!(host
+        .header("authorization")
+        .unwrap()
+        .starts_with("Bearer eyJ"));
+    assert_eq!(host.header("x-forwarded-access-token"), Some("at-1"));
+    assert_eq!(host.header("cookie"), Some("other=1"));
+
+    // A tampered cookie reads as no session: back to the IdP.
+    let mut tampered = session.clone();
+    tampered.pop();
+    tampered.push(if session.ends_with('A') { 'B' } else { 'A' });
+    let mut host = browser("/app", Some(&tampered));
+    let d = run(&cfg, &mut host);
+    apply(&mut host, d);
+    assert_eq!(host.reply.unwrap().status, 302);
+
+    // A cookie sealed under another secret reads as no session.
+    let other = sso_config(json!({"cookie_secret": "another-secret-0123456789abcdef0123456"}));
+    load_provider(&other);
+    let mut host = browser("/app", Some(&session));
+    let d = run(&other, &mut host);
+    apply(&mut host, d);
+    assert_eq!(host.reply.unwrap().status, 302);
+}
+
+#[test]
+fn parallel_logins_each_complete() {
+    let cfg = sso_config(json!({}));
+    load_provider(&cfg);
+    let a = start_login(&cfg, "/a");
+    let b = start_login(&cfg, "/b");
+    assert_ne!(a.cookie, b.cookie);
+    let both = format!("{}; {}", a.cookie, b.cookie);
+    for (login, target) in [(&b, "/b"), (&a, "/a")] {
+        let nonce = query_value(&login.location, "nonce");
+        let joint = Login {
+            location: login.location.clone(),
+            cookie: both.clone(),
+        };
+        let (status, headers) = finish_login(&cfg, &joint, &id_token(json!({"nonce": nonce})));
+        assert_eq!(status, 302);
+        assert_eq!(
+            headers.iter().find(|(k, _)| k == "location").unwrap().1,
+            target
+        );
+    }
+}
+
+#[test]
+fn callback_refusals() {
+    let cfg = sso_config(json!({}));
+    load_provider(&cfg);
+    let login = start_login(&cfg, "/app");
+    let state = query_value(&login.location, "state");
+    let nonce = query_value(&login.location, "nonce");
+    let cases = [
+        (
+            format!(
+                "/oauth2/callback?error=access_denied&error_description=%3Cscript%3E&state={state}"
+            ),
+            Some(login.cookie.clone()),
+            "access_denied &lt;script&gt;",
+        ),
+        (
+            format!("/oauth2/callback?code=c&state={state}"),
+            None,
+            "not started here",
+        ),
+        (
+            "/oauth2/callback?code=c&state=forged".to_string(),
+            Some(login.cookie.clone()),
+            "not started here",
+        ),
+        (
+            format!("/oauth2/callback?state={state}"),
+            Some(login.cookie.clone()),
+            "lacks state or code",
+        ),
+    ];
+    for (path, cookie, text) in cases {
+        let mut host = browser(&path, cookie.as_deref());
+        let d = run(&cfg, &mut host);
+        apply(&mut host, d);
+        let r = host.reply.unwrap();
+        assert_eq!(r.status, 403, "{path}");
+        assert!(r.body.contains(text), "{path}: {}", r.body);
+        assert!(!r.body.contains("<script>"));
+    }
+    // ID token problems after the exchange: no session.
+    for (claims, why) in [
+        (json!({"nonce": "other"}), "nonce mismatch"),
+        (
+            json!({"nonce": nonce, "aud": "someone-else"}),
+            "audience is not this client",
+        ),
+        (
+            json!({"nonce": nonce, "azp": "someone-else"}),
+            "authorized party",
+        ),
+        (
+            json!({"nonce": nonce, "iss": "http://evil"}),
+            "issuer mismatch",
+        ),
+        (json!({"nonce": nonce, "exp": NOW - 120}), "token expired"),
+    ] {
+        let (status, headers) = finish_login(&cfg, &login, &id_token(claims));
+        assert_eq!(status, 403, "{why}");
+        assert!(
+            set_cookies(&headers)
+                .iter()
+                .all(|l| !l.starts_with("_edge_auth_session=")),
+            "{why}"
+        );
+    }
+    // The IdP refuses the code (replayed): 403, no session.
+    let mut host = browser(
+        &format!("/oauth2/callback?code=c&state={state}"),
+        Some(&login.cookie),
+    );
+    let Decision::CallOut(call) = run(&cfg, &mut host) else {
+        panic!()
+    };
+    let body = String::from_utf8(call.body.clone()).unwrap();
+    assert!(body.contains("grant_type=authorization_code") && body.contains("code_verifier="));
+    assert!(call
+        .headers
+        .iter()
+        .any(|(k, v)| k == "authorization" && v.starts_with("Basic ")));
+    let facts = SsoFacts::read(&host);
+    let d = on_response(
+        &cfg,
+        call.then,
+        Some(400),
+        br#"{"error":"invalid_grant"}"#,
+        &facts.request("/oauth2/callback"),
+        &mut host,
+    );
+    apply(&mut host, d);
+    assert_eq!(host.reply.unwrap().status, 403);
+}
+
+#[test]
+fn refresh_and_sign_out() {
+    let cfg = sso_config(json!({"cookie_refresh": "10m", "cookie_expire": "1h"}));
+    load_provider(&cfg);
+    let login = start_login(&cfg, "/app");
+    let nonce = query_value(&login.location, "nonce");
+    let (_, headers) = finish_login(&cfg, &login, &id_token(json!({"nonce": nonce})));
+    let session = cookie_header(&set_cookies(&headers));
+
+    // Past cookie_refresh: a refresh call first, then forward with a new cookie.
+    let mut host = browser("/app", Some(&session));
+    host.now = NOW + 601;
+    let Decision::CallOut(call) = run(&cfg, &mut host) else {
+        panic!("expected refresh")
+    };
+    assert!(String::from_utf8(call.body.clone())
+        .unwrap()
+        .contains("grant_type=refresh_token&refresh_token=rt-1"));
+    let facts = SsoFacts::read(&host);
+    let d = on_response(
+        &cfg,
+        call.then,
+        Some(200),
+        br#"{"access_token":"at-2","expires_in":600}"#,
+        &facts.request("/app"),
+        &mut host,
+    );
+    let Decision::Forward(f) = &d else {
+        panic!("{d:?}")
+    };
+    assert!(f
+        .response_cookies
+        .iter()
+        .any(|c| c.starts_with("_edge_auth_session=")));
+    apply(&mut host, d);
+    assert_eq!(host.header("x-forwarded-access-token"), Some("at-2"));
+
+    // A failed refresh clears the session and sends a browser to log in.
+    let mut host = browser("/app", Some(&session));
+    host.now = NOW + 601;
+    let Decision::CallOut(call) = run(&cfg, &mut host) else {
+        panic!()
+    };
+    let facts = SsoFacts::read(&host);
+    let d = on_response(
+        &cfg,
+        call.then,
+        Some(400),
+        b"{}",
+        &facts.request("/app"),
+        &mut host,
+    );
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 302);
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .any(|l| l.starts_with("_edge_auth_session=;") && l.contains("Max-Age=0")));
+
+    // Past cookie_expire the server refuses the session even if sent.
+    let mut host = browser("/app", Some(&session));
+    host.now = NOW + 3600;
+    let d = run(&cfg, &mut host);
+    apply(&mut host, d);
+    assert_eq!(host.reply.unwrap().status, 302);
+
+    // Sign-out: cookies cleared, IdP end-session with the hint; open
+    // redirects in rd fall back to the configured target.
+    let mut host = browser("/oauth2/sign_out?rd=%2F%2Fevil.com", Some(&session));
+    let d = run(&cfg, &mut host);
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 302);
+    let location = r.header("location").unwrap();
+    assert!(location.starts_with("http://idp.test/session/end?client_id=gateway&post_logout_redirect_uri=http%3A%2F%2Fgw.example.com%2Fbye&id_token_hint=eyJ"), "{location}");
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .all(|l| l.contains("Max-Age=0")));
+}
+
+#[test]
+fn match_lists_and_config_errors() {
+    let cfg = sso_config(
+        json!({"match_type": "whitelist", "match_list": [{"match_rule_path": "/public", "match_rule_type": "prefix"}]}),
+    );
+    load_provider(&cfg);
+    let mut host = browser("/public/x", None);
+    let d = run(&cfg, &mut host);
+    assert_eq!(apply(&mut host, d), Flow::Continue);
+    let cfg = sso_config(
+        json!({"match_type": "blacklist", "match_list": [{"match_rule_domain": "*.example.com", "match_rule_path": "/admin", "match_rule_type": "exact"}]}),
+    );
+    load_provider(&cfg);
+    let mut host = browser("/admin", None);
+    let d = run(&cfg, &mut host);
+    assert_eq!(apply(&mut host, d), Flow::Stop);
+    let mut host = browser("/other", None);
+    let d = run(&cfg, &mut host);
+    assert_eq!(apply(&mut host, d), Flow::Continue);
+
+    let err = |extra: serde_json::Value| {
+        let mut oidc = json!({"issuer": IDP, "client_id": "g", "client_secret": "s", "cluster": "idp", "cookie_secret": COOKIE_SECRET});
+        for (k, v) in extra.as_object().unwrap() {
+            oidc[k] = v.clone();
+        }
+        compile_json(json!({"oidc": oidc}).to_string().as_bytes())
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err(json!({"cookie_secret": "short"})),
+        "oidc.cookie_secret: needs at least 32 bytes of key material (raw or base64)"
+    );
+    assert_eq!(
+        err(json!({"cookie_refresh": "2h", "cookie_expire": "1h"})),
+        "oidc.cookie_refresh: must be below cookie_expire"
+    );
+    assert_eq!(
+        err(json!({"cookie_samesite": "sometimes"})),
+        "oidc.cookie_samesite: \"sometimes\" is not lax, strict or none"
+    );
+    assert_eq!(
+        err(json!({"scope": "email"})),
+        "oidc.scope: must include openid"
+    );
+    assert_eq!(err(json!({"cluster": null})), "oidc.cluster: the Envoy cluster that reaches the IdP is required: cluster, or service_name/service_port");
+    assert!(err(json!({"cookie_expire": "soon"}))
+        .starts_with("oidc.cookie_expire: \"soon\" is not a duration"));
+}
