@@ -55,7 +55,7 @@ fmt:
 	cargo fmt
 
 # Starts an echo upstream and Envoy with envoy.yaml on 127.0.0.1:10000.
-demo: build venv
+demo: build venv idp
 	@bash scripts/demo.sh
 
 bench: build venv

@@ -53,11 +53,14 @@ def test_demo_config_shape():
     assert names == ["consumer1", "consumer2"]
     for c in cfg["consumers"]:
         assert len(c["client_id"]) >= 32 and len(c["client_secret"]) >= 32, c
-    assert cfg["_rules_"] == [
+    assert cfg["_rules_"][:2] == [
         {"_match_route_": ["api-public"], "_disable_": True},
         {"_match_route_": ["api-orders"], "allow": ["consumer1"]},
     ]
-    for route in ("api-public", "api-orders", "default"):
+    sso = cfg["_rules_"][2]
+    assert sso["_match_route_"] == ["app", "sso-callback", "sso-sign-out"]
+    assert sso["oidc"]["issuer"] == "http://127.0.0.1:9000" and sso["oidc"]["cluster"] == "idp"
+    for route in ("api-public", "api-orders", "app", "sso-callback", "sso-sign-out", "default"):
         assert f"- name: {route}\n" in text, route
 
 

@@ -8,7 +8,10 @@ read -r -a ENVOY_CMD <<< "${ENVOY:-.venv/bin/envoy}"
 
 $PYTHON e2e/echo_server.py 18080 &
 echo_pid=$!
-trap 'kill $echo_pid 2>/dev/null || true' EXIT
+IDP_REDIRECT_URIS="http://127.0.0.1:10000/oauth2/callback http://localhost:10000/oauth2/callback" \
+  IDP_LOG=0 node e2e/idp/server.js --port 9000 &
+idp_pid=$!
+trap 'kill $echo_pid $idp_pid 2>/dev/null || true' EXIT
 
 cat <<'TXT'
 
@@ -23,6 +26,12 @@ edge-auth demo: Envoy on http://127.0.0.1:10000 (admin http://127.0.0.1:9901)
   # 3. without a token: 401; open route: 200
   curl -si http://127.0.0.1:10000/orders/42 | head -5
   curl -s http://127.0.0.1:10000/public/hello
+
+  # 4. single sign-on: open in a browser, sign in at the local IdP with any
+  #    user name and password (e.g. alice / alice), accept the consent:
+  #      http://127.0.0.1:10000/app
+  #    the echoed page shows x-mse-consumer and x-user from the ID token;
+  #    sign out: http://127.0.0.1:10000/oauth2/sign_out
 
 TXT
 "${ENVOY_CMD[@]}" -c envoy.yaml --concurrency 1 --disable-hot-restart -l info
