@@ -44,6 +44,7 @@ pub struct FakeHost {
     pub fail_random: bool,
     pub reply: Option<SentReply>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
+    pub counters: RefCell<HashMap<String, u64>>,
 }
 
 impl FakeHost {
@@ -82,6 +83,10 @@ impl FakeHost {
             .map(|(_, v)| v.as_str())
     }
 
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.borrow().get(name).copied().unwrap_or(0)
+    }
+
     pub fn header_count(&self, name: &str) -> usize {
         self.headers.iter().filter(|(k, _)| k == name).count()
     }
@@ -114,6 +119,14 @@ impl Host for FakeHost {
 
     fn log(&self, level: LogLevel, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn count(&self, name: &str) {
+        *self
+            .counters
+            .borrow_mut()
+            .entry(name.to_string())
+            .or_default() += 1;
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {

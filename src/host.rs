@@ -27,6 +27,10 @@ pub trait Host {
     /// Fill `buf` from a cryptographically secure source.
     fn random_bytes(&mut self, buf: &mut [u8]) -> Result<(), HostError>;
     fn log(&self, level: LogLevel, message: &str);
+    /// Adds one to the counter `edge_auth_<name>` (Envoy shows it as
+    /// `wasmcustom.edge_auth_<name>` on `/stats`). Failures are ignored:
+    /// metrics must never change a request's fate.
+    fn count(&self, name: &str);
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
@@ -57,4 +61,19 @@ pub trait Host {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), HostError>;
+}
+
+/// A counter-name fragment from a human reason: `token expired` →
+/// `token_expired`.
+pub fn slug(reason: &str) -> String {
+    reason
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

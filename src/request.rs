@@ -107,8 +107,16 @@ pub fn on_request_headers<'c, H: Host>(
             let now = host.now_unix_seconds();
             let outcome = authenticate(config, cache, scope, allow, &mut facts, now);
             match outcome {
-                Ok(forward) => Decision::Forward(forward),
+                Ok(forward) => {
+                    host.count("requests_allowed");
+                    Decision::Forward(forward)
+                }
                 Err(refusal) => {
+                    host.count(&format!(
+                        "denied_{}_{}",
+                        refusal.status,
+                        crate::host::slug(refusal.reason)
+                    ));
                     host.log(
                         LogLevel::Debug,
                         &format!(
@@ -273,6 +281,13 @@ fn authenticate<'c, H: Host>(
     }
     let key = cache.enabled().then(|| cache_key(scope.id, &token));
     let cached = key.as_ref().and_then(|k| cache.get(k, now));
+    if key.is_some() {
+        facts.host.count(if cached.is_some() {
+            "cache_hits"
+        } else {
+            "cache_misses"
+        });
+    }
     let identity = match cached {
         Some(identity) => identity,
         None => {

@@ -119,6 +119,35 @@ fn grant<H: Host>(
     authorization: Option<&str>,
     host: &mut H,
 ) -> Reply {
+    let reply = issue(scope, route_name, params, authorization, host);
+    count_outcome(&reply, host);
+    reply
+}
+
+/// `tokens_issued`, or `token_endpoint_errors_<error code>`.
+pub fn count_outcome<H: Host>(reply: &Reply, host: &H) {
+    if reply.status == 200 {
+        host.count("tokens_issued");
+        return;
+    }
+    let code = serde_json::from_str::<serde_json::Value>(&reply.body)
+        .ok()
+        .and_then(|v| {
+            v.get("error")
+                .and_then(|e| e.as_str())
+                .map(crate::host::slug)
+        })
+        .unwrap_or_else(|| "server_error".into());
+    host.count(&format!("token_endpoint_errors_{code}"));
+}
+
+fn issue<H: Host>(
+    scope: &Scope,
+    route_name: &str,
+    params: &str,
+    authorization: Option<&str>,
+    host: &mut H,
+) -> Reply {
     let [grant_type, client_id, client_secret, requested_scope] = match form::pick(
         params,
         ["grant_type", "client_id", "client_secret", "scope"],

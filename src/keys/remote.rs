@@ -360,6 +360,7 @@ impl KeyFetcher {
                         LogLevel::Info,
                         &format!("edge-auth: {}: {} keys loaded", source.id, keys.keys.len()),
                     );
+                    host.count("jwks_fetch_ok");
                     changes.keys_replaced = source.install(keys, now);
                 }
                 Err(e) => record_failure(source, host, &format!("JWKS rejected: {e}")),
@@ -423,6 +424,7 @@ fn parse_discovery(source: &RemoteKeySource, body: &[u8]) -> Result<ProviderMeta
 }
 
 fn record_failure<H: Host>(source: &RemoteKeySource, host: &mut H, reason: &str) {
+    host.count("jwks_fetch_failed");
     let (raw, _) = host.shared_data(&source.state_key());
     let state = raw
         .as_deref()

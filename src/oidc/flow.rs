@@ -324,6 +324,7 @@ fn login_or_401<'c, H: Host>(
         ],
     );
     host.log(LogLevel::Debug, "edge-auth: sign-in started");
+    host.count("sso_logins_started");
     Decision::Reply(redirect(&location, vec![cookie_line]))
 }
 
@@ -478,6 +479,7 @@ pub fn on_response<'c, H: Host>(
                     LogLevel::Debug,
                     "edge-auth: code exchange refused by the identity provider",
                 );
+                host.count("sso_logins_failed");
                 return Decision::Reply(forbidden_page(
                     "The identity provider did not accept the sign-in code.",
                     vec![clear_login],
@@ -494,6 +496,7 @@ pub fn on_response<'c, H: Host>(
                         safe_redirect(&login.url, req.authority, &oidc.allowed_redirect_domains)
                             .unwrap_or_else(|| "/".into());
                     host.log(LogLevel::Debug, "edge-auth: sign-in completed");
+                    host.count("sso_logins_completed");
                     Decision::Reply(redirect(&target, cookies))
                 }
                 Err(reason) => {
@@ -501,6 +504,7 @@ pub fn on_response<'c, H: Host>(
                         LogLevel::Info,
                         &format!("edge-auth: sign-in refused: {reason}"),
                     );
+                    host.count("sso_logins_failed");
                     Decision::Reply(forbidden_page(reason, vec![clear_login]))
                 }
             }
@@ -519,6 +523,7 @@ pub fn on_response<'c, H: Host>(
                 .and_then(|r| new_session(&sso, Some(&session), r, None, now));
             match refreshed {
                 Ok(session) => {
+                    host.count("sso_refreshes");
                     let cookies = match write_session(&sso, &session, req, host) {
                         Ok(lines) => lines,
                         Err(reply) => return Decision::Reply(reply),
@@ -533,6 +538,7 @@ pub fn on_response<'c, H: Host>(
                         LogLevel::Info,
                         &format!("edge-auth: session refresh failed: {reason}"),
                     );
+                    host.count("sso_refresh_failed");
                     let clear = clear_session(&sso.config, req.cookie);
                     if !navigation {
                         let mut reply = unauthorized(req);

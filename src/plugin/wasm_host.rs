@@ -1,13 +1,33 @@
 //! [`Host`] over proxy-wasm host calls. Every failure becomes `None`/`Err`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel as WasmLogLevel, MapType};
+use proxy_wasm::types::{LogLevel as WasmLogLevel, MapType, MetricType};
 
 use crate::host::{Host, HostError, LogLevel};
 
 pub struct WasmHost;
+
+thread_local! {
+    /// Counter ids by name, defined on first use (one VM per worker thread).
+    static COUNTERS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+fn counter_id(name: &str) -> Option<u32> {
+    COUNTERS.with(|ids| {
+        let mut ids = ids.try_borrow_mut().ok()?;
+        if let Some(id) = ids.get(name) {
+            return Some(*id);
+        }
+        let id =
+            hostcalls::define_metric(MetricType::Counter, &format!("edge_auth_{name}")).ok()?;
+        ids.insert(name.to_string(), id);
+        Some(id)
+    })
+}
 
 impl Host for WasmHost {
     fn now_unix_seconds(&self) -> u64 {
@@ -39,6 +59,12 @@ impl Host for WasmHost {
             LogLevel::Error => WasmLogLevel::Error,
         };
         let _ = hostcalls::log(level, message);
+    }
+
+    fn count(&self, name: &str) {
+        if let Some(id) = counter_id(name) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {

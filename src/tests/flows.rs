@@ -257,6 +257,27 @@ fn valid_token_forwards_with_consumer_and_strips_spoofing() {
         host.header("authorization").is_some(),
         "keep_token defaults to true"
     );
+    assert_eq!(host.counter("requests_allowed"), 1);
+    assert_eq!(host.counter("cache_misses"), 1);
+}
+
+#[test]
+fn refusals_and_issuance_are_counted() {
+    let cfg = config("");
+    let (_, host) = get(&cfg, "/x", &[("authorization", "Bearer a.b.c")]);
+    assert_eq!(host.counter("denied_401_malformed_token"), 1);
+    let (_, host) = get(&cfg, "/x", &[]);
+    assert_eq!(host.counter("denied_401_no_bearer_token"), 1);
+    let issue = format!(
+        "/oauth2/token?grant_type=client_credentials&client_id=id1&client_secret={SECRET1}"
+    );
+    let (_, host) = get(&cfg, &issue, &[]);
+    assert_eq!(host.counter("tokens_issued"), 1);
+    let (_, host) = get(&cfg, "/oauth2/token?grant_type=password", &[]);
+    assert_eq!(
+        host.counter("token_endpoint_errors_unsupported_grant_type"),
+        1
+    );
 }
 
 #[test]
