@@ -17,8 +17,10 @@ cat <<'TXT'
 
 edge-auth demo: Envoy on http://127.0.0.1:10000 (admin http://127.0.0.1:9901)
 
-  # 1. get a token (client-credentials grant) for consumer1
-  TOKEN=$(curl -s 'http://127.0.0.1:10000/oauth2/token?grant_type=client_credentials&client_id=demo-client-consumer1-4f0c6b2e9a7d&client_secret=demo-secret-consumer1-Xq7Lr2Vn9Bw4Tz6Kp1Hs' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  # 1. get a token (client-credentials grant, HTTP Basic client auth) for consumer1
+  TOKEN=$(curl -s -u demo-client-consumer1-4f0c6b2e9a7d:demo-secret-consumer1-Xq7Lr2Vn9Bw4Tz6Kp1Hs \
+      -d grant_type=client_credentials http://127.0.0.1:10000/oauth2/token \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
   # 2. call the protected route: the echo upstream shows x-mse-consumer: consumer1
   curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:10000/orders/42
