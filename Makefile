@@ -12,7 +12,7 @@ ENVOY ?= $(CURDIR)/$(VENV)/bin/envoy
 export ENVOY
 export EDGE_AUTH_WASM := $(CURDIR)/$(WASM)
 
-.PHONY: build wasm-target venv idp unit e2e test lint fmt demo bench clean
+.PHONY: build wasm-target venv idp unit e2e test lint fmt demo bench oci clean
 
 # The local OpenID provider (npm oidc-provider) used by the JWKS/SSO tests.
 IDP_DEPS := e2e/idp/node_modules/.package-lock.json
@@ -61,6 +61,14 @@ demo: build venv idp
 bench: build venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) bench/run.py
+
+# OCI image (FROM scratch, plugin.wasm) for Higress / Istio, where a container tool exists.
+IMAGE ?= edge-auth:0.1.0
+oci: build
+	@tool=$$(command -v docker || command -v podman || command -v buildah); \
+	if [ -z "$$tool" ]; then echo "make oci: no docker, podman or buildah on this machine; the Dockerfile is ready for one"; exit 0; fi; \
+	case "$$tool" in *buildah) $$tool bud -t $(IMAGE) . ;; *) $$tool build -t $(IMAGE) . ;; esac || \
+	echo "make oci: $$tool could not build (no container engine running?)"
 
 clean:
 	cargo clean
