@@ -96,18 +96,19 @@ pub fn apply<H: Host>(host: &mut H, decision: Decision<'_>) -> Flow {
             }
         },
         Decision::Reply(reply) => send(host, &reply),
-        Decision::ReadBody(_) => continue_without_credentials(host),
+        Decision::ReadBody(_) => continue_without_credentials(host, &[]),
         // The shell keeps the call's continuation; the request waits.
         Decision::CallOut(_) => Flow::Stop,
     }
 }
 
 /// Lets the headers of a token request go on while its body is held: the
-/// client's credentials (and any forged identity) are removed first.
-pub fn continue_without_credentials<H: Host>(host: &mut H) -> Flow {
+/// client's credentials and any forged identity headers are removed first.
+pub fn continue_without_credentials<H: Host>(host: &mut H, scrub: &[String]) -> Flow {
     let stripped = host
         .remove_request_header("authorization")
-        .and_then(|()| host.remove_request_header(CONSUMER_HEADER));
+        .and_then(|()| host.remove_request_header(CONSUMER_HEADER))
+        .and_then(|()| scrub.iter().try_for_each(|h| host.remove_request_header(h)));
     match stripped {
         Ok(()) => Flow::Continue,
         Err(_) => send(host, &server_error()),

@@ -261,7 +261,10 @@ impl HttpContext for EdgeAuthHttp {
         match crate::request::on_request_headers(&config, &self.cache, &mut host, end_of_stream) {
             Decision::ReadBody(pending) => {
                 self.pending = Some(pending);
-                to_action(continue_without_credentials(&mut host))
+                to_action(continue_without_credentials(
+                    &mut host,
+                    &config.identity_headers,
+                ))
             }
             decision => self.carry_out(&mut host, decision),
         }

@@ -69,7 +69,8 @@ pub fn present(header: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn attributes(attrs: &CookieAttributes) -> String {
+/// `; Path=…; HttpOnly[; Domain=…][; Secure]; SameSite=…`
+pub fn attributes(attrs: &CookieAttributes) -> String {
     let mut out = format!("; Path={}; HttpOnly", attrs.path);
     if let Some(domain) = &attrs.domain {
         out.push_str(&format!("; Domain={domain}"));
