@@ -21,7 +21,7 @@ wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 build: wasm-target
-	cargo build --release --target $(WASM_TARGET)
+	cargo build --release --lib --target $(WASM_TARGET)
 	@ls -l $(WASM)
 
 $(VENV)/.installed: e2e/requirements.txt
