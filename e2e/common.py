@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import re
 import time
+import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
 import jwt_hs256 as jwt
@@ -36,6 +37,26 @@ INVALID_JWT_BODY = b"Invalid Jwt token."
 DENIED_BODY = b"Access Denied."
 REALM_HOST = "gw.example.test"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
+
+
+PROBE_HEADER = "X-E2e-Probe"
+
+
+def probe() -> tuple[str, str]:
+    """A unique request header; :func:`upstream_saw` finds the requests that
+    carried it to the echo upstream. (Counting all upstream requests would
+    race with requests of earlier tests that the upstream records late.)"""
+    return (PROBE_HEADER, uuid.uuid4().hex)
+
+
+def with_probe(headers, p: tuple[str, str]) -> list[tuple[str, str]]:
+    items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+    return items + [p]
+
+
+def upstream_saw(echo, p: tuple[str, str]) -> list[dict]:
+    """The requests the echo upstream received with probe ``p``."""
+    return [q for q in echo.requests if q["headers"].get(PROBE_HEADER.lower()) == p[1]]
 
 
 def consumers(*cs: Consumer) -> list[dict]:

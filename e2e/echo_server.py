@@ -98,6 +98,13 @@ class _Server(ThreadingHTTPServer):
     verbose = False
     record = None
 
+    def handle_error(self, request, client_address):
+        # A peer that goes away mid-request (Envoy resetting an upstream
+        # stream after a local reply) is normal here: no traceback.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class EchoServer:
     """The echo upstream in a background thread; records every request."""

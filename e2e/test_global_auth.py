@@ -16,7 +16,10 @@ from common import (
     consumers,
     cred_params,
     forged,
+    probe,
     query,
+    upstream_saw,
+    with_probe,
 )
 
 RULE_ALLOW = {"_match_route_": ["route-a"], "allow": ["consumer1"]}
@@ -78,18 +81,18 @@ def test_global_auth_matrix(gws, tokens, echo, mode, path, cred, outcome):
         headers["Authorization"] = "Bearer garbage"
     elif cred != "none":
         headers["Authorization"] = f"Bearer {tokens[cred]}"
-    n = echo.count()
-    r = gw.get(path, headers=headers)
+    p = probe()
+    r = gw.get(path, headers=with_probe(headers, p))
     if outcome == "pass":
         assert_passed(r, None, "GET", path)
     elif outcome == 200:
         assert_passed(r, {"consumer1": C1, "consumer2": C2}[cred], "GET", path)
     elif outcome == 403:
         assert_forbidden(r)
-        assert echo.count() == n
+        assert upstream_saw(echo, p) == []
     else:
         assert_unauthorized(r, path, token_present=cred != "none")
-        assert echo.count() == n
+        assert upstream_saw(echo, p) == []
 
 
 @pytest.mark.parametrize("mode", ["false-allow", "absent-allow", "false-noallow", "false-norules"])
