@@ -112,7 +112,10 @@ pub fn on_request<'c, H: Host>(
             return decide(bearer_forward(config, sso, token, allow, req, now));
         }
     }
-    let Some(metadata) = sso.provider.metadata() else {
+    // Both the endpoints and the signing keys: a login that starts before
+    // the keys are in would burn its code at a callback that cannot check
+    // the ID token (another worker may publish the two a moment apart).
+    let (Some(metadata), Some(_)) = (sso.provider.metadata(), sso.provider.current()) else {
         return Decision::Reply(keys_unavailable());
     };
     match read_session(oidc, req.cookie, now) {
@@ -310,19 +313,23 @@ fn login_or_401<'c, H: Host>(
         "{name}={sealed}; Max-Age={LOGIN_TTL_SECONDS}{}",
         cookie::clear_line("", &login_cookie_attributes(oidc)).trim_start_matches("=; Max-Age=0")
     );
-    let location = with_query(
-        authorize,
-        &[
-            ("response_type", "code"),
-            ("client_id", &oidc.client_id),
-            ("redirect_uri", &redirect_uri(oidc, req)),
-            ("scope", &oidc.scope),
-            ("state", &state),
-            ("nonce", &nonce),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    );
+    let redirect_to = redirect_uri(oidc, req);
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", oidc.client_id.as_str()),
+        ("redirect_uri", redirect_to.as_str()),
+        ("scope", oidc.scope.as_str()),
+        ("state", state.as_str()),
+        ("nonce", nonce.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    // OpenID Connect Core §11: a refresh token (offline_access) is only
+    // granted with prompt=consent.
+    if oidc.scope.split(' ').any(|s| s == "offline_access") {
+        params.push(("prompt", "consent"));
+    }
+    let location = with_query(authorize, &params);
     host.log(LogLevel::Debug, "edge-auth: sign-in started");
     host.count("sso_logins_started");
     Decision::Reply(redirect(&location, vec![cookie_line]))
@@ -372,7 +379,7 @@ fn callback<'c, H: Host>(sso: &Rc<OidcScope>, req: &SsoRequest<'_>, host: &mut H
             Vec::new(),
         ));
     };
-    let Some(metadata) = sso.provider.metadata() else {
+    let (Some(metadata), Some(_)) = (sso.provider.metadata(), sso.provider.current()) else {
         return Decision::Reply(keys_unavailable());
     };
     let redirect_to = redirect_uri(oidc, req);

@@ -171,8 +171,28 @@ fn login_redirect_carries_state_nonce_and_pkce() {
     let d = run(&cfg, &mut host);
     apply(&mut host, d);
     assert_eq!(host.reply.as_ref().unwrap().status, 503);
+    // Discovery in but no keys yet (another worker published them apart):
+    // still 503, never a login that could not be finished.
+    let mut worker = FakeHost::new(NOW);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut worker);
+    let doc = json!({"issuer": IDP, "jwks_uri": format!("{IDP}/jwks"),
+        "authorization_endpoint": format!("{IDP}/auth"), "token_endpoint": format!("{IDP}/token")});
+    fetcher.on_response(
+        &cfg.remote_sources,
+        1,
+        Some(200),
+        doc.to_string().as_bytes(),
+        &mut worker,
+    );
+    assert!(cfg.remote_sources[0].metadata().is_some());
+    let mut host = browser("/app", None);
+    let d = run(&cfg, &mut host);
+    apply(&mut host, d);
+    assert_eq!(host.reply.as_ref().unwrap().status, 503);
+    let jwks = json!({"keys": [{"kty": "oct", "kid": "k1", "k": b64url(KEY.as_bytes())}]});
+    fetcher.on_response(&cfg.remote_sources, 2, Some(200), jwks.to_string().as_bytes(), &mut worker);
 
-    load_provider(&cfg);
     let login = start_login(&cfg, "/app?x=1");
     assert!(login
         .location
@@ -191,6 +211,14 @@ fn login_redirect_carries_state_nonce_and_pkce() {
     );
     assert_eq!(query_value(&login.location, "code_challenge").len(), 43);
     assert!(login.cookie.starts_with("_edge_auth_session_csrf_"));
+    assert!(
+        !login.location.contains("prompt="),
+        "no offline_access, no prompt"
+    );
+    let offline = sso_config(json!({"scope": "openid offline_access"}));
+    load_provider(&offline);
+    let with_refresh = start_login(&offline, "/app");
+    assert_eq!(query_value(&with_refresh.location, "prompt"), "consent");
 
     // XHR and API calls get 401, not a redirect.
     for (k, v) in [
