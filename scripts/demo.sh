@@ -9,7 +9,7 @@ read -r -a ENVOY_CMD <<< "${ENVOY:-.venv/bin/envoy}"
 $PYTHON e2e/echo_server.py 18080 &
 echo_pid=$!
 IDP_REDIRECT_URIS="http://127.0.0.1:10000/oauth2/callback http://localhost:10000/oauth2/callback" \
-  IDP_LOG=0 node e2e/idp/server.js --port 9000 &
+  IDP_LOG=0 IDP_ID_TOKEN_ALL_CLAIMS=1 node e2e/idp/server.js --port 9000 &
 idp_pid=$!
 trap 'kill $echo_pid $idp_pid 2>/dev/null || true' EXIT
 

@@ -27,6 +27,21 @@
 //   IDP_ID_TOKEN_TTL              seconds (default 600)
 //   IDP_REFRESH_TOKEN_TTL         seconds (default 86400)
 //   IDP_SESSION_TTL               seconds (default 3600)
+//   IDP_ID_TOKEN_ALL_CLAIMS       "1": ID tokens of the code flow carry every
+//                                 claim of the granted scopes (email, name...)
+//                                 like most IdPs do (conformIdTokenClaims
+//                                 off); default: only sub (oidc-provider's
+//                                 conform mode, the rest via userinfo)
+//   IDP_BIG_CLAIM_BYTES           N > 0: accounts get a "big_claim" of N
+//                                 characters in the profile scope (to test
+//                                 sessions that need cookie splitting)
+//   IDP_OFFLINE_ACCESS_CONSENT    "1": an authorization request asking for
+//                                 offline_access without a prompt parameter
+//                                 is treated as prompt=consent, so a relying
+//                                 party that sends no prompt still gets a
+//                                 refresh token (as many IdPs behave); default:
+//                                 OIDC Core 11, offline_access is dropped
+//                                 unless prompt contains consent
 //   IDP_CLIENTS                   JSON array of client metadata replacing the
 //                                 two default clients below
 //   IDP_LOG                       "0" silences the request log on stderr
@@ -154,6 +169,12 @@ function main() {
   const idTtl = seconds('IDP_ID_TOKEN_TTL', 600);
   const refreshTtl = seconds('IDP_REFRESH_TOKEN_TTL', 86400);
   const sessionTtl = seconds('IDP_SESSION_TTL', 3600);
+  const allIdTokenClaims = process.env.IDP_ID_TOKEN_ALL_CLAIMS === '1';
+  const bigClaimBytes = process.env.IDP_BIG_CLAIM_BYTES ? seconds('IDP_BIG_CLAIM_BYTES', 0) : 0;
+  // Not repetitive, so nothing on the way can shrink it.
+  const bigClaim = bigClaimBytes
+    ? crypto.randomBytes(bigClaimBytes).toString('base64url').slice(0, bigClaimBytes)
+    : undefined;
 
   const base = process.env.IDP_CLIENTS ? JSON.parse(process.env.IDP_CLIENTS) : DEFAULT_CLIENTS;
   const clients = base.map((c) => ({
@@ -172,8 +193,9 @@ function main() {
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
-      profile: ['name', 'preferred_username'],
+      profile: bigClaim ? ['name', 'preferred_username', 'big_claim'] : ['name', 'preferred_username'],
     },
+    conformIdTokenClaims: !allIdTokenClaims,
     extraClientMetadata: { properties: ['edge_auth_claims'] },
     async findAccount(ctx, sub) {
       return {
@@ -185,6 +207,7 @@ function main() {
             email_verified: true,
             name: sub,
             preferred_username: sub,
+            ...(bigClaim ? { big_claim: bigClaim } : {}),
           };
         },
       };
@@ -252,6 +275,15 @@ function main() {
       process.stderr.write(`${new Date().toISOString()} ${ctx.method} ${ctx.originalUrl} ${ctx.status} ${Date.now() - t0}ms host=${ctx.get('host')} ua=${JSON.stringify(ctx.get('user-agent'))}\n`);
     }
   });
+  if (process.env.IDP_OFFLINE_ACCESS_CONSENT === '1') {
+    provider.use(async (ctx, next) => {
+      if (ctx.method === 'GET' && ctx.path === '/auth' && ctx.query.prompt === undefined
+          && String(ctx.query.scope || '').split(' ').includes('offline_access')) {
+        ctx.query = { ...ctx.query, prompt: 'consent' };
+      }
+      await next();
+    });
+  }
   provider.on('server_error', (ctx, err) => process.stderr.write(`server_error: ${err.stack}\n`));
 
   const server = http.createServer(provider.callback());
