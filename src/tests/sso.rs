@@ -191,7 +191,13 @@ fn login_redirect_carries_state_nonce_and_pkce() {
     apply(&mut host, d);
     assert_eq!(host.reply.as_ref().unwrap().status, 503);
     let jwks = json!({"keys": [{"kty": "oct", "kid": "k1", "k": b64url(KEY.as_bytes())}]});
-    fetcher.on_response(&cfg.remote_sources, 2, Some(200), jwks.to_string().as_bytes(), &mut worker);
+    fetcher.on_response(
+        &cfg.remote_sources,
+        2,
+        Some(200),
+        jwks.to_string().as_bytes(),
+        &mut worker,
+    );
 
     let login = start_login(&cfg, "/app?x=1");
     assert!(login
