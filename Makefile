@@ -12,7 +12,7 @@ ENVOY ?= $(CURDIR)/$(VENV)/bin/envoy
 export ENVOY
 export EDGE_AUTH_WASM := $(CURDIR)/$(WASM)
 
-.PHONY: build wasm-target venv idp unit e2e test lint fmt demo bench oci clean
+.PHONY: build wasm-target venv idp unit e2e test lint fmt demo bench oci fuzz fuzz-short fuzz-tool soak size clean
 
 # The local OpenID provider (npm oidc-provider) used by the JWKS/SSO tests.
 IDP_DEPS := e2e/idp/node_modules/.package-lock.json
@@ -43,16 +43,32 @@ unit:
 e2e: build venv idp
 	$(PYTHON) -m pytest e2e -q -p no:cacheprovider
 
-# The README's test command: native unit tests, then the end-to-end suite in a real Envoy.
-test: unit e2e
+# The README's test command: native unit tests, a short fuzz pass, then the
+# end-to-end suite in a real Envoy.
+test: unit fuzz-short e2e
+
+# libFuzzer via cargo-fuzz on the native core (scripts/fuzz_run.py); make
+# fuzz also writes the fuzz section of BENCHMARKS.md.
+FUZZ_SECONDS ?= 60
+
+fuzz-tool:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+
+fuzz: fuzz-tool
+	python3 scripts/fuzz_run.py --seconds $(FUZZ_SECONDS) --report
+
+fuzz-short: fuzz-tool
+	python3 scripts/fuzz_run.py --seconds 5
 
 lint: wasm-target
 	cargo fmt --check
+	cargo fmt --manifest-path fuzz/Cargo.toml --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) --quiet -- -D warnings
 
 fmt:
 	cargo fmt
+	cargo fmt --manifest-path fuzz/Cargo.toml
 
 # Starts an echo upstream and Envoy with envoy.yaml on 127.0.0.1:10000.
 demo: build venv idp
@@ -61,6 +77,19 @@ demo: build venv idp
 bench: build venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) bench/run.py
+
+# The .wasm size (and bench speed) at opt-level 3 / s / z: the size section
+# of BENCHMARKS.md.
+size: wasm-target venv
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PYTHON) scripts/size_report.py
+
+# 10 minutes of mixed traffic in a real Envoy while the IdP goes down and
+# comes back and the plugin config is reloaded; writes the soak section of
+# BENCHMARKS.md. SOAK_SECONDS shortens it for a try-out.
+SOAK_SECONDS ?= 600
+soak: build venv idp
+	$(PYTHON) e2e/soak.py --duration $(SOAK_SECONDS)
 
 # OCI image (FROM scratch, plugin.wasm) for Higress / Istio, where a container tool exists.
 IMAGE ?= edge-auth:0.1.0

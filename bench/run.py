@@ -1,0 +1,970 @@
+#!/usr/bin/env python3
+"""Throughput/latency benchmark: edge-auth vs Envoy's native jwt_authn.
+
+Run by ``make bench`` as ``.venv/bin/python bench/run.py`` from the repo root.
+
+Every scenario is one Envoy (``--concurrency 1``) whose main listener runs the
+scenario's HTTP filters and then the router, in front of an upstream that
+costs next to nothing and is the same for every scenario: a second listener
+of the same Envoy answering ``200 ok`` with a ``direct_response``. All Envoys
+are started first and checked (200 with the token, 401 without it where the
+scenario authenticates); then, per scenario, a short wrk warm-up followed by
+the measured ``wrk --latency`` run. On a machine with at least two CPUs, wrk
+is pinned to one CPU and the Envoys to another so they do not fight.
+
+The result table goes to stdout and into the `throughput` section of
+BENCHMARKS.md (other sections are left alone). The bench is a report: it exits non-zero only when a scenario
+is broken (a failed check, non-2xx responses or socket errors under load),
+never because of a timing.
+
+Adding a row: append a :class:`Scenario` to :data:`SCENARIOS` (its HTTP
+filters, the token it sends, whether it must refuse a request without one,
+and which jwt_authn row it is compared with); a new kind of token goes into
+:data:`TOKENS`, a new goal into :data:`TARGETS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+from urllib.parse import urlencode
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(REPO_ROOT / "e2e"))
+
+import harness  # noqa: E402  (e2e/harness.py)
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import report_section  # noqa: E402  (scripts/report_section.py)
+
+OUTPUT = REPO_ROOT / "BENCHMARKS.md"
+#: Other processes using more CPUs than this during a run skew it.
+QUIET_LOAD = 0.25
+BENCH_PATH = "/bench"
+
+# One consumer; the same secret is the HS256 key of the jwt_authn provider.
+CLIENT_ID = "bench-client"
+CLIENT_SECRET = "bench-secret-6f1d0c9a4b7e2853a1c4d9e0f7b6a5c3"  # 46 chars
+ISSUER = "Higress-Gateway"  # edge-auth's default issuer
+AUDIENCE = "default"  # edge-auth's default audience (global credentials)
+
+
+# ---------------------------------------------------------------------------
+# Filters
+# ---------------------------------------------------------------------------
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def edge_auth_config(**extra: Any) -> dict:
+    return {
+        "consumers": [{"name": "bench", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}],
+        **extra,
+    }
+
+
+def edge_auth(**extra: Any) -> list[dict]:
+    return [harness.wasm_filter(edge_auth_config(**extra))]
+
+
+def jwt_authn(jwks: dict, provider: str = "bench") -> list[dict]:
+    """Envoy's native JWT filter requiring ``provider`` on every path."""
+    return [
+        {
+            "name": "envoy.filters.http.jwt_authn",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                "providers": {
+                    provider: {
+                        "issuer": ISSUER,
+                        "audiences": [AUDIENCE],
+                        "local_jwks": {"inline_string": json.dumps(jwks)},
+                        "forward": True,
+                    }
+                },
+                "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": provider}}],
+            },
+        }
+    ]
+
+
+def hs256_jwks() -> dict:
+    return {"keys": [{"kty": "oct", "alg": "HS256", "k": b64url(CLIENT_SECRET.encode())}]}
+
+
+# ---------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------
+
+NO_AUTH = "no-auth"
+JWT_HS256 = "jwt_authn HS256"
+EDGE_HS256 = "edge-auth HS256"
+JWT_RS256 = "jwt_authn RS256"
+EDGE_RS256 = "edge-auth RS256, cache on"
+EDGE_RS256_NOCACHE = "edge-auth RS256, cache off"
+
+
+class Rs256:
+    """One RSA-2048 key pair for the RS256 rows (made per run, never stored)."""
+
+    _key = None
+
+    @classmethod
+    def key(cls):
+        if cls._key is None:
+            from cryptography.hazmat.primitives.asymmetric import rsa
+
+            cls._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return cls._key
+
+    @classmethod
+    def jwks(cls) -> dict:
+        numbers = cls.key().public_key().public_numbers()
+
+        def b(i: int) -> str:
+            return b64url(i.to_bytes((i.bit_length() + 7) // 8, "big"))
+
+        return {"keys": [{"kty": "RSA", "kid": "bench-rsa", "alg": "RS256", "use": "sig",
+                          "n": b(numbers.n), "e": b(numbers.e)}]}
+
+    @classmethod
+    def token(cls, _envoy: Any = None) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        now = int(time.time())
+        header = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "bench-rsa"}).encode())
+        claims = b64url(json.dumps({"iss": ISSUER, "aud": AUDIENCE, "sub": "bench-rs256",
+                                    "iat": now, "exp": now + 3600}).encode())
+        signature = cls.key().sign(f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{header}.{claims}.{b64url(signature)}"
+
+
+def edge_auth_rs256(cache_size: int | None) -> list[dict]:
+    config: dict[str, Any] = {"consumers": [{"name": "bench-rs256", "issuer": ISSUER, "audiences": [AUDIENCE],
+                                             "jwks": Rs256.jwks()}]}
+    if cache_size is not None:
+        config["token_cache_size"] = cache_size
+    return [harness.wasm_filter(config)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    #: HTTP filters in front of the router.
+    filters: Callable[[], list[dict]]
+    #: Key of :data:`TOKENS`: the bearer token wrk sends (None: no header).
+    token: str | None = "hs256"
+    #: Must answer 401 without a token (checked before loading).
+    authenticates: bool = True
+    #: The row shown in the "vs jwt_authn" column for this one.
+    jwt_reference: str | None = JWT_HS256
+    #: Only run with --diagnostics (to find where the time goes).
+    diagnostic: bool = False
+    note: str = ""
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario(NO_AUTH, lambda: [], authenticates=False, note="the router only"),
+    Scenario(
+        JWT_HS256,
+        lambda: jwt_authn(hs256_jwks()),
+        note="Envoy's native `envoy.filters.http.jwt_authn`, the secret as an inline `oct` JWKS",
+    ),
+    Scenario(EDGE_HS256, lambda: edge_auth(), note="the edge-auth wasm filter (V8): one consumer, all defaults"),
+    Scenario(
+        JWT_RS256,
+        lambda: jwt_authn(Rs256.jwks()),
+        token="rs256",
+        jwt_reference=JWT_RS256,
+        note="Envoy's native `jwt_authn` with an inline RSA-2048 JWKS (its JWT cache off, the default)",
+    ),
+    Scenario(
+        EDGE_RS256,
+        lambda: edge_auth_rs256(None),
+        token="rs256",
+        jwt_reference=JWT_RS256,
+        note="edge-auth, a JWT consumer with the same inline RSA key; verified-token cache on (default)",
+    ),
+    Scenario(
+        EDGE_RS256_NOCACHE,
+        lambda: edge_auth_rs256(0),
+        token="rs256",
+        jwt_reference=JWT_RS256,
+        note="the same with `token_cache_size: 0`: an RSA verification in wasm on every request",
+    ),
+    # --diagnostics: the wasm filter doing (almost) no work.
+    Scenario(
+        "edge-auth, auth off (global_auth:false)",
+        lambda: edge_auth(global_auth=False),
+        authenticates=False,
+        diagnostic=True,
+        note="diagnostic: edge-auth with `global_auth: false` (route open: VM calls, `:path` read, no JWT)",
+    ),
+    Scenario(
+        "edge-auth, route _disable_d",
+        lambda: edge_auth(_rules_=[{"_match_route_": ["bench"], "_disable_": True}]),
+        authenticates=False,
+        diagnostic=True,
+        note="diagnostic: edge-auth with a `_disable_` rule on the route (VM calls, `route_name` read, no JWT)",
+    ),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenSource:
+    #: The scenario whose Envoy issues it.
+    issuer_scenario: str
+    fetch: Callable[[harness.Envoy], str]
+
+
+def fetch_edge_auth_token(envoy: harness.Envoy) -> str:
+    query = urlencode(
+        {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    )
+    r = envoy.get(f"/oauth2/token?{query}")
+    if r.status != 200:
+        raise BenchError(f"token endpoint answered {r.status}: {r.text[:300]}")
+    token = r.json().get("access_token")
+    if not isinstance(token, str) or token.count(".") != 2:
+        raise BenchError(f"token endpoint gave no JWT access_token: {r.text[:300]}")
+    return token
+
+
+TOKENS: dict[str, TokenSource] = {
+    "hs256": TokenSource(EDGE_HS256, fetch_edge_auth_token),
+    # Signed here; any running Envoy will do as the "issuer".
+    "rs256": TokenSource(JWT_RS256, Rs256.token),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    scenario: str
+    reference: str
+    min_ratio: float
+    label: str = ""
+
+    def describe(self) -> str:
+        ref = f"{self.label} ({self.reference})" if self.label else self.reference
+        return f"{self.scenario} throughput >= {self.min_ratio:.0%} of {ref}"
+
+
+TARGETS: list[Target] = [
+    Target(EDGE_HS256, JWT_HS256, 0.90, label="native jwt_authn"),
+    Target(EDGE_RS256, JWT_RS256, 1.00, label="native jwt_authn without its cache"),
+]
+
+
+# ---------------------------------------------------------------------------
+# Envoy with a direct_response upstream
+# ---------------------------------------------------------------------------
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def upstream_listener(port: int) -> dict:
+    """A listener answering every request with 200 "ok" (no upstream hop)."""
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "upstream",
+        "codec_type": "AUTO",
+        "route_config": {
+            "name": "upstream_route",
+            "virtual_hosts": [
+                {
+                    "name": "upstream",
+                    "domains": ["*"],
+                    "routes": [
+                        {
+                            "name": "ok",
+                            "match": {"prefix": "/"},
+                            "direct_response": {"status": 200, "body": {"inline_string": "ok"}},
+                        }
+                    ],
+                }
+            ],
+        },
+        "http_filters": [harness.router_filter()],
+    }
+    return {
+        "name": "upstream",
+        "address": harness.socket_address(port),
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+
+
+def distinct_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        p = harness.free_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
+class BenchEnvoy(harness.Envoy):
+    """harness.Envoy, optionally pinned to CPUs with taskset."""
+
+    def __init__(self, *args: Any, cpus: str | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.cpus = cpus
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        return ["taskset", "-c", self.cpus, *cmd] if self.cpus else cmd
+
+
+UPSTREAMS = {
+    "envoy": "a second listener of the same Envoy answering 200 ok (direct_response)",
+    "none": "no upstream: the protected route itself is a direct_response (filters still run)",
+    "echo": "e2e/echo_server.py (Python, threaded) in its own process",
+}
+
+
+def make_envoy(scenario: Scenario, cpus: str | None, upstream: str, echo_port: int | None) -> BenchEnvoy:
+    listener, admin, upstream_port = distinct_ports(3)
+    bootstrap = harness.build_bootstrap(
+        listener_port=listener,
+        admin_port=admin,
+        upstream_port=echo_port if upstream == "echo" else upstream_port,
+        http_filters=[*scenario.filters(), harness.router_filter()],
+        routes=[("bench", "/", harness.ECHO_CLUSTER)],
+        access_log=False,
+    )
+    bootstrap["node"] = {"id": "edge-auth-bench", "cluster": "edge-auth-bench"}
+    if upstream == "envoy":
+        bootstrap["static_resources"]["listeners"].append(upstream_listener(upstream_port))
+    elif upstream == "none":
+        hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        for route in hcm["route_config"]["virtual_hosts"][0]["routes"]:
+            del route["route"]
+            route["direct_response"] = {"status": 200, "body": {"inline_string": "ok"}}
+    safe = re.sub(r"[^A-Za-z0-9]+", "-", scenario.name).strip("-")
+    return BenchEnvoy(bootstrap, listener, admin, name=f"bench-{safe}", log_level="warn", cpus=cpus)
+
+
+UPSTREAM_DOCS = {
+    "envoy": "a second listener of the same Envoy answering `200 ok` with a `direct_response`, so it "
+    "costs next to nothing and is identical for every config (its cost is on the same worker thread "
+    "and is included in every row).",
+    "none": "none; the protected route itself answers with a `direct_response` after the filters ran "
+    "(diagnostic mode: isolates the filter cost).",
+    "echo": "`e2e/echo_server.py` (Python) in its own process (diagnostic mode: the Python upstream "
+    "is the bottleneck).",
+}
+
+
+class EchoProcess:
+    """e2e/echo_server.py as a child process (only for --upstream echo)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "e2e" / "echo_server.py"), "0"],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line.strip().isdigit():
+            self.stop()
+            raise BenchError(f"echo_server.py did not print its port (got {line!r})")
+        self.port = int(line)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def envoy_pid(envoy: harness.Envoy) -> int | None:
+    """The pid of the envoy binary itself (the launcher may exec it or not)."""
+    root = envoy.pid
+    if root is None:
+        return None
+    todo, seen = [root], set()
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    while todo:
+        pid = todo.pop(0)
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip().startswith("envoy"):
+                return pid
+        except OSError:
+            pass
+        todo.extend(children.get(pid, []))
+    return None
+
+
+def machine_busy_seconds() -> float | None:
+    """User+nice+system CPU time of the whole machine (first line of /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return sum(int(x) for x in fields[1:4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+
+
+def machine_load(seconds: float = 1.0) -> float | None:
+    """CPUs' worth of user+system time used on the machine over ``seconds``."""
+    b0, t0 = machine_busy_seconds(), time.monotonic()
+    time.sleep(seconds)
+    b1, t1 = machine_busy_seconds(), time.monotonic()
+    return None if b0 is None or b1 is None else (b1 - b0) / (t1 - t0)
+
+
+def wait_quiet(max_wait: float, threshold: float = QUIET_LOAD) -> float | None:
+    """Wait (up to ``max_wait`` seconds) until the machine is idle; the last load seen."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        load = machine_load(1.0)
+        if load is None or load < threshold or time.monotonic() >= deadline:
+            return load
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User+system CPU of a process and all its threads."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------
+# wrk
+# ---------------------------------------------------------------------------
+
+_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+@dataclasses.dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: dict[str, int]
+    client_cpu: float  # wrk CPU seconds / wall seconds
+    server_cpu_s: float | None  # Envoy CPU seconds during the run
+    #: CPUs' worth of user+system time spent by anything but this Envoy and
+    #: wrk during the run (other processes on the machine skew the numbers).
+    other_load: float | None
+    output: str
+
+    @property
+    def server_us_per_req(self) -> float | None:
+        if self.server_cpu_s is None or not self.requests:
+            return None
+        return self.server_cpu_s / self.requests * 1e6
+
+    @property
+    def errors(self) -> list[str]:
+        out = []
+        if self.non_2xx:
+            out.append(f"{self.non_2xx} non-2xx/3xx responses")
+        bad = {k: v for k, v in self.socket_errors.items() if v}
+        if bad:
+            out.append("socket errors " + ", ".join(f"{k} {v}" for k, v in bad.items()))
+        if not self.requests:
+            out.append("no requests completed")
+        return out
+
+
+def parse_latency(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise BenchError(f"cannot parse wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS_MS[m.group(2)]
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    def need(pattern: str) -> re.Match:
+        m = re.search(pattern, output, re.M)
+        if not m:
+            raise BenchError(f"unexpected wrk output (no match for {pattern!r}):\n{output}")
+        return m
+
+    done = need(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", output)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return {
+        "requests": int(done.group(1)),
+        "seconds": float(done.group(2)) * _UNITS_MS[done.group(3)] / 1000.0,
+        "rps": float(need(r"^Requests/sec:\s*([\d.]+)").group(1)),
+        "p50_ms": parse_latency(need(r"^\s*50%\s+(\S+)").group(1)),
+        "p99_ms": parse_latency(need(r"^\s*99%\s+(\S+)").group(1)),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups())))
+        if sock
+        else {},
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    wrk: str
+    threads: int
+    connections: int
+    duration: int
+    warmup: int
+    cpus: str | None
+
+    def args(self, url: str, token: str | None, duration: int, shown: bool = False) -> list[str]:
+        cmd = ["taskset", "-c", self.cpus] if self.cpus else []
+        cmd += [self.wrk, f"-t{self.threads}", f"-c{self.connections}", f"-d{duration}s", "--latency"]
+        if token is not None:
+            cmd += ["-H", f"Authorization: Bearer {'$TOKEN' if shown else token}"]
+        return cmd + [url]
+
+    def shown(self) -> str:
+        cmd = self.args(f"http://127.0.0.1:<port>{BENCH_PATH}", "x", self.duration, shown=True)
+        # Leave $TOKEN unexpanded in the quoted header.
+        return " ".join(f'"{a}"' if " " in a else a for a in cmd)
+
+    def run(self, envoy: harness.Envoy, token: str | None, duration: int) -> WrkResult:
+        url = f"http://127.0.0.1:{envoy.listener_port}{BENCH_PATH}"
+        pid = envoy_pid(envoy)
+        before_child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy0, cpu0, t0 = machine_busy_seconds(), cpu_seconds(pid), time.monotonic()
+        try:
+            proc = subprocess.run(
+                self.args(url, token, duration),
+                capture_output=True,
+                text=True,
+                timeout=duration + 30,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise BenchError(f"wrk did not finish within {duration + 30}s") from e
+        wall = time.monotonic() - t0
+        cpu1, busy1 = cpu_seconds(pid), machine_busy_seconds()
+        after_child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise BenchError(f"wrk exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        if not envoy.running():
+            raise BenchError(f"envoy {envoy.name} died under load\n{envoy.log_tail()}")
+        client = (after_child.ru_utime + after_child.ru_stime) - (before_child.ru_utime + before_child.ru_stime)
+        server = (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None else None
+        other = None
+        if busy0 is not None and busy1 is not None and server is not None and wall:
+            other = max(0.0, (busy1 - busy0 - server - client) / wall)
+        return WrkResult(
+            **parse_wrk(proc.stdout),
+            client_cpu=client / wall if wall else 0.0,
+            server_cpu_s=server,
+            other_load=other,
+            output=proc.stdout,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Row:
+    scenario: Scenario
+    runs: list[WrkResult] = dataclasses.field(default_factory=list)
+    failure: str | None = None
+
+    @property
+    def result(self) -> WrkResult | None:
+        """The median run by req/s (its own latencies go with it)."""
+        if self.failure or not self.runs:
+            return None
+        ordered = sorted(self.runs, key=lambda r: r.rps)
+        return ordered[(len(ordered) - 1) // 2]
+
+
+def check(envoy: harness.Envoy, scenario: Scenario, tokens: dict[str, str], body: bytes | None) -> None:
+    headers = {"Authorization": f"Bearer {tokens[scenario.token]}"} if scenario.token else {}
+    r = envoy.get(BENCH_PATH, headers=headers)
+    if r.status != 200 or (body is not None and r.body != body):
+        raise BenchError(
+            f"[{scenario.name}] GET {BENCH_PATH} with the token answered {r.status} {r.body[:200]!r}, "
+            "expected 200 'ok'"
+        )
+    if scenario.authenticates:
+        r = envoy.get(BENCH_PATH)
+        if r.status != 401:
+            raise BenchError(
+                f"[{scenario.name}] GET {BENCH_PATH} without a token answered {r.status} "
+                f"{r.body[:200]!r}, expected 401"
+            )
+
+
+def pick_cpus(pin: bool) -> tuple[str | None, str | None]:
+    """(cpus for wrk, cpus for Envoy)."""
+    if not pin or shutil.which("taskset") is None:
+        return None, None
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None
+    return str(allowed[0]), ",".join(map(str, allowed[1:]))
+
+
+def envoy_version() -> str:
+    try:
+        out = subprocess.run(
+            harness.envoy_command() + ["--version"], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unknown ({e})"
+    m = re.search(r"version:\s*(\S+)", out)
+    if not m:
+        return "unknown"
+    parts = m.group(1).split("/")
+    return f"{parts[1]} ({'/'.join(parts[2:])}, {parts[0][:12]})" if len(parts) >= 3 else m.group(1)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_describe() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return f"{head}{' + uncommitted changes in src/' if dirty else ''}" if head else "unknown"
+
+
+def pct(a: float | None, b: float | None) -> str:
+    return f"{a / b:.1%}" if a is not None and b else "n/a"
+
+
+def table(rows: Sequence[Row]) -> list[str]:
+    by_name = {r.scenario.name: r for r in rows}
+
+    def rps(name: str | None) -> float | None:
+        row = by_name.get(name) if name else None
+        res = row.result if row else None
+        return res.rps if res else None
+
+    lines = [
+        "| config | req/s | p50 | p99 | vs no-auth | vs jwt_authn | Envoy CPU/req | runs (req/s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        res = row.result
+        if res is None:
+            lines.append(f"| {row.scenario.name} | **FAILED**: {row.failure} | | | | | | |")
+            continue
+        cpus = [r.server_us_per_req for r in row.runs if r.server_us_per_req is not None]
+        cpu = statistics.median(cpus) if cpus else None
+        lines.append(
+            f"| {row.scenario.name} | {res.rps:,.0f} | {res.p50_ms:.2f} ms | {res.p99_ms:.2f} ms | "
+            f"{pct(res.rps, rps(NO_AUTH))} | {pct(res.rps, rps(row.scenario.jwt_reference))} | "
+            f"{f'{cpu:.1f} µs' if cpu is not None else 'n/a'} | "
+            f"{' / '.join(f'{r.rps:,.0f}' for r in row.runs)} |"
+        )
+    return lines
+
+
+def target_lines(rows: Sequence[Row]) -> list[str]:
+    by_name = {r.scenario.name: r for r in rows}
+    out = []
+    for t in TARGETS:
+        a, b = by_name.get(t.scenario), by_name.get(t.reference)
+        ra, rb = (a.result if a else None), (b.result if b else None)
+        if ra is None or rb is None:
+            verdict = "**not measured** (a row failed or was not run)"
+        else:
+            ratio = ra.rps / rb.rps
+            verdict = f"**{'met' if ratio >= t.min_ratio else 'NOT met'}** ({ratio:.1%} of the medians"
+            if a and b and len(a.runs) > 1 and len(a.runs) == len(b.runs):
+                per_round = " / ".join(f"{x.rps / y.rps:.0%}" for x, y in zip(a.runs, b.runs))
+                verdict += f"; round by round {per_round}"
+            verdict += ")"
+        out.append(f"Target: {t.describe()}. This run: {verdict}.")
+    return out
+
+
+def load_lines(rows: Sequence[Row]) -> list[str]:
+    loads = [r.other_load for row in rows for r in row.runs if r.other_load is not None]
+    if not loads:
+        return []
+    line = (
+        f"Other processes during the measured runs: median {statistics.median(loads):.2f}, "
+        f"max {max(loads):.2f} CPUs busy (from /proc/stat, this Envoy and wrk excluded)."
+    )
+    if max(loads) >= QUIET_LOAD:
+        line += (
+            " **Warning: the machine was not idle during some runs; they are skewed. Re-run when it is "
+            "idle (`bench/run.py --wait-quiet 30` waits up to 30s for that before each run).**"
+        )
+    return [line, ""]
+
+
+def write_report(
+    output: Path,
+    rows: Sequence[Row],
+    load: Load,
+    envoy_cpus: str | None,
+    started: dt.datetime,
+    rounds: int,
+    version: str,
+    upstream: str,
+    invocation: str,
+) -> str:
+    wasm = harness.wasm_path()
+    try:
+        digest = hashlib.sha256(wasm.read_bytes()).hexdigest()[:12]
+        wasm_desc = f"`{wasm.relative_to(REPO_ROOT)}`, {wasm.stat().st_size:,} bytes, sha256 {digest}…"
+    except (OSError, ValueError):
+        wasm_desc = f"`{wasm}`"
+    md = [
+        "## Throughput: edge-auth vs Envoy's native filters",
+        "",
+        "Written by `make bench` (`bench/run.py`).",
+        "",
+        "### Machine and build",
+        "",
+        f"- Date: {started.strftime('%Y-%m-%d %H:%M:%S %Z').strip()}",
+        f"- CPUs: {os.cpu_count()} (nproc), {cpu_model()}; {platform.system()} {platform.release()}",
+        f"- Envoy: {version}, `--concurrency 1`, wasm runtime V8",
+        f"- edge-auth: {wasm_desc}; git {git_describe()}",
+        (
+            f"- Pinning: wrk on CPU {load.cpus}, Envoy on CPU {envoy_cpus} (taskset)"
+            if load.cpus
+            else "- Pinning: none"
+        ),
+        "",
+        "### Method",
+        "",
+        "Each config is its own Envoy with the config's HTTP filters, then the router, in front of a "
+        f"protected route (`{BENCH_PATH}`). Upstream (`--upstream {upstream}`): {UPSTREAM_DOCS[upstream]}",
+        "",
+        "HS256 rows: one access token, issued by edge-auth's token endpoint (`client_credentials`, "
+        "consumer `bench`), is sent by every HS256 row, the no-auth row included. jwt_authn verifies it "
+        f"with the consumer's secret as an inline `oct` JWKS (issuer `{ISSUER}`, audience `{AUDIENCE}`, "
+        "`forward: true`); edge-auth runs with only that consumer configured (all defaults). RS256 rows: "
+        "one token signed by an RSA-2048 key made for the run, checked against the same public key as an "
+        "inline JWKS by both filters; the same token on every request, which is what a client reusing "
+        "its access token does and what the verified-token cache is for. Before "
+        "loading, each auth config must answer 200 with the token and 401 without it, and a run with "
+        "any non-2xx response or socket error fails its row.",
+        "",
+        f"Run as: `{invocation}`.",
+        "",
+        f"Per config: a {load.warmup}s warm-up, then {rounds} measured run(s) of this command, the "
+        "configs interleaved round by round (run-to-run noise on a shared VM can reach 10-20%, so "
+        "compare rows of the same round rather than across files):",
+        "",
+        "```",
+        load.shown(),
+        "```",
+        "",
+        "A row shows its median run by req/s, with that run's own latencies; `runs` lists every run in "
+        "round order. `Envoy CPU/req` is the Envoy process's user+system CPU time (all threads, so it "
+        "includes the upstream listener) per request served, median over the runs.",
+        "",
+        "Configs:",
+        "",
+        *[f"- `{row.scenario.name}`: {row.scenario.note}" for row in rows],
+        "",
+        "### Results",
+        "",
+        *table(rows),
+        "",
+        *target_lines(rows),
+        "",
+        *load_lines(rows),
+    ]
+    text = "\n".join(md)
+    report_section.replace_section("throughput", text, output)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run (default 10)")
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of wrk warm-up per config (default 2)")
+    ap.add_argument("--connections", "-c", type=int, default=32, help="wrk connections (default 32)")
+    ap.add_argument("--threads", "-t", type=int, default=1, help="wrk threads (default 1)")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="measured runs per config, interleaved, median shown (default 3)"
+    )
+    ap.add_argument("--only", action="append", default=[], help="run only configs whose name contains this")
+    ap.add_argument("--diagnostics", action="store_true", help="also run the diagnostic wasm rows")
+    ap.add_argument(
+        "--upstream",
+        choices=sorted(UPSTREAMS),
+        default="envoy",
+        help="; ".join(f"{k}: {v}" for k, v in UPSTREAMS.items()) + " (default envoy)",
+    )
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each run, wait up to this long for other processes to go idle (default 0)",
+    )
+    ap.add_argument("--no-pin", action="store_true", help="do not pin wrk and Envoy to separate CPUs")
+    ap.add_argument("--wrk", default=os.environ.get("WRK", "wrk"), help="wrk binary (default: wrk / $WRK)")
+    ap.add_argument("--output", type=Path, default=OUTPUT, help="report file (default BENCHMARKS.md)")
+    ap.add_argument("--no-write", action="store_true", help="print the table only, leave BENCHMARKS.md alone")
+    args = ap.parse_args(argv)
+    output = args.output if args.output.is_absolute() else Path.cwd() / args.output
+
+    if args.duration < 1 or args.duration > 120 or args.warmup < 0 or args.warmup > 30:
+        ap.error("--duration must be 1..120 and --warmup 0..30 seconds")
+    if not 0 <= args.wait_quiet <= 60:
+        ap.error("--wait-quiet must be 0..60 seconds")
+    if not 1 <= args.rounds <= 5:
+        ap.error("--rounds must be 1..5")
+    if shutil.which(args.wrk) is None:
+        print(f"bench: {args.wrk} not found; install it with `apt-get install -y wrk`", file=sys.stderr)
+        return 2
+    if not harness.wasm_path().is_file():
+        print(
+            f"bench: {harness.wasm_path()} not found; build it with "
+            "`cargo build --release --target wasm32-wasip1`",
+            file=sys.stderr,
+        )
+        return 2
+
+    scenarios = [s for s in SCENARIOS if args.diagnostics or not s.diagnostic]
+    if args.only:
+        scenarios = [s for s in scenarios if any(o in s.name for o in args.only)]
+    # Token issuers must run even when filtered out of the table.
+    needed = {TOKENS[s.token].issuer_scenario for s in scenarios if s.token}
+    by_name = {s.name: s for s in SCENARIOS}
+    helpers = [by_name[n] for n in needed if n not in {s.name for s in scenarios}]
+
+    wrk_cpus, envoy_cpus = pick_cpus(not args.no_pin)
+    load = Load(args.wrk, args.threads, args.connections, args.duration, args.warmup, wrk_cpus)
+    started = dt.datetime.now().astimezone()
+    version = envoy_version()
+    print(f"bench: Envoy {version}; {len(scenarios)} configs x {args.rounds} run(s) of {args.duration}s")
+
+    envoys: dict[str, harness.Envoy] = {}
+    rows = [Row(s) for s in scenarios]
+    echo: EchoProcess | None = None
+    try:
+        if args.upstream == "echo":
+            echo = EchoProcess()
+        for s in [*scenarios, *helpers]:
+            envoys[s.name] = make_envoy(s, envoy_cpus, args.upstream, echo.port if echo else None).spawn()
+        for s in [*scenarios, *helpers]:
+            envoys[s.name].wait_ready(60)
+        tokens = {key: src.fetch(envoys[src.issuer_scenario]) for key, src in TOKENS.items()
+                  if src.issuer_scenario in envoys}
+        for s in helpers:
+            envoys.pop(s.name).stop()
+        for row in rows:
+            check(envoys[row.scenario.name], row.scenario, tokens, None if args.upstream == "echo" else b"ok")
+        print(f"bench: checks passed; token {len(tokens.get('hs256', ''))} bytes")
+
+        for rnd in range(args.rounds):
+            for row in rows:
+                if row.failure:
+                    continue
+                s, envoy = row.scenario, envoys[row.scenario.name]
+                token = tokens[s.token] if s.token else None
+                if args.wait_quiet:
+                    load_before = wait_quiet(args.wait_quiet)
+                    if load_before is not None and load_before >= QUIET_LOAD:
+                        print(f"bench: machine still busy ({load_before:.2f} CPUs), measuring anyway")
+                try:
+                    if args.warmup and rnd == 0:
+                        load.run(envoy, token, args.warmup)
+                    res = load.run(envoy, token, args.duration)
+                except BenchError as e:
+                    row.failure = str(e).splitlines()[0]
+                    print(f"bench: [{s.name}] FAILED: {e}", file=sys.stderr)
+                    continue
+                if res.errors:
+                    row.failure = "; ".join(res.errors)
+                    print(f"bench: [{s.name}] FAILED: {row.failure}\n{res.output}", file=sys.stderr)
+                    continue
+                row.runs.append(res)
+                cpu = res.server_us_per_req
+                print(
+                    f"bench: round {rnd + 1} {s.name:<42} {res.rps:>10,.0f} req/s  p50 {res.p50_ms:.2f} ms  "
+                    f"p99 {res.p99_ms:.2f} ms  envoy {f'{cpu:.1f}' if cpu is not None else '?'} µs/req  "
+                    f"wrk cpu {res.client_cpu:.0%}  other load "
+                    f"{f'{res.other_load:.2f}' if res.other_load is not None else '?'} CPUs"
+                )
+    except (BenchError, harness.EnvoyError, OSError, ValueError) as e:
+        print(f"bench: ABORTED: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for envoy in envoys.values():
+            envoy.stop()
+        if echo is not None:
+            echo.stop()
+
+    print()
+    print(f"wrk: {load.shown()}")
+    print("\n".join(table(rows)))
+    print("\n".join(target_lines(rows)))
+    print("\n".join(load_lines(rows)).rstrip())
+    if not args.no_write:
+        invocation = " ".join(["bench/run.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+        write_report(output, rows, load, envoy_cpus, started, args.rounds, version, args.upstream, invocation)
+        print(f"\nbench: wrote {output}")
+    failed = [r.scenario.name for r in rows if r.failure]
+    if failed:
+        print(f"bench: FAILED rows: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
