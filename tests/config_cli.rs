@@ -1,5 +1,5 @@
 //! The config checker accepts the shipped manifests and names the field of
-//! a broken configuration.
+//! a broken configuration, listing every error.
 
 use std::process::Command;
 
@@ -42,13 +42,20 @@ fn errors_name_the_field_and_fail() {
     let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,
-        "consumers:\n- name: a\n  client_id: x\n  client_secret: s\n_rules_:\n- _match_route_: [r]\n  allow: [ghost]\n",
+        "consumers:\n- name: a\n  client_id: x\n  client_secret: ''\n_rules_:\n- _match_route_: [r]\n  allow: [ghost, a]\n",
     )
     .unwrap();
     let (code, out) = run(&[bad.to_str().unwrap()]);
     assert_eq!(code, 1);
+    // Every error, each with its path; the plugin's own (first) one first.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
     assert!(
-        out.contains("_rules_[0].allow[0]: unknown consumer \"ghost\""),
+        lines[0].ends_with("consumers[0].client_secret: must not be empty"),
+        "{out}"
+    );
+    assert!(
+        lines[1].ends_with("_rules_[0].allow[0]: unknown consumer \"ghost\""),
         "{out}"
     );
 }
