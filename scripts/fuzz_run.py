@@ -79,7 +79,7 @@ def report(results: list[dict], seconds: int) -> None:
 
 
 WHAT = {
-    "config": "plugin configuration bytes (JSON and YAML parser, compile)",
+    "config": "plugin configuration bytes (JSON parsing, validation, compile)",
     "tokens": "bearer tokens against gateway and JWT consumers (every key kind)",
     "jwks": "JWKS documents, then a verification with each key",
     "cookies": "Cookie headers: split-cookie join, sealed session open",

@@ -68,6 +68,7 @@ pub fn on_request_headers<'c, H: Host>(
     host: &mut H,
     end_of_stream: bool,
 ) -> Decision<'c> {
+    crate::keys::remote::adopt_missing(&config.remote_sources, &*host);
     let mut facts = HostFacts::new(&*host);
     let rule = rules::select(config, &mut facts);
     let requirement = rules::requirement(config, rule);

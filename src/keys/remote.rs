@@ -370,6 +370,21 @@ impl KeyFetcher {
     }
 }
 
+/// Takes what another worker, or this plugin under its previous
+/// configuration, already published for sources this copy lacks. Called on
+/// the request path, so a reloaded configuration or a new worker serves at
+/// once instead of answering 503 until its first tick; costs a shared-data
+/// read only while something is missing.
+pub fn adopt_missing<H: Host>(sources: &[Rc<RemoteKeySource>], host: &H) {
+    for source in sources {
+        let needs_metadata =
+            matches!(source.location, KeyLocation::Discovery { .. }) && source.metadata().is_none();
+        if source.current().is_none() || needs_metadata {
+            adopt_published(source, host);
+        }
+    }
+}
+
 /// Installs the key set (and discovery document) another worker published,
 /// if newer than ours.
 fn adopt_published<H: Host>(source: &RemoteKeySource, host: &H) -> bool {

@@ -507,6 +507,44 @@ fn remote_keys_503_until_fetched_then_shared_across_workers() {
 }
 
 #[test]
+fn a_reloaded_config_serves_with_published_keys_before_its_first_tick() {
+    let cfg = remote_config();
+    let mut worker = FakeHost::new(NOW);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut worker);
+    let jwks = json!({"keys": [oct("a", KEY_A)]}).to_string();
+    fetcher.on_response(
+        &cfg.remote_sources,
+        1,
+        Some(200),
+        jwks.as_bytes(),
+        &mut worker,
+    );
+
+    // Envoy hands the plugin a new configuration: new sources, no tick yet,
+    // but the shared data of the VM is still there.
+    let reloaded = remote_config();
+    assert!(reloaded.remote_sources[0].current().is_none());
+    let cache = TokenCache::new(0);
+    let t = token("a", KEY_A, json!({}));
+    let mut host = FakeHost::new(NOW + 1)
+        .request("GET", "gw", "/x")
+        .with_property("route_name", "r")
+        .with_header("authorization", &bearer(&t));
+    host.shared = worker.shared.clone();
+    let decision = on_request_headers(&reloaded, &cache, &mut host, true);
+    apply(&mut host, decision);
+    assert!(host.reply.is_none(), "{:?}", host.reply);
+    assert_eq!(host.header("x-mse-consumer"), Some("idp-app"));
+    assert!(host.calls.is_empty(), "nothing fetched on the request path");
+
+    // A token whose key set was never published still gets 503.
+    let other = remote_config();
+    let (_, host) = send(&other, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(host.reply.map(|r| r.status), Some(503));
+}
+
+#[test]
 fn discovery_issuer_must_match() {
     let cfg = remote_config();
     let mut host = FakeHost::new(NOW);
