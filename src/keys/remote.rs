@@ -337,37 +337,77 @@ impl KeyFetcher {
                 }
                 Err(reason) => record_failure(source, host, &reason),
             },
-            Stage::Jwks => match parse_jwks(body) {
-                Ok(keys) => {
-                    let now = host.now_unix_seconds();
-                    let mut record = format!("{now}\n").into_bytes();
-                    record.extend_from_slice(body);
-                    let _ = host.set_shared_data(&source.keys_key(), &record, None);
-                    let done = FetchState {
-                        last_attempt: now,
-                        failures: 0,
-                        busy_until: 0,
-                    };
-                    let _ =
-                        host.set_shared_data(&source.state_key(), done.encode().as_bytes(), None);
-                    for skipped in &keys.skipped {
-                        host.log(
-                            LogLevel::Debug,
-                            &format!("edge-auth: {}: skipped key {skipped}", source.id),
-                        );
-                    }
-                    host.log(
-                        LogLevel::Info,
-                        &format!("edge-auth: {}: {} keys loaded", source.id, keys.keys.len()),
-                    );
-                    host.count("jwks_fetch_ok");
-                    changes.keys_replaced = source.install(keys, now);
-                }
-                Err(e) => record_failure(source, host, &format!("JWKS rejected: {e}")),
-            },
+            Stage::Jwks => changes.keys_replaced = accept_jwks(source, body, host),
         }
         changes
     }
+}
+
+/// Installs a fetched JWKS body here and publishes it to the other workers;
+/// whether this worker's keys changed. A body that is not a usable JWKS is
+/// a failed fetch: the previous keys stay.
+pub fn accept_jwks<H: Host>(source: &RemoteKeySource, body: &[u8], host: &mut H) -> bool {
+    let keys = match parse_jwks(body) {
+        Ok(keys) => keys,
+        Err(e) => {
+            record_failure(source, host, &format!("JWKS rejected: {e}"));
+            return false;
+        }
+    };
+    let now = host.now_unix_seconds();
+    let mut record = format!("{now}\n").into_bytes();
+    record.extend_from_slice(body);
+    let _ = host.set_shared_data(&source.keys_key(), &record, None);
+    let done = FetchState {
+        last_attempt: now,
+        failures: 0,
+        busy_until: 0,
+    };
+    let _ = host.set_shared_data(&source.state_key(), done.encode().as_bytes(), None);
+    for skipped in &keys.skipped {
+        host.log(
+            LogLevel::Debug,
+            &format!("edge-auth: {}: skipped key {skipped}", source.id),
+        );
+    }
+    host.log(
+        LogLevel::Info,
+        &format!("edge-auth: {}: {} keys loaded", source.id, keys.keys.len()),
+    );
+    host.count("jwks_fetch_ok");
+    source.install(keys, now)
+}
+
+/// A GET of a source's JWKS, for a caller that makes the call itself.
+pub struct JwksRequest {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout_ms: u64,
+}
+
+/// The GET that fetches this source's JWKS (its `jwks_uri`, once known).
+pub fn jwks_request(source: &RemoteKeySource) -> Option<JwksRequest> {
+    let (authority, path) = match &source.location {
+        KeyLocation::Jwks { authority, path } => (authority.clone(), path.clone()),
+        KeyLocation::Discovery { .. } => source.discovered.try_borrow().ok()?.clone()?,
+    };
+    let headers = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), path),
+        (":authority".to_string(), authority),
+        ("accept".to_string(), "application/json".to_string()),
+    ];
+    Some(JwksRequest {
+        cluster: source.cluster.clone(),
+        headers,
+        timeout_ms: source.timeout_ms,
+    })
+}
+
+/// Records a JWKS fetch a caller made itself that got no usable answer.
+pub fn jwks_fetch_failed<H: Host>(source: &RemoteKeySource, status: Option<u32>, host: &mut H) {
+    let got = status.map_or("no response".to_string(), |s| format!("status {s}"));
+    record_failure(source, host, &format!("JWKS fetch failed: {got}"));
 }
 
 /// Takes what another worker, or this plugin under its previous

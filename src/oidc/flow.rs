@@ -20,7 +20,9 @@ use crate::decision::{
 };
 use crate::form::{self, decode_component};
 use crate::host::{Host, LogLevel};
-use crate::keys::remote::{split_url, ProviderMetadata};
+use crate::keys::remote::{
+    accept_jwks, jwks_fetch_failed, jwks_request, split_url, JwksRequest, ProviderMetadata,
+};
 use crate::rules::{domain_matches, strip_port};
 use crate::session::cookie::{self, CookieAttributes, SameSite};
 use crate::session::seal::NONCE_LEN;
@@ -65,6 +67,29 @@ pub enum Continuation {
         rule: Option<usize>,
         navigation: bool,
     },
+    /// The IdP answered `then`'s call with an ID token signed by a key we
+    /// do not hold (it rotated its keys): its JWKS is being fetched, then
+    /// that answer (`status`, `body`) is taken up again with the new keys.
+    NewKeysThen {
+        then: Box<Continuation>,
+        status: Option<u32>,
+        body: Vec<u8>,
+    },
+}
+
+impl Continuation {
+    fn sso(&self) -> &Rc<OidcScope> {
+        match self {
+            Continuation::Exchange { sso, .. } | Continuation::Refresh { sso, .. } => sso,
+            Continuation::NewKeysThen { then, .. } => then.sso(),
+        }
+    }
+
+    /// Whether this continuation fetches keys (the caller's verified-token
+    /// cache must then be cleared).
+    pub fn fetches_keys(&self) -> bool {
+        matches!(self, Continuation::NewKeysThen { .. })
+    }
 }
 
 /// Does the `match_type`/`match_list` pair ask for authentication here?
@@ -460,8 +485,69 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
-/// The IdP answered a code exchange or a refresh.
+/// The IdP answered a code exchange, a refresh or a key fetch.
 pub fn on_response<'c, H: Host>(
+    config: &'c Config,
+    then: Continuation,
+    status: Option<u32>,
+    body: &[u8],
+    req: &SsoRequest<'_>,
+    host: &mut H,
+) -> Decision<'c> {
+    match then {
+        Continuation::NewKeysThen {
+            then,
+            status: answer_status,
+            body: answer,
+        } => {
+            let provider = &then.sso().provider;
+            if status == Some(200) {
+                accept_jwks(provider, body, host);
+            } else {
+                jwks_fetch_failed(provider, status, host);
+            }
+            // Once only: with the keys as they now are, valid or not.
+            on_token_response(config, *then, answer_status, &answer, req, host)
+        }
+        then => {
+            let response = (status == Some(200))
+                .then(|| serde_json::from_slice::<TokenResponse>(body).ok())
+                .flatten();
+            match response.as_ref().and_then(|r| new_keys_request(&then, r)) {
+                Some(fetch) => Decision::CallOut(CallOut {
+                    cluster: fetch.cluster,
+                    headers: fetch.headers,
+                    body: Vec::new(),
+                    timeout_ms: fetch.timeout_ms,
+                    then: Continuation::NewKeysThen {
+                        then: Box::new(then),
+                        status,
+                        body: body.to_vec(),
+                    },
+                }),
+                None => on_token_response(config, then, status, body, req, host),
+            }
+        }
+    }
+}
+
+/// When the ID token in the IdP's answer names a key we do not hold: the
+/// call that fetches the provider's JWKS before the answer is taken up. The
+/// ID token came straight from the IdP's token endpoint, so an unknown kid
+/// means the IdP rotated its keys (no client can make us fetch).
+fn new_keys_request(then: &Continuation, response: &TokenResponse) -> Option<JwksRequest> {
+    let sso = then.sso();
+    let id_token = response.id_token.as_deref()?;
+    let kid = jwt::parse(id_token, sso.config.max_token_size).ok()?.kid?;
+    let keys = sso.provider.current()?;
+    if keys.candidates(Some(&kid)).next().is_some() {
+        return None;
+    }
+    jwks_request(&sso.provider)
+}
+
+/// The IdP answered a code exchange or a refresh.
+fn on_token_response<'c, H: Host>(
     config: &'c Config,
     then: Continuation,
     status: Option<u32>,
@@ -569,6 +655,8 @@ pub fn on_response<'c, H: Host>(
                 }
             }
         }
+        // Only Exchange and Refresh answers are wrapped, once.
+        Continuation::NewKeysThen { .. } => Decision::Reply(crate::decision::server_error()),
     }
 }
 

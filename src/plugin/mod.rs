@@ -182,8 +182,13 @@ impl Context for EdgeAuthHttp {
         let path = host.request_header(":path").unwrap_or_default();
         let facts = SsoFacts::read(&host);
         let req = facts.request(&path);
+        let fetched_keys = then.fetches_keys();
         let decision =
             crate::oidc::flow::on_response(&config, then, status, &body, &req, &mut host);
+        if fetched_keys {
+            // As on the root's fetches: nothing verified before stands.
+            self.cache.clear();
+        }
         if self.carry_out(&mut host, decision) == Action::Continue {
             let _ = hostcalls::resume_http_request();
         }

@@ -10,7 +10,7 @@ use crate::decision::{apply, CookieEdit, Decision, Flow};
 use crate::fake_host::FakeHost;
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
-use crate::oidc::flow::on_response;
+use crate::oidc::flow::{on_response, Continuation};
 use crate::request::{on_request_headers, SsoFacts};
 use crate::token::jws::{b64url, hs256_sign};
 
@@ -414,6 +414,170 @@ fn callback_refusals() {
     );
     apply(&mut host, d);
     assert_eq!(host.reply.unwrap().status, 403);
+}
+
+/// An ID token signed with key `kid` / `key` (the IdP after a rotation).
+fn id_token_with_key(kid: &str, key: &str, claims: serde_json::Value) -> String {
+    let mut base = json!({"iss": IDP, "aud": "gateway", "sub": "alice",
+                          "iat": NOW, "exp": NOW + 300});
+    for (k, v) in claims.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    let header = json!({"alg": "HS256", "kid": kid}).to_string();
+    let input = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(base.to_string().as_bytes())
+    );
+    format!(
+        "{input}.{}",
+        b64url(&hs256_sign(key.as_bytes(), input.as_bytes()))
+    )
+}
+
+#[test]
+fn login_after_the_idp_rotated_its_keys_fetches_them_once() {
+    const NEW_KEY: &str = "idp-rotated-key-abcdef0123456789abcd";
+    let cfg = sso_config(json!({}));
+    load_provider(&cfg);
+    let login = start_login(&cfg, "/app?x=1");
+    let nonce = query_value(&login.location, "nonce");
+    let state = query_value(&login.location, "state");
+    let token = id_token_with_key("k2", NEW_KEY, json!({"nonce": nonce}));
+    let answer = json!({"id_token": token, "access_token": "at", "expires_in": 600}).to_string();
+
+    let mut host = browser(
+        &format!("/oauth2/callback?code=c0de&state={state}"),
+        Some(&login.cookie),
+    );
+    let Decision::CallOut(exchange) = run(&cfg, &mut host) else {
+        panic!("expected the code exchange")
+    };
+    let facts = SsoFacts::read(&host);
+    let req = facts.request("/oauth2/callback");
+    // The answer names kid k2, which we lack: the JWKS is fetched first.
+    let d = on_response(
+        &cfg,
+        exchange.then,
+        Some(200),
+        answer.as_bytes(),
+        &req,
+        &mut host,
+    );
+    let Decision::CallOut(fetch) = d else {
+        panic!("expected a JWKS fetch, got {d:?}")
+    };
+    assert!(fetch.then.fetches_keys());
+    assert_eq!(fetch.cluster, "idp");
+    assert!(fetch.headers.contains(&(":path".into(), "/jwks".into())));
+    assert!(fetch.headers.contains(&(":method".into(), "GET".into())));
+    let rotated = json!({"keys": [{"kty": "oct", "kid": "k2", "k": b64url(NEW_KEY.as_bytes())}]});
+    let d = on_response(
+        &cfg,
+        fetch.then,
+        Some(200),
+        rotated.to_string().as_bytes(),
+        &req,
+        &mut host,
+    );
+    apply(&mut host, d);
+    let r = host.reply.as_ref().unwrap();
+    assert_eq!(r.status, 302, "{r:?}");
+    assert_eq!(r.header("location"), Some("/app?x=1"));
+    assert!(set_cookies(&r.headers)
+        .iter()
+        .any(|l| l.starts_with("_edge_auth_session=")));
+    // The new keys are published for the other workers.
+    let published = host.shared.keys().filter(|k| k.ends_with("/keys")).count();
+    assert_eq!(published, 1);
+    assert!(cfg.remote_sources[0]
+        .current()
+        .unwrap()
+        .candidates(Some("k2"))
+        .next()
+        .is_some());
+
+    // A kid the IdP's JWKS does not have either: one fetch, then refused.
+    let login = start_login(&cfg, "/app");
+    let state = query_value(&login.location, "state");
+    let token = id_token_with_key(
+        "k9",
+        NEW_KEY,
+        json!({"nonce": query_value(&login.location, "nonce")}),
+    );
+    let answer = json!({"id_token": token}).to_string();
+    let mut host = browser(
+        &format!("/oauth2/callback?code=c0de&state={state}"),
+        Some(&login.cookie),
+    );
+    let Decision::CallOut(exchange) = run(&cfg, &mut host) else {
+        panic!()
+    };
+    let d = on_response(
+        &cfg,
+        exchange.then,
+        Some(200),
+        answer.as_bytes(),
+        &req,
+        &mut host,
+    );
+    let Decision::CallOut(fetch) = d else {
+        panic!()
+    };
+    let d = on_response(
+        &cfg,
+        fetch.then,
+        Some(200),
+        rotated.to_string().as_bytes(),
+        &req,
+        &mut host,
+    );
+    apply(&mut host, d);
+    let r = host.reply.as_ref().unwrap();
+    assert_eq!(r.status, 403);
+    assert!(!set_cookies(&r.headers)
+        .iter()
+        .any(|l| l.starts_with("_edge_auth_session=")));
+
+    // The fetch fails: the old keys stay, the login is refused.
+    let d = on_response(
+        &cfg,
+        exchange_then(&cfg, &mut host_for_login(&cfg)),
+        Some(200),
+        answer.as_bytes(),
+        &req,
+        &mut host,
+    );
+    let Decision::CallOut(fetch) = d else {
+        panic!()
+    };
+    let mut host2 = FakeHost::new(NOW);
+    let d = on_response(&cfg, fetch.then, Some(503), b"", &req, &mut host2);
+    apply(&mut host2, d);
+    assert_eq!(host2.reply.unwrap().status, 403);
+    assert_eq!(host2.counters.borrow().get("jwks_fetch_failed"), Some(&1));
+    assert!(cfg.remote_sources[0]
+        .current()
+        .unwrap()
+        .candidates(Some("k2"))
+        .next()
+        .is_some());
+}
+
+fn host_for_login(cfg: &Config) -> FakeHost {
+    let login = start_login(cfg, "/app");
+    let state = query_value(&login.location, "state");
+    browser(
+        &format!("/oauth2/callback?code=c0de&state={state}"),
+        Some(&login.cookie),
+    )
+}
+
+fn exchange_then(cfg: &Config, host: &mut FakeHost) -> Continuation {
+    match run(cfg, host) {
+        Decision::CallOut(call) => call.then,
+        other => panic!("expected the code exchange, got {other:?}"),
+    }
 }
 
 #[test]
