@@ -25,7 +25,7 @@ import pytest
 
 import harness
 import jose_forge as jf
-from idp_control import APP1, ES256_RESOURCE, IDP_CLUSTER, RS256_RESOURCE, Idp, retry_after_ok
+from idp_control import APP1, ES256_RESOURCE, IDP_CLUSTER, RS256_RESOURCE, Idp, make_keyset, retry_after_ok
 from sso_browser import Browser, Page, Resp
 
 COOKIE = "_edge_auth_session"
@@ -171,12 +171,13 @@ def new_port(taken: set[int]) -> int:
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
     taken: set[int] = set()
-    return {k: new_port(taken) for k in ("idp_a", "idp_b", "idp_c", "idp_d", "main", "black", "expiry", "big", "late")}
+    return {k: new_port(taken) for k in ("idp_a", "idp_b", "idp_c", "idp_d", "idp_e",
+                                         "main", "black", "expiry", "big", "late", "rotate")}
 
 
 @pytest.fixture(scope="module")
 def sites(ports):
-    s = {k: Site(k, ports[k]) for k in ("main", "black", "expiry", "big", "late")}
+    s = {k: Site(k, ports[k]) for k in ("main", "black", "expiry", "big", "late", "rotate")}
     yield s
     for site in s.values():
         site.stop()
@@ -894,6 +895,31 @@ def test_idp_down_at_start_then_recovers(ports, sites, echo, wasm):
     finally:
         site.stop()
         idp.stop()
+
+
+def test_sign_in_right_after_idp_key_rotation(ports, sites, echo, wasm):
+    """The IdP rotates its signing keys (new kids, old ones gone). The next
+    sign-in's ID token names a kid the gateway has never seen: the callback
+    fetches the IdP's JWKS once and the sign-in succeeds at once, with no
+    wait for the periodic key refresh (10 minutes by default)."""
+    site = sites["rotate"]
+    with _idp(ports["idp_e"], "sso-e-rotate", [site]) as idp:
+        site.idp = idp
+        try:
+            site.start(sso_config(idp.issuer, SECRET_A), idp.port, echo.port, wasm)
+            site.wait_sso_ready()
+            sign_in(site, "/app/before", login="lee")
+            rotated, _ = make_keyset(tag="rotated")
+            idp.restart(keyset=rotated)
+            fetches = idp.jwks_fetches()
+            browser, page = sign_in(site, "/app/after", login="lee")
+            assert echo_of(page, "/app/after")["headers"]["x-mse-consumer"] == "lee"
+            assert idp.jwks_fetches() == fetches + 1, idp.log_tail(20)
+            # The session made with the new keys is good on the next request.
+            again = browser.request("GET", site.url("/app/again"))
+            assert echo_of(again, "/app/again")["headers"]["x-mse-consumer"] == "lee"
+        finally:
+            site.stop()
 
 
 def test_no_login_redirect_before_signing_keys():
