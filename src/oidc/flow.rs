@@ -75,13 +75,25 @@ pub enum Continuation {
         status: Option<u32>,
         body: Vec<u8>,
     },
+    /// A call to the IdP's token endpoint that is sent once more when it
+    /// gets no answer at all (a kept-alive connection the IdP had just
+    /// closed, a reset): then `then`.
+    RetryOnce {
+        cluster: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        timeout_ms: u64,
+        then: Box<Continuation>,
+    },
 }
 
 impl Continuation {
     fn sso(&self) -> &Rc<OidcScope> {
         match self {
             Continuation::Exchange { sso, .. } | Continuation::Refresh { sso, .. } => sso,
-            Continuation::NewKeysThen { then, .. } => then.sso(),
+            Continuation::NewKeysThen { then, .. } | Continuation::RetryOnce { then, .. } => {
+                then.sso()
+            }
         }
     }
 
@@ -464,12 +476,20 @@ fn token_call<'c>(
             body.push(format!("client_secret={}", enc(&oidc.client_secret)));
         }
     }
+    let body = body.join("&").into_bytes();
+    let timeout_ms = crate::config::DEFAULT_CALL_TIMEOUT_MS;
     Ok(Decision::CallOut(CallOut {
         cluster: oidc.cluster.clone(),
-        headers,
-        body: body.join("&").into_bytes(),
-        timeout_ms: crate::config::DEFAULT_CALL_TIMEOUT_MS,
-        then,
+        headers: headers.clone(),
+        body: body.clone(),
+        timeout_ms,
+        then: Continuation::RetryOnce {
+            cluster: oidc.cluster.clone(),
+            headers,
+            body,
+            timeout_ms,
+            then: Box::new(then),
+        },
     }))
 }
 
@@ -495,6 +515,28 @@ pub fn on_response<'c, H: Host>(
     host: &mut H,
 ) -> Decision<'c> {
     match then {
+        // No answer at all: the same call once more. Safe to repeat: a code
+        // or refresh token the IdP did take is refused the second time.
+        Continuation::RetryOnce {
+            cluster,
+            headers,
+            body: request,
+            timeout_ms,
+            then,
+        } if status.is_none() => {
+            host.log(
+                LogLevel::Debug,
+                "edge-auth: no answer from the identity provider's token endpoint; trying once more",
+            );
+            Decision::CallOut(CallOut {
+                cluster,
+                headers,
+                body: request,
+                timeout_ms,
+                then: *then,
+            })
+        }
+        Continuation::RetryOnce { then, .. } => on_response(config, *then, status, body, req, host),
         Continuation::NewKeysThen {
             then,
             status: answer_status,
@@ -655,8 +697,10 @@ fn on_token_response<'c, H: Host>(
                 }
             }
         }
-        // Only Exchange and Refresh answers are wrapped, once.
-        Continuation::NewKeysThen { .. } => Decision::Reply(crate::decision::server_error()),
+        // Unwrapped by on_response before this point.
+        Continuation::NewKeysThen { .. } | Continuation::RetryOnce { .. } => {
+            Decision::Reply(crate::decision::server_error())
+        }
     }
 }
 

@@ -564,6 +564,57 @@ fn login_after_the_idp_rotated_its_keys_fetches_them_once() {
         .is_some());
 }
 
+#[test]
+fn a_code_exchange_without_any_answer_is_sent_once_more() {
+    let cfg = sso_config(json!({}));
+    load_provider(&cfg);
+    let login = start_login(&cfg, "/app");
+    let nonce = query_value(&login.location, "nonce");
+    let state = query_value(&login.location, "state");
+    let mut host = browser(
+        &format!("/oauth2/callback?code=c0de&state={state}"),
+        Some(&login.cookie),
+    );
+    let Decision::CallOut(first) = run(&cfg, &mut host) else {
+        panic!("expected the code exchange")
+    };
+    let facts = SsoFacts::read(&host);
+    let req = facts.request("/oauth2/callback");
+    let (body, headers) = (first.body.clone(), first.headers.clone());
+    // The connection died: no status, no body. The same call again.
+    let Decision::CallOut(second) = on_response(&cfg, first.then, None, b"", &req, &mut host)
+    else {
+        panic!("expected the exchange to be sent again")
+    };
+    assert_eq!((&second.body, &second.headers), (&body, &headers));
+    // Its answer is taken up as the first one's would have been.
+    let answer = json!({"id_token": id_token(json!({"nonce": nonce})), "access_token": "at"});
+    let d = on_response(
+        &cfg,
+        second.then,
+        Some(200),
+        answer.to_string().as_bytes(),
+        &req,
+        &mut host,
+    );
+    apply(&mut host, d);
+    assert_eq!(host.reply.as_ref().unwrap().status, 302);
+
+    // Only once: a second silence is a refused sign-in.
+    let mut host = host_for_login(&cfg);
+    let then = exchange_then(&cfg, &mut host);
+    let Decision::CallOut(again) = on_response(&cfg, then, None, b"", &req, &mut host) else {
+        panic!()
+    };
+    let d = on_response(&cfg, again.then, None, b"", &req, &mut host);
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 403);
+    assert!(!set_cookies(&r.headers)
+        .iter()
+        .any(|l| l.starts_with("_edge_auth_session=")));
+}
+
 fn host_for_login(cfg: &Config) -> FakeHost {
     let login = start_login(cfg, "/app");
     let state = query_value(&login.location, "state");
