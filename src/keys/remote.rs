@@ -114,6 +114,15 @@ impl RemoteKeySource {
         }
     }
 
+    /// Where the JWKS is: configured, or named by the discovery document
+    /// (None until that arrived).
+    fn jwks_location(&self) -> Option<(String, String)> {
+        match &self.location {
+            KeyLocation::Jwks { authority, path } => Some((authority.clone(), path.clone())),
+            KeyLocation::Discovery { .. } => self.discovered.try_borrow().ok()?.clone(),
+        }
+    }
+
     fn discovery_key(&self) -> String {
         format!("{}/discovery", self.id)
     }
@@ -121,6 +130,15 @@ impl RemoteKeySource {
     /// The keys this worker holds; `None` until a fetch ever succeeded.
     pub fn current(&self) -> Option<Rc<KeySet>> {
         self.keys.try_borrow().ok().and_then(|k| k.clone())
+    }
+
+    /// Holds keys (and, for discovery, the provider's metadata). Checked on
+    /// every request, so it clones nothing.
+    fn is_complete(&self) -> bool {
+        let has_keys = self.keys.try_borrow().is_ok_and(|k| k.is_some());
+        let has_metadata = matches!(self.location, KeyLocation::Jwks { .. })
+            || self.metadata.try_borrow().is_ok_and(|m| m.is_some());
+        has_keys && has_metadata
     }
 
     /// A token named a kid we lack: ask for an early (rate-limited) refetch.
@@ -253,29 +271,19 @@ impl KeyFetcher {
         host: &mut H,
     ) {
         let (authority, path) = match (stage, &source.location) {
-            (Stage::Jwks, KeyLocation::Jwks { authority, path }) => {
-                (authority.clone(), path.clone())
-            }
+            (Stage::Jwks, _) => match source.jwks_location() {
+                Some(found) => found,
+                None => return record_failure(source, host, "jwks_uri not discovered yet"),
+            },
             (
                 Stage::Discovery,
                 KeyLocation::Discovery {
                     authority, path, ..
                 },
             ) => (authority.clone(), path.clone()),
-            (Stage::Jwks, KeyLocation::Discovery { .. }) => {
-                match source.discovered.try_borrow().ok().and_then(|d| d.clone()) {
-                    Some(found) => found,
-                    None => return record_failure(source, host, "jwks_uri not discovered yet"),
-                }
-            }
             (Stage::Discovery, KeyLocation::Jwks { .. }) => return,
         };
-        let headers = [
-            (":method", "GET"),
-            (":path", path.as_str()),
-            (":authority", authority.as_str()),
-            ("accept", "application/json"),
-        ];
+        let headers = document_get(&authority, &path);
         match host.dispatch_http_call(&source.cluster, &headers, source.timeout_ms) {
             Ok(token) => {
                 self.in_flight.insert(
@@ -387,21 +395,26 @@ pub struct JwksRequest {
 
 /// The GET that fetches this source's JWKS (its `jwks_uri`, once known).
 pub fn jwks_request(source: &RemoteKeySource) -> Option<JwksRequest> {
-    let (authority, path) = match &source.location {
-        KeyLocation::Jwks { authority, path } => (authority.clone(), path.clone()),
-        KeyLocation::Discovery { .. } => source.discovered.try_borrow().ok()?.clone()?,
-    };
-    let headers = vec![
-        (":method".to_string(), "GET".to_string()),
-        (":path".to_string(), path),
-        (":authority".to_string(), authority),
-        ("accept".to_string(), "application/json".to_string()),
-    ];
+    let (authority, path) = source.jwks_location()?;
+    let headers = document_get(&authority, &path)
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Some(JwksRequest {
         cluster: source.cluster.clone(),
         headers,
         timeout_ms: source.timeout_ms,
     })
+}
+
+/// The headers of a GET for a JSON document (discovery, JWKS).
+fn document_get<'a>(authority: &'a str, path: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        (":method", "GET"),
+        (":path", path),
+        (":authority", authority),
+        ("accept", "application/json"),
+    ]
 }
 
 /// Records a JWKS fetch a caller made itself that got no usable answer.
@@ -417,9 +430,7 @@ pub fn jwks_fetch_failed<H: Host>(source: &RemoteKeySource, status: Option<u32>,
 /// read only while something is missing.
 pub fn adopt_missing<H: Host>(sources: &[Rc<RemoteKeySource>], host: &H) {
     for source in sources {
-        let needs_metadata =
-            matches!(source.location, KeyLocation::Discovery { .. }) && source.metadata().is_none();
-        if source.current().is_none() || needs_metadata {
+        if !source.is_complete() {
             adopt_published(source, host);
         }
     }

@@ -549,12 +549,11 @@ pub fn on_response<'c, H: Host>(
                 jwks_fetch_failed(provider, status, host);
             }
             // Once only: with the keys as they now are, valid or not.
-            on_token_response(config, *then, answer_status, &answer, req, host)
+            let response = token_response(answer_status, &answer);
+            on_token_response(config, *then, response, req, host)
         }
         then => {
-            let response = (status == Some(200))
-                .then(|| serde_json::from_slice::<TokenResponse>(body).ok())
-                .flatten();
+            let response = token_response(status, body);
             match response.as_ref().and_then(|r| new_keys_request(&then, r)) {
                 Some(fetch) => Decision::CallOut(CallOut {
                     cluster: fetch.cluster,
@@ -567,10 +566,17 @@ pub fn on_response<'c, H: Host>(
                         body: body.to_vec(),
                     },
                 }),
-                None => on_token_response(config, then, status, body, req, host),
+                None => on_token_response(config, then, response, req, host),
             }
         }
     }
+}
+
+/// The token endpoint's answer, when it is a success with a JSON body.
+fn token_response(status: Option<u32>, body: &[u8]) -> Option<TokenResponse> {
+    (status == Some(200))
+        .then(|| serde_json::from_slice::<TokenResponse>(body).ok())
+        .flatten()
 }
 
 /// When the ID token in the IdP's answer names a key we do not hold: the
@@ -592,15 +598,11 @@ fn new_keys_request(then: &Continuation, response: &TokenResponse) -> Option<Jwk
 fn on_token_response<'c, H: Host>(
     config: &'c Config,
     then: Continuation,
-    status: Option<u32>,
-    body: &[u8],
+    response: Option<TokenResponse>,
     req: &SsoRequest<'_>,
     host: &mut H,
 ) -> Decision<'c> {
     let now = host.now_unix_seconds();
-    let response = (status == Some(200))
-        .then(|| serde_json::from_slice::<TokenResponse>(body).ok())
-        .flatten();
     match then {
         Continuation::Exchange {
             sso,
