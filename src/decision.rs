@@ -157,6 +157,48 @@ fn send<H: Host>(host: &mut H, reply: &Reply) -> Flow {
     Flow::Stop
 }
 
+/// Longest realm we echo back; the rest of a long URL is cut.
+pub const MAX_REALM_LEN: usize = 256;
+
+/// `scheme://host/path` for the challenge. Request-controlled, so quotes,
+/// backslashes and control characters are percent-encoded (they would break
+/// out of the quoted-string) and the length is capped.
+pub fn realm(scheme: &str, authority: &str, path: &str) -> String {
+    let mut out = String::with_capacity(MAX_REALM_LEN);
+    for part in [scheme, "://", authority, path] {
+        for c in part.chars() {
+            let encoded_len = if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                1
+            } else {
+                3 * c.len_utf8()
+            };
+            if out.len() + encoded_len > MAX_REALM_LEN {
+                return out;
+            }
+            if encoded_len == 1 {
+                out.push(c);
+            } else {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An RFC 6750 challenge; with `error="invalid_token"` and a short
+/// description when a token was presented and refused.
+pub fn bearer_challenge(realm: &str, invalid_token: Option<&str>) -> String {
+    match invalid_token {
+        Some(reason) => format!(
+            "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{reason}\""
+        ),
+        None => format!("Bearer realm=\"{realm}\""),
+    }
+}
+
 /// Keys needed to check the token have never arrived: fail closed, but say
 /// it is temporary.
 pub fn keys_unavailable() -> Reply {
@@ -214,5 +256,19 @@ pub fn server_error() -> Reply {
         status: 500,
         headers: vec![("content-type", "text/plain".into())],
         body: "Internal Server Error.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realm_is_escaped_and_bounded() {
+        assert_eq!(realm("https", "h:8443", "/a/b"), "https://h:8443/a/b");
+        assert_eq!(realm("http", "h", "/a\"b\\c d"), "http://h/a%22b%5Cc%20d");
+        assert_eq!(realm("http", "h", "/é"), "http://h/%C3%A9");
+        let long = "/".to_string() + &"x".repeat(1000);
+        assert_eq!(realm("http", "h", &long).len(), MAX_REALM_LEN);
     }
 }

@@ -2,7 +2,7 @@
 //! verification, and the answer. Reads the request through [`Host`] only.
 
 use crate::config::{AllowList, Config, Scope, TokenLocation};
-use crate::decision::{keys_unavailable, Decision, Forward, Reply};
+use crate::decision::{bearer_challenge, keys_unavailable, realm, Decision, Forward, Reply};
 use crate::form;
 use crate::host::{Host, LogLevel};
 use crate::keys::cache::{cache_key, Identity, TokenCache};
@@ -11,9 +11,6 @@ use crate::token::extract::{find_token, Found};
 use crate::token::jwt::{self, claim_header_value, JwtError};
 use crate::token::verify_gateway_token;
 use crate::token_endpoint::{self, TokenRequestHead};
-
-/// Longest realm we echo back; the rest of a long URL is cut.
-const MAX_REALM_LEN: usize = 256;
 
 /// Request attributes fetched from the host on first use, then cached.
 struct HostFacts<'h, H: Host> {
@@ -232,14 +229,7 @@ impl Refusal {
             .request_header(":scheme")
             .unwrap_or_else(|| "http".into());
         let realm = realm(&scheme, authority, form::path_only(path));
-        let challenge = if self.token_presented {
-            format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
-                self.reason
-            )
-        } else {
-            format!("Bearer realm=\"{realm}\"")
-        };
+        let challenge = bearer_challenge(&realm, self.token_presented.then_some(self.reason));
         Reply {
             status: 401,
             headers: vec![
@@ -397,47 +387,5 @@ fn verify_token(
             true,
         )),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// `scheme://host/path` for the challenge. Request-controlled, so quotes,
-/// backslashes and control characters are percent-encoded (they would break
-/// out of the quoted-string) and the length is capped.
-fn realm(scheme: &str, authority: &str, path: &str) -> String {
-    let mut out = String::with_capacity(MAX_REALM_LEN);
-    for part in [scheme, "://", authority, path] {
-        for c in part.chars() {
-            let encoded_len = if c.is_ascii_graphic() && c != '"' && c != '\\' {
-                1
-            } else {
-                3 * c.len_utf8()
-            };
-            if out.len() + encoded_len > MAX_REALM_LEN {
-                return out;
-            }
-            if encoded_len == 1 {
-                out.push(c);
-            } else {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("%{b:02X}"));
-                }
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn realm_is_escaped_and_bounded() {
-        assert_eq!(realm("https", "h:8443", "/a/b"), "https://h:8443/a/b");
-        assert_eq!(realm("http", "h", "/a\"b\\c d"), "http://h/a%22b%5Cc%20d");
-        assert_eq!(realm("http", "h", "/é"), "http://h/%C3%A9");
-        let long = "/".to_string() + &"x".repeat(1000);
-        assert_eq!(realm("http", "h", &long).len(), MAX_REALM_LEN);
     }
 }

@@ -16,7 +16,8 @@ use super::session::{LoginState, Session, LOGIN_TTL_SECONDS};
 use crate::config::oidc::{ClientAuth, MatchType, OidcConfig, PassToken, PathMatch, RedirectUrl};
 use crate::config::{AllowList, Config, OidcScope};
 use crate::decision::{
-    keys_unavailable, page, redirect, CallOut, CookieEdit, Decision, Forward, Reply,
+    bearer_challenge, keys_unavailable, page, realm, redirect, CallOut, CookieEdit, Decision,
+    Forward, Reply,
 };
 use crate::form::{self, decode_component};
 use crate::host::{Host, LogLevel};
@@ -43,6 +44,11 @@ pub struct SsoRequest<'r> {
 }
 
 impl SsoRequest<'_> {
+    /// `scheme://host`, escaped and bounded, for a `WWW-Authenticate` challenge.
+    fn realm(&self) -> String {
+        realm(self.scheme, self.authority, "")
+    }
+
     /// A browser navigating (gets a login redirect) rather than an API call
     /// or XHR (gets 401).
     fn is_navigation(&self) -> bool {
@@ -296,14 +302,7 @@ fn unauthorized(req: &SsoRequest<'_>) -> Reply {
         status: 401,
         headers: vec![
             ("content-type", "text/plain".into()),
-            (
-                "www-authenticate",
-                format!(
-                    "Bearer realm=\"{}://{}\"",
-                    req.scheme,
-                    req.authority.replace(['"', '\\'], "")
-                ),
-            ),
+            ("www-authenticate", bearer_challenge(&req.realm(), None)),
         ],
         body: "Authentication required.".into(),
     }
@@ -866,22 +865,16 @@ fn bearer_forward<'c>(
     now: u64,
 ) -> Result<Forward<'c>, Reply> {
     let oidc = &sso.config;
-    let refuse = |reason: &str| {
-        Reply {
+    let refuse = |reason: &str| Reply {
         status: 401,
         headers: vec![
             ("content-type", "text/plain".into()),
             (
                 "www-authenticate",
-                format!(
-                    "Bearer realm=\"{}://{}\", error=\"invalid_token\", error_description=\"{reason}\"",
-                    req.scheme,
-                    req.authority.replace(['"', '\\'], "")
-                ),
+                bearer_challenge(&req.realm(), Some(reason)),
             ),
         ],
         body: "Invalid Jwt token.".into(),
-    }
     };
     let Some(keys) = sso.provider.current() else {
         return Err(keys_unavailable());
