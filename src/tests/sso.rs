@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::NOW;
 use crate::config::{compile_json, Config};
-use crate::decision::{apply, CookieEdit, Decision, Flow};
+use crate::decision::{apply, CallOut, CookieEdit, Decision, Flow};
 use crate::fake_host::FakeHost;
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
@@ -435,58 +435,70 @@ fn id_token_with_key(kid: &str, key: &str, claims: serde_json::Value) -> String 
     )
 }
 
+/// A login up to the IdP's answer: its nonce, the callback request and the
+/// code exchange call.
+fn at_code_exchange(cfg: &Config, path: &str) -> (String, FakeHost, CallOut) {
+    let login = start_login(cfg, path);
+    let state = query_value(&login.location, "state");
+    let mut host = browser(
+        &format!("/oauth2/callback?code=c0de&state={state}"),
+        Some(&login.cookie),
+    );
+    let Decision::CallOut(exchange) = run(cfg, &mut host) else {
+        panic!("expected the code exchange")
+    };
+    (query_value(&login.location, "nonce"), host, exchange)
+}
+
+/// The IdP's answer to `then`'s call; a further call it starts, if any.
+fn answer(
+    cfg: &Config,
+    host: &mut FakeHost,
+    then: Continuation,
+    status: Option<u32>,
+    body: &[u8],
+) -> Option<CallOut> {
+    let path = host.header(":path").unwrap().to_string();
+    let facts = SsoFacts::read(host);
+    let d = on_response(cfg, then, status, body, &facts.request(&path), host);
+    match d {
+        Decision::CallOut(call) => Some(call),
+        d => {
+            apply(host, d);
+            None
+        }
+    }
+}
+
+fn sets_session(headers: &[(String, String)]) -> bool {
+    set_cookies(headers)
+        .iter()
+        .any(|l| l.starts_with("_edge_auth_session="))
+}
+
 #[test]
 fn login_after_the_idp_rotated_its_keys_fetches_them_once() {
     const NEW_KEY: &str = "idp-rotated-key-abcdef0123456789abcd";
     let cfg = sso_config(json!({}));
     load_provider(&cfg);
-    let login = start_login(&cfg, "/app?x=1");
-    let nonce = query_value(&login.location, "nonce");
-    let state = query_value(&login.location, "state");
-    let token = id_token_with_key("k2", NEW_KEY, json!({"nonce": nonce}));
-    let answer = json!({"id_token": token, "access_token": "at", "expires_in": 600}).to_string();
+    let rotated =
+        json!({"keys": [{"kty": "oct", "kid": "k2", "k": b64url(NEW_KEY.as_bytes())}]}).to_string();
 
-    let mut host = browser(
-        &format!("/oauth2/callback?code=c0de&state={state}"),
-        Some(&login.cookie),
-    );
-    let Decision::CallOut(exchange) = run(&cfg, &mut host) else {
-        panic!("expected the code exchange")
-    };
-    let facts = SsoFacts::read(&host);
-    let req = facts.request("/oauth2/callback");
+    let (nonce, mut host, exchange) = at_code_exchange(&cfg, "/app?x=1");
+    let token = id_token_with_key("k2", NEW_KEY, json!({"nonce": nonce}));
+    let reply = json!({"id_token": token, "access_token": "at", "expires_in": 600}).to_string();
     // The answer names kid k2, which we lack: the JWKS is fetched first.
-    let d = on_response(
-        &cfg,
-        exchange.then,
-        Some(200),
-        answer.as_bytes(),
-        &req,
-        &mut host,
-    );
-    let Decision::CallOut(fetch) = d else {
-        panic!("expected a JWKS fetch, got {d:?}")
-    };
+    let fetch =
+        answer(&cfg, &mut host, exchange.then, Some(200), reply.as_bytes()).expect("a JWKS fetch");
     assert!(fetch.then.fetches_keys());
     assert_eq!(fetch.cluster, "idp");
     assert!(fetch.headers.contains(&(":path".into(), "/jwks".into())));
     assert!(fetch.headers.contains(&(":method".into(), "GET".into())));
-    let rotated = json!({"keys": [{"kty": "oct", "kid": "k2", "k": b64url(NEW_KEY.as_bytes())}]});
-    let d = on_response(
-        &cfg,
-        fetch.then,
-        Some(200),
-        rotated.to_string().as_bytes(),
-        &req,
-        &mut host,
-    );
-    apply(&mut host, d);
+    assert!(answer(&cfg, &mut host, fetch.then, Some(200), rotated.as_bytes()).is_none());
     let r = host.reply.as_ref().unwrap();
     assert_eq!(r.status, 302, "{r:?}");
     assert_eq!(r.header("location"), Some("/app?x=1"));
-    assert!(set_cookies(&r.headers)
-        .iter()
-        .any(|l| l.starts_with("_edge_auth_session=")));
+    assert!(sets_session(&r.headers));
     // The new keys are published for the other workers.
     let published = host.shared.keys().filter(|k| k.ends_with("/keys")).count();
     assert_eq!(published, 1);
@@ -498,64 +510,23 @@ fn login_after_the_idp_rotated_its_keys_fetches_them_once() {
         .is_some());
 
     // A kid the IdP's JWKS does not have either: one fetch, then refused.
-    let login = start_login(&cfg, "/app");
-    let state = query_value(&login.location, "state");
-    let token = id_token_with_key(
-        "k9",
-        NEW_KEY,
-        json!({"nonce": query_value(&login.location, "nonce")}),
-    );
-    let answer = json!({"id_token": token}).to_string();
-    let mut host = browser(
-        &format!("/oauth2/callback?code=c0de&state={state}"),
-        Some(&login.cookie),
-    );
-    let Decision::CallOut(exchange) = run(&cfg, &mut host) else {
-        panic!()
-    };
-    let d = on_response(
-        &cfg,
-        exchange.then,
-        Some(200),
-        answer.as_bytes(),
-        &req,
-        &mut host,
-    );
-    let Decision::CallOut(fetch) = d else {
-        panic!()
-    };
-    let d = on_response(
-        &cfg,
-        fetch.then,
-        Some(200),
-        rotated.to_string().as_bytes(),
-        &req,
-        &mut host,
-    );
-    apply(&mut host, d);
+    let (nonce, mut host, exchange) = at_code_exchange(&cfg, "/app");
+    let token = id_token_with_key("k9", NEW_KEY, json!({"nonce": nonce}));
+    let reply = json!({"id_token": token}).to_string();
+    let fetch =
+        answer(&cfg, &mut host, exchange.then, Some(200), reply.as_bytes()).expect("a JWKS fetch");
+    assert!(answer(&cfg, &mut host, fetch.then, Some(200), rotated.as_bytes()).is_none());
     let r = host.reply.as_ref().unwrap();
     assert_eq!(r.status, 403);
-    assert!(!set_cookies(&r.headers)
-        .iter()
-        .any(|l| l.starts_with("_edge_auth_session=")));
+    assert!(!sets_session(&r.headers));
 
     // The fetch fails: the old keys stay, the login is refused.
-    let d = on_response(
-        &cfg,
-        exchange_then(&cfg, &mut host_for_login(&cfg)),
-        Some(200),
-        answer.as_bytes(),
-        &req,
-        &mut host,
-    );
-    let Decision::CallOut(fetch) = d else {
-        panic!()
-    };
-    let mut host2 = FakeHost::new(NOW);
-    let d = on_response(&cfg, fetch.then, Some(503), b"", &req, &mut host2);
-    apply(&mut host2, d);
-    assert_eq!(host2.reply.unwrap().status, 403);
-    assert_eq!(host2.counters.borrow().get("jwks_fetch_failed"), Some(&1));
+    let (_, mut host, exchange) = at_code_exchange(&cfg, "/app");
+    let fetch =
+        answer(&cfg, &mut host, exchange.then, Some(200), reply.as_bytes()).expect("a JWKS fetch");
+    assert!(answer(&cfg, &mut host, fetch.then, Some(503), b"").is_none());
+    assert_eq!(host.reply.unwrap().status, 403);
+    assert_eq!(host.counters.borrow().get("jwks_fetch_failed"), Some(&1));
     assert!(cfg.remote_sources[0]
         .current()
         .unwrap()
@@ -568,67 +539,31 @@ fn login_after_the_idp_rotated_its_keys_fetches_them_once() {
 fn a_code_exchange_without_any_answer_is_sent_once_more() {
     let cfg = sso_config(json!({}));
     load_provider(&cfg);
-    let login = start_login(&cfg, "/app");
-    let nonce = query_value(&login.location, "nonce");
-    let state = query_value(&login.location, "state");
-    let mut host = browser(
-        &format!("/oauth2/callback?code=c0de&state={state}"),
-        Some(&login.cookie),
-    );
-    let Decision::CallOut(first) = run(&cfg, &mut host) else {
-        panic!("expected the code exchange")
-    };
-    let facts = SsoFacts::read(&host);
-    let req = facts.request("/oauth2/callback");
-    let (body, headers) = (first.body.clone(), first.headers.clone());
+    let (nonce, mut host, exchange) = at_code_exchange(&cfg, "/app");
     // The connection died: no status, no body. The same call again.
-    let Decision::CallOut(second) = on_response(&cfg, first.then, None, b"", &req, &mut host)
-    else {
-        panic!("expected the exchange to be sent again")
-    };
+    let (body, headers) = (exchange.body.clone(), exchange.headers.clone());
+    let second =
+        answer(&cfg, &mut host, exchange.then, None, b"").expect("the exchange sent again");
     assert_eq!((&second.body, &second.headers), (&body, &headers));
     // Its answer is taken up as the first one's would have been.
-    let answer = json!({"id_token": id_token(json!({"nonce": nonce})), "access_token": "at"});
-    let d = on_response(
+    let reply = json!({"id_token": id_token(json!({"nonce": nonce})), "access_token": "at"});
+    let next = answer(
         &cfg,
+        &mut host,
         second.then,
         Some(200),
-        answer.to_string().as_bytes(),
-        &req,
-        &mut host,
+        reply.to_string().as_bytes(),
     );
-    apply(&mut host, d);
+    assert!(next.is_none());
     assert_eq!(host.reply.as_ref().unwrap().status, 302);
 
     // Only once: a second silence is a refused sign-in.
-    let mut host = host_for_login(&cfg);
-    let then = exchange_then(&cfg, &mut host);
-    let Decision::CallOut(again) = on_response(&cfg, then, None, b"", &req, &mut host) else {
-        panic!()
-    };
-    let d = on_response(&cfg, again.then, None, b"", &req, &mut host);
-    apply(&mut host, d);
+    let (_, mut host, exchange) = at_code_exchange(&cfg, "/app");
+    let again = answer(&cfg, &mut host, exchange.then, None, b"").expect("the exchange sent again");
+    assert!(answer(&cfg, &mut host, again.then, None, b"").is_none());
     let r = host.reply.unwrap();
     assert_eq!(r.status, 403);
-    assert!(!set_cookies(&r.headers)
-        .iter()
-        .any(|l| l.starts_with("_edge_auth_session=")));
-}
-
-fn host_for_login(cfg: &Config) -> FakeHost {
-    let login = start_login(cfg, "/app");
-    let state = query_value(&login.location, "state");
-    browser(
-        &format!("/oauth2/callback?code=c0de&state={state}"),
-        Some(&login.cookie),
-    )
-}
-
-fn exchange_then(cfg: &Config, host: &mut FakeHost) -> Continuation {
-    match run(cfg, host) {
-        Decision::CallOut(call) => call.then,
-        other => panic!("expected the code exchange, got {other:?}"),
-    }
+    assert!(!sets_session(&r.headers));
 }
 
 #[test]
