@@ -28,6 +28,7 @@ CONFIG = {
     "consumers": consumers(C1, C2),
     "token_ttl": 1,
     "clock_skew_seconds": 0,
+    "global_auth": True,
     "_rules_": [{"_match_route_": ["route-b"], "token_ttl": 7200, "clock_skew_seconds": 300}],
 }
 

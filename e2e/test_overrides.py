@@ -28,6 +28,8 @@ CONFIG = {
     "issuer": "Edge-Gateway",
     "auth_path": "get-token",  # leading "/" is added
     "token_ttl": 3600,
+    # Unmatched routes (route-default) use the top-level settings.
+    "global_auth": True,
     "_rules_": [
         {"_match_route_": ["route-a"], "issuer": "Route-A-Issuer", "token_ttl": 60, "auth_path": "/login"},
         {"_match_route_": ["route-b"], "consumers": [PARTNER.config()]},

@@ -33,7 +33,8 @@ def gw(start_gateway):
 
 @pytest.fixture(scope="module")
 def tokens(gw):
-    return {c.name: issue_token(gw, c) for c in (C1, C2, C3)}
+    # The token endpoint is served where a rule applies (global_auth is false).
+    return {c.name: issue_token(gw, c, headers={"Host": "api.example.com"}) for c in (C1, C2, C3)}
 
 
 # host -> the consumer its rule allows (None: no rule matches)

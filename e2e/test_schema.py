@@ -78,9 +78,11 @@ def test_readme_examples_match_the_schema_and_the_parser(checker, tmp_path):
     ],
 )
 def test_schema_and_parser_both_refuse(checker, tmp_path, bad):
+    # The schema is as strict as `edge-auth-config --strict` (unknown keys
+    # are errors there; the plugin itself warns and ignores them).
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, SCHEMA)
     f = tmp_path / "bad.json"
     f.write_text(json.dumps(bad))
-    p = subprocess.run([checker, str(f)], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([checker, "--strict", str(f)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 1, p.stdout

@@ -75,17 +75,20 @@ pub fn on_request_headers<'c, H: Host>(
     let scope = rule.map_or(&config.global, |r| &r.scope);
     let path = host.request_header(":path").unwrap_or_default();
 
+    let token_endpoint = rules::serves_token_endpoint(config, rule)
+        && form::path_only(&path).ends_with(scope.auth_path.as_str());
+
     // Browser single sign-on: its own paths (callback, sign-out) and its own
     // match list decide; a matched rule's `allow` still applies.
     if let Some(sso) = &scope.oidc {
-        if !form::path_only(&path).ends_with(scope.auth_path.as_str()) {
+        if !token_endpoint {
             let rule_index =
                 rule.and_then(|r| config.rules.iter().position(|x| std::ptr::eq(x, r)));
             return sso_request(config, sso, rule_index, &path, host);
         }
     }
 
-    if form::path_only(&path).ends_with(scope.auth_path.as_str()) {
+    if token_endpoint {
         let route_name = facts.route_name().to_string();
         let method = host.request_header(":method").unwrap_or_default();
         let content_type = host.request_header("content-type");

@@ -22,7 +22,8 @@ pub enum Requirement<'c> {
     /// The matched rule has `_disable_`: the plugin does nothing but strip
     /// identity headers a client may have forged.
     Disabled,
-    /// No token needed (`global_auth` false, or absent with allow rules).
+    /// No configuration applies, or `global_auth: false` says this request
+    /// needs no token.
     Open,
     /// A valid token is needed; when `allow` is set its consumer must be listed.
     Authenticate { allow: Option<&'c AllowList> },
@@ -33,19 +34,46 @@ pub fn select<'c>(config: &'c Config, facts: &mut impl Facts) -> Option<&'c Rule
     config
         .rules
         .iter()
-        .find(|rule| matches(&rule.matcher, facts))
+        .find(|rule| rule.matchers.iter().all(|matcher| matches(matcher, facts)))
 }
 
-/// Higress `global_auth` semantics: a rule with `allow` is always enforced;
-/// everything else needs a token only when auth is on by default.
+/// The C++ RouteRuleMatcher's auth semantics (Higress/MSE `oauth`), with one
+/// deliberate difference: a rule with its own consumers is enforced even
+/// under `global_auth: false` (the C++ plugin skips it, which fails open).
+///
+/// | request | `global_auth` true | false | absent |
+/// |---|---|---|---|
+/// | no `_rules_` at all | token | open | token |
+/// | matches no rule | token | open | open |
+/// | rule with `allow` | token + allow | token + allow | token + allow |
+/// | rule with own `consumers` | token (its consumers) | token (its consumers) | token (its consumers) |
+/// | rule with neither | token | open | token |
+/// | rule with `_disable_` | nothing | nothing | nothing |
 pub fn requirement<'c>(config: &Config, rule: Option<&'c Rule>) -> Requirement<'c> {
+    let authenticate = Requirement::Authenticate { allow: None };
     match rule {
         Some(r) if r.disabled => Requirement::Disabled,
         Some(Rule {
             allow: Some(allow), ..
         }) => Requirement::Authenticate { allow: Some(allow) },
-        _ if config.auth_by_default => Requirement::Authenticate { allow: None },
-        _ => Requirement::Open,
+        Some(r) if r.local_consumers => authenticate,
+        Some(_) if config.global_auth == Some(false) => Requirement::Open,
+        Some(_) => authenticate,
+        None if config.rules.is_empty() && config.global_auth != Some(false) => authenticate,
+        None if config.global_auth == Some(true) => authenticate,
+        None => Requirement::Open,
+    }
+}
+
+/// Whether a configuration applies to this request at all, so that a path
+/// ending in `auth_path` is the token endpoint: a matched rule that is not
+/// `_disable_`, an unmatched request under `global_auth: true`, or a config
+/// without rules. Elsewhere such a path belongs to the upstream (Spring
+/// Authorization Server and others serve `/oauth2/token` themselves).
+pub fn serves_token_endpoint(config: &Config, rule: Option<&Rule>) -> bool {
+    match rule {
+        Some(r) => !r.disabled,
+        None => config.rules.is_empty() || config.global_auth == Some(true),
     }
 }
 
@@ -155,7 +183,7 @@ mod tests {
 
     fn dom(p: &str) -> DomainPattern {
         let cfg = config(&format!(r#","_rules_":[{{"_match_domain_":["{p}"]}}]"#));
-        match &cfg.rules[0].matcher {
+        match &cfg.rules[0].matchers[0] {
             Matcher::Domain(d) => d[0].clone(),
             other => panic!("{other:?}"),
         }
@@ -259,43 +287,105 @@ mod tests {
         assert_eq!(pick(&mut facts("x", "", "")), None);
     }
 
-    /// The global_auth x allow matrix, as Higress defines it.
+    /// The global_auth x rule-kind matrix of `requirement`'s doc table (the
+    /// e2e suite, test_global_auth.py, mirrors it in a real Envoy).
     #[test]
     fn global_auth_matrix() {
-        let with_allow = r#","_rules_":[{"_match_route_":["guarded"],"allow":["c1"]},
-                                          {"_match_route_":["plain"],"issuer":"x"},
-                                          {"_match_route_":["off"],"_disable_":true}]"#;
-        let without_allow = r#","_rules_":[{"_match_route_":["plain"],"issuer":"x"}]"#;
-        let cases = [
-            // (global_auth, rules, route, expected)
-            (Some(true), with_allow, "guarded", "allow"),
-            (Some(true), with_allow, "plain", "auth"),
-            (Some(true), with_allow, "none", "auth"),
-            (Some(true), with_allow, "off", "disabled"),
-            (Some(false), with_allow, "guarded", "allow"),
-            (Some(false), with_allow, "plain", "open"),
-            (Some(false), with_allow, "none", "open"),
-            (Some(false), with_allow, "off", "disabled"),
-            (None, with_allow, "guarded", "allow"),
-            (None, with_allow, "plain", "open"),
-            (None, with_allow, "none", "open"),
-            (None, without_allow, "plain", "auth"),
-            (None, without_allow, "none", "auth"),
-            (Some(false), without_allow, "none", "open"),
-            (None, "", "none", "auth"),
+        let rules = r#","_rules_":[{"_match_route_":["guarded"],"allow":["c1"]},
+                                   {"_match_route_":["local"],"consumers":[
+                                       {"name":"c3","client_id":"id3","client_secret":"s3"}]},
+                                   {"_match_route_":["plain"],"issuer":"x"},
+                                   {"_match_route_":["off"],"_disable_":true}]"#;
+        // (route, [true, false, absent])
+        let expected = [
+            ("guarded", ["allow", "allow", "allow"]),
+            ("local", ["auth", "auth", "auth"]),
+            ("plain", ["auth", "open", "auth"]),
+            ("off", ["disabled", "disabled", "disabled"]),
+            ("none", ["auth", "open", "open"]),
         ];
-        for (global_auth, rules, route, expected) in cases {
+        let modes = [Some(true), Some(false), None];
+        for (route, outcomes) in expected {
+            for (global_auth, want) in modes.iter().zip(outcomes) {
+                let ga = global_auth.map_or(String::new(), |b| format!(r#","global_auth":{b}"#));
+                let cfg = config(&format!("{ga}{rules}"));
+                let rule = select(&cfg, &mut facts("h", route, ""));
+                let got = match requirement(&cfg, rule) {
+                    Requirement::Disabled => "disabled",
+                    Requirement::Open => "open",
+                    Requirement::Authenticate { allow: Some(_) } => "allow",
+                    Requirement::Authenticate { allow: None } => "auth",
+                };
+                assert_eq!(got, want, "global_auth={global_auth:?} route={route}");
+            }
+        }
+        // No _rules_ at all: every request, unless global_auth is false.
+        for (global_auth, want) in modes.iter().zip(["auth", "open", "auth"]) {
+            let ga = global_auth.map_or(String::new(), |b| format!(r#","global_auth":{b}"#));
+            let cfg = config(&ga);
+            let got = match requirement(&cfg, None) {
+                Requirement::Open => "open",
+                _ => "auth",
+            };
+            assert_eq!(got, want, "no rules, global_auth={global_auth:?}");
+        }
+    }
+
+    /// The route-only config Higress writes when the plugin is enabled on
+    /// one route: other routes pass untouched and have no token endpoint.
+    #[test]
+    fn route_only_config_leaves_other_routes_alone() {
+        let cfg = compile_json(
+            br#"{"_rules_":[{"_match_route_":["r"],"consumers":[
+                {"name":"c1","client_id":"id1","client_secret":"s1"}]}]}"#,
+        )
+        .unwrap();
+        let other = select(&cfg, &mut facts("h", "other", ""));
+        assert!(other.is_none());
+        assert_eq!(requirement(&cfg, other), Requirement::Open);
+        assert!(!serves_token_endpoint(&cfg, other));
+        let mine = select(&cfg, &mut facts("h", "r", ""));
+        assert_eq!(
+            requirement(&cfg, mine),
+            Requirement::Authenticate { allow: None }
+        );
+        assert!(serves_token_endpoint(&cfg, mine));
+    }
+
+    #[test]
+    fn token_endpoint_only_where_a_config_applies() {
+        let rules = r#","_rules_":[{"_match_route_":["r"],"allow":["c1"]},
+                                   {"_match_route_":["off"],"_disable_":true}]"#;
+        for (global_auth, unmatched) in [(Some(true), true), (Some(false), false), (None, false)] {
             let ga = global_auth.map_or(String::new(), |b| format!(r#","global_auth":{b}"#));
             let cfg = config(&format!("{ga}{rules}"));
-            let rule = select(&cfg, &mut facts("h", route, ""));
-            let got = match requirement(&cfg, rule) {
-                Requirement::Disabled => "disabled",
-                Requirement::Open => "open",
-                Requirement::Authenticate { allow: Some(_) } => "allow",
-                Requirement::Authenticate { allow: None } => "auth",
-            };
-            assert_eq!(got, expected, "global_auth={global_auth:?} route={route}");
+            let pick = |route: &str| select(&cfg, &mut facts("h", route, ""));
+            assert!(serves_token_endpoint(&cfg, pick("r")));
+            assert!(!serves_token_endpoint(&cfg, pick("off")));
+            assert_eq!(serves_token_endpoint(&cfg, pick("x")), unmatched);
         }
+        assert!(serves_token_endpoint(
+            &config(r#","global_auth":false"#),
+            None
+        ));
+    }
+
+    /// Several selectors in one rule: all must match.
+    #[test]
+    fn every_selector_of_a_rule_must_match() {
+        let cfg = config(
+            r#","_rules_":[{"_match_route_":["r"],"_match_domain_":["api.example.com"],
+                            "_match_service_":["echo.ns:8080"],"allow":["c1"]}]"#,
+        );
+        let cluster = "outbound|8080||echo.ns";
+        assert!(select(&cfg, &mut facts("api.example.com", "r", cluster)).is_some());
+        assert!(select(&cfg, &mut facts("other.example.com", "r", cluster)).is_none());
+        assert!(select(&cfg, &mut facts("api.example.com", "x", cluster)).is_none());
+        assert!(select(
+            &cfg,
+            &mut facts("api.example.com", "r", "outbound|80||echo.ns")
+        )
+        .is_none());
     }
 
     #[test]

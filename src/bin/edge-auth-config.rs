@@ -1,7 +1,7 @@
 //! edge-auth-config: checks a plugin configuration with the plugin's own
 //! parser, before it reaches a gateway.
 //!
-//!   edge-auth-config [--print] FILE...
+//!   edge-auth-config [--print] [--strict] FILE...
 //!
 //! A FILE may be the plugin configuration (JSON or YAML), or a Higress or
 //! Istio `WasmPlugin` manifest (YAML, several documents allowed): Higress
@@ -11,7 +11,8 @@
 //! error is printed with its path (see `every_error`).
 //! `--print` also prints each configuration as the plugin receives it (JSON,
 //! one line each, after its OK line), e.g. to check it against
-//! plugin-config-schema.json.
+//! plugin-config-schema.json. The plugin warns about keys it does not know
+//! and ignores them; `--strict` makes them errors here.
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
@@ -20,9 +21,13 @@ fn main() {}
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let print = args.iter().any(|a| a == "--print");
-    let files: Vec<&String> = args.iter().filter(|a| *a != "--print").collect();
+    let strict = args.iter().any(|a| a == "--strict");
+    let files: Vec<&String> = args
+        .iter()
+        .filter(|a| *a != "--print" && *a != "--strict")
+        .collect();
     if files.is_empty() || files.iter().any(|f| *f == "-h" || *f == "--help") {
-        eprintln!("usage: edge-auth-config [--print] FILE...  (plugin config JSON/YAML, or a Higress/Istio WasmPlugin)");
+        eprintln!("usage: edge-auth-config [--print] [--strict] FILE...  (plugin config JSON/YAML, or a Higress/Istio WasmPlugin)");
         std::process::exit(2);
     }
     let mut failed = false;
@@ -42,6 +47,12 @@ fn main() {
             Ok(configs) => {
                 for (label, json) in configs {
                     match edge_auth::config::compile_json(json.as_bytes()) {
+                        Ok(config) if strict && !config.unknown_keys.is_empty() => {
+                            for path in &config.unknown_keys {
+                                println!("{file}{label}: {path}: unknown key (--strict)");
+                            }
+                            failed = true;
+                        }
                         Ok(config) => {
                             println!("{file}{label}: OK");
                             if print {
@@ -386,7 +397,7 @@ mod every_error {
 #[cfg(not(target_arch = "wasm32"))]
 mod check {
     use serde::Deserialize;
-    use serde_json::{json, Map, Value};
+    use serde_json::{Map, Value};
 
     /// The plugin configurations a file holds, each with a label saying
     /// where it came from (empty for a bare configuration).
@@ -403,21 +414,36 @@ mod check {
                     let config = spec.get("pluginConfig").cloned().unwrap_or_default();
                     out.push((label("Istio pluginConfig"), config.to_string()));
                 }
-                Some(spec) => out.push((
-                    label("Higress defaultConfig + matchRules"),
-                    higress(spec)?.to_string(),
-                )),
+                Some(spec) => match higress(spec)? {
+                    Some(config) => out.push((
+                        label("Higress defaultConfig + matchRules"),
+                        config.to_string(),
+                    )),
+                    // Nothing reaches a gateway: nothing to check.
+                    None => println!(
+                        "{}: the plugin is not applied (defaultConfigDisable and no match rule)",
+                        label("Higress").trim_start()
+                    ),
+                },
                 None => out.push((String::new(), value.to_string())),
             }
         }
         Ok(out)
     }
 
-    /// Higress turns each matchRule into a `_rules_` entry: its `config`
-    /// plus `_match_route_` (ingress), `_match_domain_` (domain) or
-    /// `_match_service_` (service).
-    fn higress(spec: &Value) -> Result<Value, String> {
+    /// What the Higress controller (`pkg/ingress/config/ingress_config.go`)
+    /// sends the plugin: `defaultConfig` unless `defaultConfigDisable`; each
+    /// matchRule becomes a `_rules_` entry, its `config` plus every non-empty
+    /// selector (`ingress` -> `_match_route_`, `service` -> `_match_service_`,
+    /// `domain` -> `_match_domain_`, several in one rule when it names
+    /// several); a rule with `configDisable: true` is dropped; a rule with no
+    /// selector is an error. `None`: the plugin is not applied at all
+    /// (`defaultConfigDisable` and no rule left).
+    pub fn higress(spec: &Value) -> Result<Option<Value>, String> {
+        let default_disabled =
+            spec.get("defaultConfigDisable").and_then(Value::as_bool) == Some(true);
         let mut config: Map<String, Value> = match spec.get("defaultConfig") {
+            _ if default_disabled => Map::new(),
             Some(Value::Object(m)) => m.clone(),
             None | Some(Value::Null) => Map::new(),
             Some(_) => return Err("spec.defaultConfig must be a mapping".into()),
@@ -430,32 +456,40 @@ mod check {
             .flatten()
             .enumerate()
         {
+            if rule.get("configDisable").and_then(Value::as_bool) == Some(true) {
+                continue;
+            }
             let mut entry = match rule.get("config") {
                 Some(Value::Object(m)) => m.clone(),
                 _ => Map::new(),
             };
+            let mut selectors = 0;
             for (key, target) in [
                 ("ingress", "_match_route_"),
-                ("domain", "_match_domain_"),
                 ("service", "_match_service_"),
+                ("domain", "_match_domain_"),
             ] {
-                if let Some(list) = rule.get(key) {
-                    entry.insert(target.into(), list.clone());
+                match rule.get(key).and_then(Value::as_array) {
+                    Some(list) if !list.is_empty() => {
+                        entry.insert(target.into(), Value::Array(list.clone()));
+                        selectors += 1;
+                    }
+                    _ => {}
                 }
             }
-            if rule.get("configDisable").and_then(Value::as_bool) == Some(true) {
-                entry.insert("_disable_".into(), json!(true));
-            }
-            if entry.keys().all(|k| !k.starts_with("_match_")) {
+            if selectors == 0 {
                 return Err(format!(
-                    "spec.matchRules[{j}]: needs ingress, domain or service"
+                    "spec.matchRules[{j}]: invalid match rule has no match condition (ingress, domain or service)"
                 ));
             }
             rules.push(Value::Object(entry));
         }
+        if rules.is_empty() && default_disabled {
+            return Ok(None);
+        }
         if !rules.is_empty() {
             config.insert("_rules_".into(), Value::Array(rules));
         }
-        Ok(Value::Object(config))
+        Ok(Some(Value::Object(config)))
     }
 }

@@ -103,6 +103,9 @@ pub struct ServicePattern {
     pub port: Option<String>,
 }
 
+/// One selector of a rule; a rule matches when every selector it carries
+/// matches (Higress writes several into one rule when a `matchRule` names
+/// ingresses, domains and services together).
 #[derive(Debug)]
 pub enum Matcher {
     Route(Vec<String>),
@@ -113,9 +116,13 @@ pub enum Matcher {
 
 #[derive(Debug)]
 pub struct Rule {
-    pub matcher: Matcher,
+    /// Never empty: a rule without a selector is a config error.
+    pub matchers: Vec<Matcher>,
     pub disabled: bool,
     pub allow: Option<AllowList>,
+    /// The rule carries its own `consumers` (a "local config" in the
+    /// RouteRuleMatcher's terms): it is always authenticated against them.
+    pub local_consumers: bool,
     pub scope: Rc<Scope>,
 }
 
@@ -123,9 +130,9 @@ pub struct Rule {
 pub struct Config {
     pub global: Rc<Scope>,
     pub rules: Vec<Rule>,
-    /// `global_auth` resolved: must a request that matches no rule with
-    /// `allow` still carry a valid token?
-    pub auth_by_default: bool,
+    /// `global_auth` as written (`None` when absent): `rules::requirement`
+    /// gives it the C++ RouteRuleMatcher's meaning.
+    pub global_auth: Option<bool>,
     /// Tokens longer than this are refused before any parsing.
     pub max_token_bytes: usize,
     /// Verified-token cache entries per worker; 0 turns the cache off.
@@ -137,6 +144,9 @@ pub struct Config {
     pub identity_headers: Vec<String>,
     /// Non-fatal findings the shell logs at warn level.
     pub warnings: Vec<String>,
+    /// Paths of keys this version does not know (also in `warnings`);
+    /// `edge-auth-config --strict` treats them as errors.
+    pub unknown_keys: Vec<String>,
 }
 
 /// Parses the plugin configuration JSON. An empty configuration means all
@@ -189,7 +199,11 @@ pub fn compile_json(json: &[u8]) -> Result<Config, ConfigError> {
 }
 
 pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
-    let mut warnings = Vec::new();
+    let unknown_keys = unknown_keys(&raw);
+    let mut warnings: Vec<String> = unknown_keys
+        .iter()
+        .map(|path| format!("{path}: unknown key, ignored"))
+        .collect();
     let mut remote_sources = Vec::new();
     reject_rule_only_keys(&raw)?;
     let global_consumers = Rc::new(compile_consumers(
@@ -228,9 +242,6 @@ pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
             i + 1,
         )?);
     }
-    let auth_by_default = raw
-        .global_auth
-        .unwrap_or_else(|| rules.iter().all(|r| r.allow.is_none()));
     let max_token_bytes = match raw.max_token_bytes {
         Some(n) if n < 64 => {
             return Err(ConfigError::new("max_token_bytes", "must be at least 64"))
@@ -249,13 +260,35 @@ pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
     Ok(Config {
         global,
         rules,
-        auth_by_default,
+        global_auth: raw.global_auth,
         max_token_bytes,
         token_cache_size,
         remote_sources,
         identity_headers,
         warnings,
+        unknown_keys,
     })
+}
+
+/// Every key the raw config carries that this version does not know, with
+/// its path.
+fn unknown_keys(raw: &RawScope) -> Vec<String> {
+    fn scope(raw: &RawScope, prefix: &str, out: &mut Vec<String>) {
+        out.extend(raw.unknown.keys().map(|k| format!("{prefix}{k}")));
+        for (i, c) in raw.consumers.iter().flatten().enumerate() {
+            out.extend(
+                c.unknown
+                    .keys()
+                    .map(|k| format!("{prefix}consumers[{i}].{k}")),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    scope(raw, "", &mut out);
+    for (i, rule) in raw.rules.iter().flatten().enumerate() {
+        scope(rule, &format!("_rules_[{i}]."), &mut out);
+    }
+    out
 }
 
 fn identity_headers(global: &Scope, rules: &[Rule]) -> Vec<String> {
@@ -336,7 +369,7 @@ fn compile_rule(
             "rules cannot be nested",
         ));
     }
-    let matcher = compile_matcher(raw, prefix)?;
+    let matchers = compile_matchers(raw, prefix)?;
     let consumers = match &raw.consumers {
         Some(list) => Rc::new(compile_consumers(
             list,
@@ -377,36 +410,38 @@ fn compile_rule(
         }
     };
     Ok(Rule {
-        matcher,
+        matchers,
         disabled,
         allow,
+        local_consumers: raw.consumers.is_some(),
         scope: Rc::new(scope),
     })
 }
 
-fn compile_matcher(raw: &RawScope, prefix: &str) -> Result<Matcher, ConfigError> {
+/// Every selector present in a rule; all of them must match.
+fn compile_matchers(raw: &RawScope, prefix: &str) -> Result<Vec<Matcher>, ConfigError> {
     let candidates = [
         ("_match_route_", &raw.match_route),
         ("_match_route_prefix_", &raw.match_route_prefix),
         ("_match_domain_", &raw.match_domain),
         ("_match_service_", &raw.match_service),
     ];
-    let mut present = candidates.iter().filter(|(_, v)| v.is_some());
-    let (key, values) = match (present.next(), present.next()) {
-        (Some((key, Some(values))), None) => (*key, values),
-        (Some(_), Some((second, _))) => {
-            return Err(ConfigError::new(
-                format!("{prefix}{second}"),
-                "a rule takes exactly one of _match_route_, _match_route_prefix_, _match_domain_, _match_service_",
-            ))
+    let mut matchers = Vec::new();
+    for (key, values) in candidates {
+        if let Some(values) = values {
+            matchers.push(compile_matcher(key, values, prefix)?);
         }
-        _ => {
-            return Err(ConfigError::new(
-                prefix.trim_end_matches('.'),
-                "a rule needs one of _match_route_, _match_route_prefix_, _match_domain_, _match_service_",
-            ))
-        }
-    };
+    }
+    if matchers.is_empty() {
+        return Err(ConfigError::new(
+            prefix.trim_end_matches('.'),
+            "a rule needs at least one of _match_route_, _match_route_prefix_, _match_domain_, _match_service_",
+        ));
+    }
+    Ok(matchers)
+}
+
+fn compile_matcher(key: &str, values: &[String], prefix: &str) -> Result<Matcher, ConfigError> {
     let field = format!("{prefix}{key}");
     if values.is_empty() {
         return Err(ConfigError::new(field, "must not be empty"));
@@ -418,8 +453,8 @@ fn compile_matcher(raw: &RawScope, prefix: &str) -> Result<Matcher, ConfigError>
         ));
     }
     Ok(match key {
-        "_match_route_" => Matcher::Route(values.clone()),
-        "_match_route_prefix_" => Matcher::RoutePrefix(values.clone()),
+        "_match_route_" => Matcher::Route(values.to_vec()),
+        "_match_route_prefix_" => Matcher::RoutePrefix(values.to_vec()),
         "_match_domain_" => Matcher::Domain(values.iter().map(|d| domain_pattern(d)).collect()),
         _ => Matcher::Service(
             values

@@ -2,12 +2,20 @@
 //!
 //! One struct serves the top level and every `_rules_` entry so the override
 //! keys are spelled once; `compile` rejects keys used at the wrong level.
-//! Unknown keys are errors: a typo must not silently turn auth off.
+//! Unknown keys (a control plane's `_plugin_id_`, keys of a newer plugin
+//! version, a typo) are collected, logged at warn and otherwise ignored, as
+//! Higress plugins do: one stray key must not stop a gateway from loading.
+//! `edge-auth-config --strict` reports them as errors.
 
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+/// Keys this version does not know, by name.
+pub type UnknownKeys = BTreeMap<String, IgnoredAny>;
+
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawScope {
     pub consumers: Option<Vec<RawConsumer>>,
     pub issuer: Option<String>,
@@ -41,13 +49,15 @@ pub struct RawScope {
     pub allow: Option<Vec<String>>,
     #[serde(rename = "_disable_")]
     pub disable: Option<bool>,
+
+    #[serde(flatten)]
+    pub unknown: UnknownKeys,
 }
 
 /// A consumer: either a gateway client (`client_id` + `client_secret`, the
 /// MSE `oauth` kind) or a holder of third-party JWTs (`issuer` + keys, the
 /// Higress `jwt-auth` kind). Which one is decided by the keys present.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConsumer {
     pub name: String,
     pub client_id: Option<String>,
@@ -73,6 +83,9 @@ pub struct RawConsumer {
     pub require_exp: Option<bool>,
     pub jwks_refresh_seconds: Option<u64>,
     pub jwks_timeout_ms: Option<u64>,
+
+    #[serde(flatten)]
+    pub unknown: UnknownKeys,
 }
 
 #[derive(Debug, Deserialize)]

@@ -383,7 +383,7 @@ fn open_and_disabled_routes_still_strip_spoofed_identity() {
 #[test]
 fn rule_scope_overrides_apply_to_issue_and_verify() {
     let cfg = config(
-        r#","_rules_":[{"_match_domain_":["*.example.com"],"issuer":"rule-issuer","token_ttl":10}]"#,
+        r#","global_auth":true,"_rules_":[{"_match_domain_":["*.example.com"],"issuer":"rule-issuer","token_ttl":10}]"#,
     );
     let token = token_for(&cfg, "id1", SECRET1);
     let claims = claims_of(&token);
