@@ -165,19 +165,6 @@ pub fn on_request_headers<'c, H: Host>(
     }
 }
 
-/// Reads what single sign-on needs and hands over to it.
-pub fn sso_request<'c, H: Host>(
-    config: &'c Config,
-    sso: &std::rc::Rc<crate::config::OidcScope>,
-    rule_index: Option<usize>,
-    path: &str,
-    host: &mut H,
-) -> Decision<'c> {
-    let facts = SsoFacts::read(host);
-    let req = facts.request(path);
-    crate::oidc::flow::on_request(config, sso, rule_index, &req, host)
-}
-
 /// Owned copies of the request headers single sign-on looks at, and the
 /// request's canonical view.
 pub struct SsoFacts {
