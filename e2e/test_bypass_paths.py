@@ -188,6 +188,7 @@ BLACK_LISTED = [
     "/admin/.",  # guard
     "/admin;x",  # guard (prefix)
     "/secret;jsessionid=1",  # exact entry, Tomcat-style parameter
+    "/secret%3Bjsessionid=1",  # the same, escaped
     "/secret/",  # exact entry, trailing slash
     "//secret",
     "/x/../secret",
@@ -278,6 +279,7 @@ WHITE_UNSAFE = [
     "/public\\..\\app",
     "/public/%252e%252e/app",
     "/public/..;/app",
+    "/public/..%3B/app",
     "/public/.;/../app",
     "/public/x%00",
     "/public/%2",

@@ -212,7 +212,7 @@ fn remove_dot_segments(path: &str) -> Result<String, UnsafePath> {
                 kept.pop();
                 trailing_slash = true;
             }
-            s if s.starts_with(".;") || s.starts_with("..;") => {
+            s if is_dot_segment_with_parameters(s) => {
                 return Err(UnsafePath::DotSegmentWithParameters)
             }
             s => kept.push(s),
@@ -229,6 +229,24 @@ fn remove_dot_segments(path: &str) -> Result<String, UnsafePath> {
     Ok(out)
 }
 
+/// `.;x`, `..;x`, and the same with `;` escaped (`..%3B`: servers that
+/// decode before they split off parameters read a dot segment there).
+fn is_dot_segment_with_parameters(segment: &str) -> bool {
+    let name = segment_name(segment);
+    name.len() < segment.len() && (name == "." || name == "..")
+}
+
+/// A segment without its parameters: up to the first `;`, raw or escaped
+/// (escapes are upper case by now).
+fn segment_name(segment: &str) -> &str {
+    let end = [segment.find(';'), segment.find("%3B")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(segment.len());
+    segment.get(..end).unwrap_or(segment)
+}
+
 /// `%25` followed by two hex digits. Checked on the decoded path: `%25%34%31`
 /// becomes `%2541` there.
 fn has_double_encoding(path: &str) -> bool {
@@ -240,18 +258,19 @@ fn has_double_encoding(path: &str) -> bool {
     })
 }
 
-/// The path as servers read it that drop `;parameters` from each segment
-/// (`/admin;jsessionid=1/x` → `/admin/x`). Decisions that must hold for
-/// every reading of a path check this one too.
+/// The (canonical) path as servers read it that drop `;parameters` from
+/// each segment (`/admin;jsessionid=1/x` → `/admin/x`; `%3B` counts too,
+/// for servers that decode first). Decisions that must hold for every
+/// reading of a path check this one too.
 pub fn without_parameters(path: &str) -> Cow<'_, str> {
-    if !path.contains(';') {
+    if !path.contains(';') && !path.contains("%3B") {
         return Cow::Borrowed(path);
     }
     let mut out = String::with_capacity(path.len());
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
     for (i, segment) in segments.iter().enumerate() {
-        let name = segment.split(';').next().unwrap_or_default();
+        let name = segment_name(segment);
         if !name.is_empty() {
             out.push('/');
             out.push_str(name);
@@ -513,6 +532,8 @@ mod tests {
         assert_eq!(without_parameters("/a/;x"), "/a/");
         assert_eq!(without_parameters("/;x"), "/");
         assert_eq!(without_parameters("/a;x/"), "/a/");
+        assert_eq!(without_parameters("/admin%3Bx/y"), "/admin/y");
+        assert_eq!(without_parameters("/a%3B;x%3B"), "/a");
     }
 
     #[test]
@@ -591,8 +612,8 @@ mod tests {
 
     const PIECES: &[&str] = &[
         "/", "/", "/", "a", "b", "admin", ".", "..", "%2e", "%2E", "%2e%2e", ".%2e", "%61", "%41",
-        "%2f", "%5c", "\\", "%00", "%25", "%252e", "%3b", ";", ";x", "%", "%g1", "~", "%7e", "é",
-        " ", "#", "?", "*", "-", "_", "%20", "@", ":", "\u{1}",
+        "%2f", "%5c", "\\", "%00", "%25", "%252e", "%3b", "%3B", ";", ";x", "%", "%g1", "~", "%7e",
+        "é", " ", "#", "?", "*", "-", "_", "%20", "@", ":", "\u{1}",
     ];
 
     fn random_path(g: &mut Gen) -> String {

@@ -85,6 +85,7 @@ fn blacklist_decides_on_the_canonical_path() {
         "/secret",
         "/secret/",
         "/secret;jsessionid=1",
+        "/secret%3bjsessionid=1",
         "/Secret/.",
         "/x/../secret?q=1",
     ] {
@@ -156,6 +157,7 @@ fn whitelist_decides_on_the_canonical_path() {
     for path in [
         "/public/..%2Fapp",
         "/public/..;/app",
+        "/public/..%3B/app",
         "/public/%252e%252e/app",
         "/public%00",
     ] {
