@@ -42,7 +42,7 @@ fn property_string<H: Host>(host: &H, names: &[&[&str]]) -> String {
 }
 
 impl<H: Host> Facts for HostFacts<'_, H> {
-    fn host(&mut self) -> &str {
+    fn canonical_host(&mut self) -> &str {
         self.host_name
     }
     fn route_name(&mut self) -> &str {

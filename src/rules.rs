@@ -10,7 +10,7 @@ use crate::config::{AllowList, Config, DomainPattern, Matcher, Rule, ServicePatt
 pub trait Facts {
     /// The canonical host ([`crate::canonical::canonical_host`]): lower
     /// case, no port, no trailing dot.
-    fn host(&mut self) -> &str;
+    fn canonical_host(&mut self) -> &str;
     /// Envoy's `route_name` attribute.
     fn route_name(&mut self) -> &str;
     /// Envoy's `cluster_name` attribute (`outbound|port|subset|fqdn`).
@@ -61,7 +61,7 @@ fn matches(matcher: &Matcher, facts: &mut impl Facts) -> bool {
             !route.is_empty() && prefixes.iter().any(|p| route.starts_with(p.as_str()))
         }
         Matcher::Domain(patterns) => {
-            let host = facts.host();
+            let host = facts.canonical_host();
             patterns.iter().any(|p| domain_matches(p, host))
         }
         Matcher::Service(patterns) => {
@@ -127,7 +127,7 @@ mod tests {
     }
 
     impl Facts for StaticFacts {
-        fn host(&mut self) -> &str {
+        fn canonical_host(&mut self) -> &str {
             &self.host
         }
         fn route_name(&mut self) -> &str {
