@@ -110,7 +110,7 @@ pub fn on_request_headers<'c, H: Host>(
         if !token_endpoint {
             let rule_index =
                 rule.and_then(|r| config.rules.iter().position(|x| std::ptr::eq(x, r)));
-            let facts = SsoFacts::with_view(host, view.clone());
+            let facts = SsoFacts::with_view(host, view);
             let req = facts.request(&path);
             return crate::oidc::flow::on_request(config, sso, rule_index, &req, host);
         }
