@@ -85,6 +85,7 @@ WHAT = {
     "cookies": "Cookie headers: split-cookie join, sealed session open",
     "forms": "query strings, form bodies, Basic and Bearer headers",
     "redirects": "post-login / sign-out redirect targets (asserts no open redirect)",
+    "canonical": "request paths and authorities (canonical view: idempotent, no dot segments, equivalent spellings agree)",
 }
 
 

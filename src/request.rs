@@ -1,6 +1,7 @@
 //! The per-request decision: which configuration applies, token endpoint or
 //! verification, and the answer. Reads the request through [`Host`] only.
 
+use crate::canonical::{BadAuthority, CanonicalPath, RequestView};
 use crate::config::{AllowList, Config, Scope, TokenLocation};
 use crate::decision::{bearer_challenge, keys_unavailable, realm, Decision, Forward, Reply};
 use crate::form;
@@ -12,19 +13,20 @@ use crate::token::jwt::{self, claim_header_value, JwtError};
 use crate::token::verify_gateway_token;
 use crate::token_endpoint::{self, TokenRequestHead};
 
-/// Request attributes fetched from the host on first use, then cached.
+/// Request attributes fetched from the host on first use, then cached; the
+/// host comes from the request's canonical view.
 struct HostFacts<'h, H: Host> {
     host: &'h H,
-    authority: Option<String>,
+    host_name: &'h str,
     route: Option<String>,
     cluster: Option<String>,
 }
 
 impl<'h, H: Host> HostFacts<'h, H> {
-    fn new(host: &'h H) -> Self {
+    fn new(host: &'h H, host_name: &'h str) -> Self {
         HostFacts {
             host,
-            authority: None,
+            host_name,
             route: None,
             cluster: None,
         }
@@ -40,10 +42,8 @@ fn property_string<H: Host>(host: &H, names: &[&[&str]]) -> String {
 }
 
 impl<H: Host> Facts for HostFacts<'_, H> {
-    fn authority(&mut self) -> &str {
-        let host = self.host;
-        self.authority
-            .get_or_insert_with(|| host.request_header(":authority").unwrap_or_default())
+    fn canonical_host(&mut self) -> &str {
+        self.host_name
     }
     fn route_name(&mut self) -> &str {
         let host = self.host;
@@ -59,6 +59,28 @@ impl<H: Host> Facts for HostFacts<'_, H> {
     }
 }
 
+/// 400 for an `:authority` that does not parse: it would match no
+/// `_match_domain_` rule only by accident of its spelling.
+fn bad_authority<H: Host>(host: &H, why: BadAuthority) -> Reply {
+    host.count("denied_400_bad_authority");
+    host.log(
+        LogLevel::Debug,
+        &format!("edge-auth: 400: :authority does not parse ({})", why.code()),
+    );
+    Reply {
+        status: 400,
+        headers: vec![("content-type", "text/plain".into())],
+        body: "Bad Request: invalid host.".into(),
+    }
+}
+
+/// Is this request for the token endpoint? Only a path with a canonical
+/// form can be: `/oauth2/./token` is, `/oauth2%2Ftoken` is not (it gets the
+/// scope's ordinary authentication instead).
+fn is_token_endpoint(path: &CanonicalPath, auth_path: &str) -> bool {
+    path.as_safe().is_some_and(|p| p.ends_with(auth_path))
+}
+
 pub fn on_request_headers<'c, H: Host>(
     config: &'c Config,
     cache: &TokenCache,
@@ -66,17 +88,22 @@ pub fn on_request_headers<'c, H: Host>(
     end_of_stream: bool,
 ) -> Decision<'c> {
     crate::keys::remote::adopt_missing(&config.remote_sources, &*host);
-    let mut facts = HostFacts::new(&*host);
+    // The one canonical view of path and host every decision below reads.
+    let path = host.request_header(":path").unwrap_or_default();
+    let authority = host.request_header(":authority").unwrap_or_default();
+    let view = match RequestView::new(&path, &authority) {
+        Ok(view) => view,
+        Err(why) => return Decision::Reply(bad_authority(&*host, why)),
+    };
+    let mut facts = HostFacts::new(&*host, &view.host);
     let rule = rules::select(config, &mut facts);
     let requirement = rules::requirement(config, rule);
     if requirement == Requirement::Disabled {
         return Decision::Forward(Forward::anonymous(&config.identity_headers));
     }
     let scope = rule.map_or(&config.global, |r| &r.scope);
-    let path = host.request_header(":path").unwrap_or_default();
-
     let token_endpoint = rules::serves_token_endpoint(config, rule)
-        && form::path_only(&path).ends_with(scope.auth_path.as_str());
+        && is_token_endpoint(&view.path, &scope.auth_path);
 
     // Browser single sign-on: its own paths (callback, sign-out) and its own
     // match list decide; a matched rule's `allow` still applies.
@@ -84,7 +111,9 @@ pub fn on_request_headers<'c, H: Host>(
         if !token_endpoint {
             let rule_index =
                 rule.and_then(|r| config.rules.iter().position(|x| std::ptr::eq(x, r)));
-            return sso_request(config, sso, rule_index, &path, host);
+            let facts = SsoFacts::with_view(host, view);
+            let req = facts.request(&path);
+            return crate::oidc::flow::on_request(config, sso, rule_index, &req, host);
         }
     }
 
@@ -127,7 +156,6 @@ pub fn on_request_headers<'c, H: Host>(
                             refusal.reason
                         ),
                     );
-                    let authority = facts.authority().to_string();
                     Decision::Reply(refusal.into_reply(host, &authority, &path))
                 }
             }
@@ -138,20 +166,8 @@ pub fn on_request_headers<'c, H: Host>(
     }
 }
 
-/// Reads what single sign-on needs and hands over to it.
-pub fn sso_request<'c, H: Host>(
-    config: &'c Config,
-    sso: &std::rc::Rc<crate::config::OidcScope>,
-    rule_index: Option<usize>,
-    path: &str,
-    host: &mut H,
-) -> Decision<'c> {
-    let facts = SsoFacts::read(host);
-    let req = facts.request(path);
-    crate::oidc::flow::on_request(config, sso, rule_index, &req, host)
-}
-
-/// Owned copies of the request headers single sign-on looks at.
+/// Owned copies of the request headers single sign-on looks at, and the
+/// request's canonical view.
 pub struct SsoFacts {
     method: String,
     authority: String,
@@ -160,10 +176,23 @@ pub struct SsoFacts {
     accept: Option<String>,
     requested_with: Option<String>,
     authorization: Option<String>,
+    view: RequestView,
 }
 
 impl SsoFacts {
+    /// Reads the headers and computes the canonical view (a request whose
+    /// `:authority` does not parse gets a view that matches nothing and needs
+    /// authentication everywhere; on the request path it was answered 400
+    /// before this point).
     pub fn read<H: Host>(host: &H) -> Self {
+        let path = host.request_header(":path").unwrap_or_default();
+        let authority = host.request_header(":authority").unwrap_or_default();
+        let view = RequestView::new(&path, &authority).unwrap_or_else(|_| RequestView::unusable());
+        Self::with_view(host, view)
+    }
+
+    /// Reads the headers; the view was computed already.
+    pub fn with_view<H: Host>(host: &H, view: RequestView) -> Self {
         SsoFacts {
             method: host.request_header(":method").unwrap_or_default(),
             authority: host.request_header(":authority").unwrap_or_default(),
@@ -174,6 +203,7 @@ impl SsoFacts {
             accept: host.request_header("accept"),
             requested_with: host.request_header("x-requested-with"),
             authorization: host.request_header("authorization"),
+            view,
         }
     }
 
@@ -181,7 +211,9 @@ impl SsoFacts {
         crate::oidc::flow::SsoRequest {
             method: &self.method,
             path,
+            canonical_path: &self.view.path,
             authority: &self.authority,
+            host: &self.view.host,
             scheme: &self.scheme,
             cookie: self.cookie.as_deref(),
             accept: self.accept.as_deref(),

@@ -8,8 +8,9 @@ use crate::config::{AllowList, Config, DomainPattern, Matcher, Rule, ServicePatt
 /// The request attributes rules match on. Implementations fetch each one at
 /// most once, only when asked.
 pub trait Facts {
-    /// `:authority` as sent, port included.
-    fn authority(&mut self) -> &str;
+    /// The canonical host ([`crate::canonical::canonical_host`]): lower
+    /// case, no port, no trailing dot.
+    fn canonical_host(&mut self) -> &str;
     /// Envoy's `route_name` attribute.
     fn route_name(&mut self) -> &str;
     /// Envoy's `cluster_name` attribute (`outbound|port|subset|fqdn`).
@@ -88,7 +89,7 @@ fn matches(matcher: &Matcher, facts: &mut impl Facts) -> bool {
             !route.is_empty() && prefixes.iter().any(|p| route.starts_with(p.as_str()))
         }
         Matcher::Domain(patterns) => {
-            let host = strip_port(facts.authority());
+            let host = facts.canonical_host();
             patterns.iter().any(|p| domain_matches(p, host))
         }
         Matcher::Service(patterns) => {
@@ -99,6 +100,7 @@ fn matches(matcher: &Matcher, facts: &mut impl Facts) -> bool {
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`; `[::1]` stays.
+/// Decisions read the canonical host instead; this is for redirect targets.
 pub fn strip_port(authority: &str) -> &str {
     match authority.rfind(':') {
         Some(colon) if authority.rfind(']').is_none_or(|bracket| bracket < colon) => {
@@ -108,8 +110,8 @@ pub fn strip_port(authority: &str) -> &str {
     }
 }
 
-/// Patterns are stored lower-case; the host is compared case-insensitively
-/// without allocating.
+/// Patterns are stored lower-case without a trailing dot; `host` is a
+/// canonical host (compared case-insensitively all the same).
 pub fn domain_matches(pattern: &DomainPattern, host: &str) -> bool {
     let host = host.as_bytes();
     match pattern {
@@ -147,14 +149,14 @@ mod tests {
     use crate::config::compile_json;
 
     struct StaticFacts {
-        authority: String,
+        host: String,
         route: String,
         cluster: String,
     }
 
     impl Facts for StaticFacts {
-        fn authority(&mut self) -> &str {
-            &self.authority
+        fn canonical_host(&mut self) -> &str {
+            &self.host
         }
         fn route_name(&mut self) -> &str {
             &self.route
@@ -166,7 +168,7 @@ mod tests {
 
     fn facts(authority: &str, route: &str, cluster: &str) -> StaticFacts {
         StaticFacts {
-            authority: authority.into(),
+            host: crate::canonical::canonical_host(authority).unwrap_or_default(),
             route: route.into(),
             cluster: cluster.into(),
         }
@@ -204,6 +206,10 @@ mod tests {
             ("example.com", "example.com.evil.net", false),
             ("example.com", "xexample.com", false),
             ("example.com", "", false),
+            // Patterns lose one trailing dot, like hosts do.
+            ("example.com.", "example.com", true),
+            ("*.example.com.", "api.example.com", true),
+            ("api.*", "api.example.com", true),
         ];
         for (pattern, host, expected) in table {
             assert_eq!(

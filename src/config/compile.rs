@@ -10,6 +10,7 @@ use std::rc::Rc;
 use super::consumer::{compile_consumers, ConsumerDefaults, Consumers, TokenLocation};
 use super::oidc::{compile_oidc, OidcConfig};
 use super::raw::RawScope;
+use crate::canonical::CanonicalPath;
 use crate::keys::remote::KeyLocation;
 use crate::keys::remote::RemoteKeySource;
 
@@ -470,14 +471,18 @@ fn compile_matcher(key: &str, values: &[String], prefix: &str) -> Result<Matcher
     })
 }
 
+/// A `_match_domain_` / `match_rule_domain` pattern, spelled like the
+/// canonical hosts it is matched against: lower case, one trailing dot
+/// removed (`api.example.com.` is `api.example.com`).
 pub(crate) fn domain_pattern(domain: &str) -> DomainPattern {
     let domain = domain.to_ascii_lowercase();
+    let without_dot = |d: &str| d.strip_suffix('.').unwrap_or(d).to_string();
     if let Some(suffix) = domain.strip_prefix('*') {
-        DomainPattern::Suffix(suffix.to_string())
+        DomainPattern::Suffix(without_dot(suffix))
     } else if let Some(prefix) = domain.strip_suffix('*') {
         DomainPattern::Prefix(prefix.to_string())
     } else {
-        DomainPattern::Exact(domain)
+        DomainPattern::Exact(without_dot(&domain))
     }
 }
 
@@ -631,11 +636,20 @@ fn normalize_auth_path(path: &str, field: &str) -> Result<String, ConfigError> {
             "must be a plain path without query or spaces",
         ));
     }
-    Ok(if path.starts_with('/') {
+    let absolute = if path.starts_with('/') {
         path.to_string()
     } else {
         format!("/{path}")
-    })
+    };
+    // Requests are compared in canonical form, so the configured path is
+    // kept in that form too (`/oauth2/./token` is `/oauth2/token`).
+    match crate::canonical::canonical_path(&absolute) {
+        CanonicalPath::Safe(p) if p != "/" && !p.ends_with('/') => Ok(p),
+        _ => Err(ConfigError::new(
+            field,
+            "must be a plain path such as /oauth2/token (no trailing slash, %2F or ..;)",
+        )),
+    }
 }
 
 /// RFC 9110 token characters; pseudo-headers (`:path`) are not allowed.

@@ -221,7 +221,19 @@ fn path(value: Option<&str>, default: &str, field: &str) -> Result<String, Confi
     if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
         return Err(ConfigError::new(field, "must be a path starting with /"));
     }
-    Ok(p.to_string())
+    canonical(p, field)
+}
+
+/// Requests are compared in canonical form: configured paths are kept in
+/// that form too.
+fn canonical(p: &str, field: &str) -> Result<String, ConfigError> {
+    match crate::canonical::canonical_path(p) {
+        crate::canonical::CanonicalPath::Safe(c) if c.starts_with('/') => Ok(c),
+        _ => Err(ConfigError::new(
+            field,
+            "must be a plain path (no %2F, backslash, %00, ..;)",
+        )),
+    }
 }
 
 /// Raw or base64 (standard or URL-safe): whichever gives 32+ bytes.
@@ -308,7 +320,7 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
         RedirectUrl::Path(p) => p.clone(),
         RedirectUrl::Absolute(u) => {
             let (_, p) = split_url(u).unwrap_or_default();
-            crate::form::path_only(&p).to_string()
+            canonical(crate::form::path_only(&p), &at("redirect_url"))?
         }
     };
     let scope = raw
@@ -385,7 +397,14 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
     let mut match_list = Vec::new();
     for (i, rule) in raw.match_list.iter().flatten().enumerate() {
         let field = format!("{}[{i}]", at("match_list"));
-        let p = rule.match_rule_path.clone().unwrap_or_else(|| "/".into());
+        let p = canonical(
+            // Empty: every path, as before.
+            rule.match_rule_path
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .unwrap_or("/"),
+            &format!("{field}.match_rule_path"),
+        )?;
         let path = match rule.match_rule_type.as_deref() {
             None | Some("prefix") => PathMatch::Prefix(p),
             Some("exact") => PathMatch::Exact(p),

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use super::id_token;
 use super::redirect::safe_redirect;
 use super::session::{LoginState, Session, LOGIN_TTL_SECONDS};
+use crate::canonical::{without_parameters, CanonicalPath};
 use crate::config::oidc::{ClientAuth, MatchType, OidcConfig, PassToken, PathMatch, RedirectUrl};
 use crate::config::{AllowList, Config, OidcScope};
 use crate::decision::{
@@ -24,7 +25,7 @@ use crate::host::{Host, LogLevel};
 use crate::keys::remote::{
     accept_jwks, jwks_fetch_failed, jwks_request, split_url, JwksRequest, ProviderMetadata,
 };
-use crate::rules::{domain_matches, strip_port};
+use crate::rules::domain_matches;
 use crate::session::cookie::{self, CookieAttributes, SameSite};
 use crate::session::seal::NONCE_LEN;
 use crate::token::jws::b64url;
@@ -33,9 +34,16 @@ use crate::token::jwt::{self, claim_header_value};
 /// The request facts SSO needs, read once by the caller.
 pub struct SsoRequest<'r> {
     pub method: &'r str,
-    /// `:path` with query.
+    /// `:path` as sent, with query: the page to return to after a login,
+    /// and where query parameters are read. Never compared: decisions read
+    /// `canonical_path`.
     pub path: &'r str,
+    /// The canonical path (without query) every path decision reads.
+    pub canonical_path: &'r CanonicalPath,
+    /// `:authority` as sent (for URLs the browser is sent to).
     pub authority: &'r str,
+    /// The canonical host match lists read.
+    pub host: &'r str,
     pub scheme: &'r str,
     pub cookie: Option<&'r str>,
     pub accept: Option<&'r str>,
@@ -111,19 +119,50 @@ impl Continuation {
 }
 
 /// Does the `match_type`/`match_list` pair ask for authentication here?
-pub fn needs_auth(config: &OidcConfig, authority: &str, path: &str) -> bool {
-    let host = strip_port(authority);
-    let path = form::path_only(path);
-    let listed = config.match_list.iter().any(|rule| {
-        rule.domain.as_ref().is_none_or(|d| domain_matches(d, host))
-            && match &rule.path {
-                PathMatch::Exact(p) => path == p,
-                PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-            }
-    });
+///
+/// `host` and `path` are canonical. Where servers could read the path
+/// differently, the reading that asks for authentication wins:
+/// - a path with no canonical form (`%2F`, `\`, `%00`, `..;`) always needs it;
+/// - a blacklist entry matches case-insensitively, also the path without
+///   `;parameters` (`/admin;x` is `/admin` to Tomcat) and without a
+///   trailing slash;
+/// - a whitelist entry matches case-sensitively, and must match the path
+///   both with and without `;parameters`.
+pub fn needs_auth(config: &OidcConfig, host: &str, path: &CanonicalPath) -> bool {
+    let Some(path) = path.as_safe() else {
+        return true;
+    };
+    let lenient = without_parameters(path);
+    let listed = |p: &str, any_case: bool| {
+        config.match_list.iter().any(|rule| {
+            rule.domain.as_ref().is_none_or(|d| domain_matches(d, host))
+                && path_matches(&rule.path, p, any_case)
+        })
+    };
     match config.match_type {
-        MatchType::Whitelist => !listed,
-        MatchType::Blacklist => listed,
+        MatchType::Whitelist => !(listed(path, false) && listed(&lenient, false)),
+        MatchType::Blacklist => [path, &*lenient].iter().any(|p| {
+            listed(p, true)
+                || p.strip_suffix('/')
+                    .is_some_and(|trimmed| !trimmed.is_empty() && listed(trimmed, true))
+        }),
+    }
+}
+
+fn path_matches(rule: &PathMatch, path: &str, any_case: bool) -> bool {
+    let same = |a: &[u8], b: &[u8]| {
+        if any_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    match rule {
+        PathMatch::Exact(p) => same(path.as_bytes(), p.as_bytes()),
+        PathMatch::Prefix(p) => path
+            .as_bytes()
+            .get(..p.len())
+            .is_some_and(|head| same(head, p.as_bytes())),
     }
 }
 
@@ -136,17 +175,16 @@ pub fn on_request<'c, H: Host>(
     host: &mut H,
 ) -> Decision<'c> {
     let oidc = &sso.config;
-    let path = form::path_only(req.path);
-    if path == oidc.callback_path {
+    if req.canonical_path.is(&oidc.callback_path) {
         return callback(sso, req, host);
     }
-    if path == oidc.logout_path {
+    if req.canonical_path.is(&oidc.logout_path) {
         return Decision::Reply(sign_out(sso, req));
     }
     let allow = rule
         .and_then(|i| config.rules.get(i))
         .and_then(|r| r.allow.as_ref());
-    if allow.is_none() && !needs_auth(oidc, req.authority, req.path) {
+    if allow.is_none() && !needs_auth(oidc, req.host, req.canonical_path) {
         return Decision::Forward(Forward::anonymous(&config.identity_headers));
     }
     let now = host.now_unix_seconds();
@@ -318,6 +356,25 @@ fn login_or_401<'c, H: Host>(
 ) -> Decision<'c> {
     if !req.is_navigation() {
         return Decision::Reply(unauthorized(req));
+    }
+    // A path with no canonical form needs authentication, but it cannot be
+    // a login's return address either (the decision after login would read
+    // it again): the browser is told the address is bad.
+    if let CanonicalPath::Unsafe(why) = req.canonical_path {
+        host.log(
+            LogLevel::Debug,
+            &format!(
+                "edge-auth: 400: path has no canonical form ({})",
+                why.code()
+            ),
+        );
+        host.count("denied_400_unsafe_path");
+        return Decision::Reply(page(
+            400,
+            "Bad request",
+            "This address cannot be used: its path is ambiguous.",
+            Vec::new(),
+        ));
     }
     let oidc = &sso.config;
     let Some(authorize) = metadata.authorization_endpoint.as_deref() else {
