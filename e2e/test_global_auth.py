@@ -87,12 +87,20 @@ def test_global_auth_matrix(gws, tokens, echo, mode, path, cred, outcome):
         assert_passed(r, None, "GET", path)
     elif outcome == 200:
         assert_passed(r, {"consumer1": C1, "consumer2": C2}[cred], "GET", path)
-    elif outcome == 403:
-        assert_forbidden(r)
-        assert upstream_saw(echo, p) == []
     else:
-        assert_unauthorized(r, path, token_present=cred != "none")
+        if outcome == 403:
+            assert_forbidden(r)
+        else:
+            assert_unauthorized(r, path, token_present=cred != "none",
+                                description="malformed token" if cred == "garbage" else None)
         assert upstream_saw(echo, p) == []
+        # Positive control: the same gateway and path pass consumer1 (every
+        # checked path here allows it).
+        assert EXPECT[mode][path]["consumer1"] == 200
+        p = probe()
+        r = gw.get(path, headers=with_probe({"Host": REALM_HOST, "Authorization": f"Bearer {tokens['consumer1']}"}, p))
+        assert_passed(r, C1, "GET", path)
+        assert len(upstream_saw(echo, p)) == 1
 
 
 @pytest.mark.parametrize("mode", ["false-allow", "absent-allow", "false-noallow", "false-norules"])

@@ -430,8 +430,9 @@ def test_login_forwards_verified_id_token(main_site):
     h2 = echo_of(r, "/app/next")["headers"]
     assert not session_lines(r), r
     assert h2["authorization"] == h["authorization"], h2
-    for name, forged in SPOOFED.items():
-        assert h2.get(name) != forged and not (isinstance(h2.get(name), list)), (name, h2.get(name))
+    for name in SPOOFED:
+        # The plugin's own value, once (the same as on the unspoofed request).
+        assert h2.get(name) == h[name] and isinstance(h[name], str), (name, h2.get(name))
     assert h2["x-mse-consumer"] == "alice" and h2["x-user-email"] == "alice@example.test", h2
     assert h2["x-userinfo"] == h["x-userinfo"], h2
     # XHR with the session cookie is served too.
@@ -705,8 +706,8 @@ def test_whitelist_paths_skip_auth(main_site):
         r = b.request("GET", site.url(path), headers=SPOOFED)
         h = echo_of(r, path)["headers"]
         assert "authorization" not in h, h
-        for name, forged in SPOOFED.items():
-            assert h.get(name) != forged, ("client-sent identity header passed on anonymously", name, h)
+        for name in SPOOFED:
+            assert name not in h, ("client-sent identity header passed on anonymously", name, h)
         assert not r.set_cookies, r
     echo_of(b.request("GET", site.url("/public/api"), headers=XHR, accept="application/json"), "/public/api")
     # /bye is an exact rule: /bye/more is protected.
@@ -718,7 +719,7 @@ def test_blacklist_only_listed_paths_need_auth(black_site):
     b = Browser(login="heidi", name="black")
     for path in ("/", "/open", "/app/x", "/priv"):
         h = echo_of(b.request("GET", site.url(path), headers=SPOOFED), path)["headers"]
-        assert h.get("x-mse-consumer") != "mallory", h
+        assert not [n for n in SPOOFED if n in h], h
     assert_login_redirect(site, b.request("GET", site.url("/private")))
     assert_login_redirect(site, b.request("GET", site.url("/private/x?y=1")))
     assert b.request("GET", site.url("/private/x"), headers=XHR).status == 401
