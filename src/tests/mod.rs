@@ -3,6 +3,7 @@
 mod config_errors;
 mod flows;
 mod jose;
+mod jwt_consumer_promises;
 mod sso;
 mod third_party;
 mod verification;
