@@ -6,8 +6,9 @@ goes through its ``idp`` cluster; pointing that cluster at a
 a state it otherwise passes through too fast to observe, e.g. "discovery
 loaded, signing keys not yet": every request is forwarded to the real IdP
 except those for a path given to :meth:`FaultProxy.refuse`, answered
-``503`` until :meth:`FaultProxy.allow`. Every request is counted by path
-(with the status it got) so the test can wait for the state it needs.
+``503`` until :meth:`FaultProxy.allow`. Every request is recorded (path,
+status, headers, body) so the test can wait for the state it needs or see
+how the gateway called the IdP.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, payload = 503, [("Content-Type", "text/plain")], b"refused by fault proxy\n"
         else:
             status, headers, payload = owner.forward(self.command, self.path, self.headers.items(), body)
-        owner.record(self.command, path, status)
+        owner.record(self.command, path, status, dict((k.lower(), v) for k, v in self.headers.items()), body or b"")
         self.send_response(status)
         for k, v in headers:
             if k.lower() not in _HOP and k.lower() != "content-length":
@@ -69,6 +70,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._refused: set[str] = set()
         self._seen: list[tuple[str, str, int]] = []  # (method, path, status)
+        self._requests: list[dict] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self.port = self._server.server_address[1]
@@ -91,9 +93,16 @@ class FaultProxy:
 
     # -- observation ------------------------------------------------------------
 
-    def record(self, method: str, path: str, status: int) -> None:
+    def record(self, method: str, path: str, status: int, headers: dict[str, str], body: bytes) -> None:
         with self._lock:
             self._seen.append((method, path, status))
+            self._requests.append({"method": method, "path": path, "status": status,
+                                   "headers": headers, "body": body})
+
+    def requests(self, path: str) -> list[dict]:
+        """The requests for ``path``: method, status, headers (lower-case names), body."""
+        with self._lock:
+            return [dict(r) for r in self._requests if r["path"] == path]
 
     def seen(self, path: str, status: int | None = None) -> int:
         """How many requests for ``path`` arrived (answered with ``status``)."""
