@@ -5,6 +5,7 @@ mod flows;
 mod jose;
 mod jwt_consumer_promises;
 mod sso;
+mod sso_promises;
 mod third_party;
 mod verification;
 
