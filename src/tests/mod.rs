@@ -1,6 +1,7 @@
 //! Native tests of whole request flows through the core with a fake host.
 
 mod config_errors;
+mod expiry_clock;
 mod flows;
 mod jose;
 mod jwt_consumer_promises;
