@@ -2,6 +2,7 @@
 
 mod config_errors;
 mod expiry_clock;
+mod fake_host_failures;
 mod flows;
 mod jose;
 mod jwt_consumer_promises;
