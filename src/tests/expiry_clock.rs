@@ -5,7 +5,7 @@
 
 use super::{config, NOW, SECRET1};
 use crate::config::Config;
-use crate::decision::{apply, Flow};
+use crate::decision::apply;
 use crate::fake_host::FakeHost;
 use crate::keys::cache::TokenCache;
 use crate::request::on_request_headers;
