@@ -1,14 +1,18 @@
-//! README promise of the `oidc` block checked with the fake host's clock
-//! (an e2e test would have to sleep through a token lifetime):
-//! `access_token_expires_in` is the access token's lifetime when the IdP's
-//! token answer has no `expires_in`, and with `cookie_refresh: 0` its end is
-//! what makes the session refresh.
+//! README promises of the `oidc` block checked on the fake host (its clock,
+//! and call outcomes an e2e IdP cannot be made to produce on cue):
+//! - `access_token_expires_in` is the access token's lifetime when the
+//!   IdP's token answer has no `expires_in` (with `cookie_refresh: 0` its
+//!   end is what makes the session refresh);
+//! - a refresh that gets no answer at all is sent once more, only once;
+//! - only the IdP's token answer can make the gateway fetch keys at once; a
+//!   client's token naming an unknown kid is refused on the spot and can at
+//!   most ask the rate-limited background refetch.
 
 use serde_json::json;
 
 use super::NOW;
 use crate::config::{compile_json, Config};
-use crate::decision::{apply, Decision};
+use crate::decision::{apply, CallOut, Decision};
 use crate::fake_host::FakeHost;
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
@@ -23,7 +27,7 @@ fn config(access_token_expires_in: u64) -> Config {
     let oidc = json!({
         "issuer": IDP, "client_id": "gateway", "client_secret": "gw-secret", "cluster": "idp",
         "cookie_secret": "cookie-secret-0123456789abcdef0123456789",
-        "cookie_refresh": "0", "cookie_expire": "24h",
+        "cookie_refresh": "0", "cookie_expire": "24h", "accept_bearer": true,
         "access_token_expires_in": access_token_expires_in
     });
     let cfg = compile_json(json!({ "oidc": oidc }).to_string().as_bytes()).unwrap();
@@ -52,11 +56,17 @@ fn config(access_token_expires_in: u64) -> Config {
 }
 
 fn id_token(nonce: &str) -> String {
-    let claims = json!({"iss": IDP, "aud": "gateway", "sub": "alice", "iat": NOW, "exp": NOW + 300,
-                        "nonce": nonce});
+    signed(
+        "k1",
+        json!({"iss": IDP, "aud": "gateway", "sub": "alice", "iat": NOW, "exp": NOW + 300,
+                        "nonce": nonce}),
+    )
+}
+
+fn signed(kid: &str, claims: serde_json::Value) -> String {
     let input = format!(
         "{}.{}",
-        b64url(br#"{"alg":"HS256","kid":"k1"}"#),
+        b64url(json!({"alg": "HS256", "kid": kid}).to_string().as_bytes()),
         b64url(claims.to_string().as_bytes())
     );
     format!(
@@ -161,4 +171,136 @@ fn access_token_expires_in_applies_when_the_idp_omits_expires_in() {
     );
     assert!(!refreshes_at(&cfg, &session, NOW + 121));
     assert!(refreshes_at(&cfg, &session, NOW + 601));
+}
+
+/// The refresh call a request with `session` at `now` starts, and its host.
+fn refresh_call(cfg: &Config, session: &str, now: u64) -> (FakeHost, CallOut) {
+    let mut host = browser("/app", Some(session), now, 9);
+    let Decision::CallOut(call) = on_request_headers(cfg, &TokenCache::new(0), &mut host, true)
+    else {
+        panic!("expected a refresh")
+    };
+    (host, call)
+}
+
+fn answer<'c>(
+    cfg: &'c Config,
+    host: &mut FakeHost,
+    call: CallOut,
+    status: Option<u32>,
+    body: &[u8],
+) -> Decision<'c> {
+    let facts = SsoFacts::read(host);
+    on_response(cfg, call.then, status, body, &facts.request("/app"), host)
+}
+
+#[test]
+fn a_refresh_without_any_answer_is_sent_once_more() {
+    let cfg = config(3600);
+    let session = signed_in(
+        &cfg,
+        json!({"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600}),
+    );
+    let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
+    let (body, headers) = (call.body.clone(), call.headers.clone());
+    // The connection died: no status, no body. The same call again...
+    let Decision::CallOut(again) = answer(&cfg, &mut host, call, None, b"") else {
+        panic!("expected the refresh sent again")
+    };
+    assert_eq!((&again.body, &again.headers), (&body, &headers));
+    // ...whose answer is taken up: forwarded with the new token and cookie.
+    let d = answer(
+        &cfg,
+        &mut host,
+        again,
+        Some(200),
+        br#"{"access_token":"at-2","expires_in":600}"#,
+    );
+    let Decision::Forward(f) = &d else {
+        panic!("{d:?}")
+    };
+    assert!(f
+        .response_cookies
+        .iter()
+        .any(|c| c.starts_with("_edge_auth_session=")));
+
+    // Only once: a second silence is a failed refresh (session cleared, log in again).
+    let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
+    let Decision::CallOut(again) = answer(&cfg, &mut host, call, None, b"") else {
+        panic!("expected the refresh sent again")
+    };
+    let d = answer(&cfg, &mut host, again, None, b"");
+    assert!(!matches!(d, Decision::CallOut(_)), "sent a third time");
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 302);
+    assert!(r.headers.iter().any(|(k, v)| k == "set-cookie"
+        && v.starts_with("_edge_auth_session=;")
+        && v.contains("Max-Age=0")));
+}
+
+#[test]
+fn only_the_idps_answer_fetches_keys_at_once() {
+    let cfg = config(3600);
+    // A client's bearer token naming a kid the gateway lacks: refused on the
+    // spot, no call made for it.
+    let claims =
+        json!({"iss": IDP, "aud": "gateway", "sub": "mallory", "iat": NOW, "exp": NOW + 300});
+    let bearer = signed("k-client", claims);
+    let mut host = FakeHost::new(NOW)
+        .request("GET", "gw.example.com", "/api")
+        .with_header("authorization", &format!("Bearer {bearer}"));
+    let d = on_request_headers(&cfg, &TokenCache::new(0), &mut host, true);
+    assert!(!matches!(d, Decision::CallOut(_)), "{d:?}");
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|c| c.contains("unknown key id")));
+    assert!(host.calls.is_empty());
+    // At most the background refetch, rate limited like any unknown kid:
+    // nothing within 30 s of the last fetch (NOW, in config()).
+    let mut root = FakeHost::new(NOW + 29);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut root);
+    assert!(root.calls.is_empty(), "{:?}", root.calls);
+    root.now = NOW + 30;
+    fetcher.on_tick(&cfg.remote_sources, &mut root);
+    assert_eq!(root.calls.len(), 1, "the rate-limited refetch");
+
+    // Control: the IdP's own answer naming a new kid does fetch at once.
+    let cache = TokenCache::new(0);
+    let mut host = browser("/app", None, NOW, 11);
+    let d = on_request_headers(&cfg, &cache, &mut host, true);
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    let location = r.header("location").unwrap().to_string();
+    let path = format!(
+        "/oauth2/callback?code=c0de&state={}",
+        param(&location, "state")
+    );
+    let mut host = browser(&path, Some(&cookies_set(&r.headers)), NOW, 13);
+    let Decision::CallOut(exchange) = on_request_headers(&cfg, &cache, &mut host, true) else {
+        panic!("expected the code exchange")
+    };
+    let rotated = signed(
+        "k2",
+        json!({"iss": IDP, "aud": "gateway", "sub": "alice", "iat": NOW,
+                                     "exp": NOW + 300, "nonce": param(&location, "nonce")}),
+    );
+    let body = json!({"id_token": rotated, "access_token": "at"}).to_string();
+    let facts = SsoFacts::read(&host);
+    let d = on_response(
+        &cfg,
+        exchange.then,
+        Some(200),
+        body.as_bytes(),
+        &facts.request(&path),
+        &mut host,
+    );
+    let Decision::CallOut(fetch) = d else {
+        panic!("expected a JWKS fetch")
+    };
+    assert!(fetch.then.fetches_keys());
 }
