@@ -163,12 +163,15 @@ def issue_token(gw: Envoy, c: Consumer, path: str = TOKEN_PATH, headers=None, **
 # Verification outcomes
 # ---------------------------------------------------------------------------
 
-_REALM_ERR = re.compile(r'^Bearer realm="(?P<realm>[^"]*)", error="invalid_token"(, error_description="[^"]*")?$')
+_REALM_ERR = re.compile(
+    r'^Bearer realm="(?P<realm>[^"]*)", error="invalid_token"(, error_description="(?P<description>[^"]*)")?$')
 
 
-def assert_unauthorized(r: Response, path: str, host: str = REALM_HOST, token_present: bool = True) -> None:
+def assert_unauthorized(r: Response, path: str, host: str = REALM_HOST, token_present: bool = True,
+                        description: str | None = None) -> None:
     """401 ``Invalid Jwt token.`` with the exact WWW-Authenticate challenge
-    for ``http://host<path without query>``."""
+    for ``http://host<path without query>`` (and, if given, exactly this
+    ``error_description``)."""
     assert r.status == 401, r
     assert r.body == INVALID_JWT_BODY, r
     challenges = r.headers.get_all("WWW-Authenticate") or []
@@ -177,6 +180,8 @@ def assert_unauthorized(r: Response, path: str, host: str = REALM_HOST, token_pr
     if token_present:
         m = _REALM_ERR.match(challenges[0])
         assert m and m.group("realm") == realm, (challenges[0], realm)
+        if description is not None:
+            assert m.group("description") == description, (challenges[0], description)
     else:
         assert challenges[0] == f'Bearer realm="{realm}"', (challenges[0], realm)
 

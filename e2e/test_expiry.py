@@ -38,11 +38,19 @@ def gw(start_gateway):
     return start_gateway(CONFIG)
 
 
-def wait_until(deadline: float, limit: float = 10.0) -> None:
-    """Poll the clock until ``deadline`` (epoch seconds) has passed; bounded."""
-    assert deadline - time.time() <= limit, "refusing to wait that long"
-    while time.time() < deadline:
-        time.sleep(min(0.05, max(0.0, deadline - time.time())))
+def poll_until_refused(gw, path: str, token: str, limit: float = 10.0):
+    """Readiness instead of a computed sleep: send the token until the
+    gateway stops passing it (bounded by ``limit`` seconds); every answer on
+    the way is a full pass. Returns (the refusal, its probe)."""
+    deadline = time.monotonic() + limit
+    while True:
+        p = probe()
+        r = gw.get(path, headers=[("Host", REALM_HOST), ("Authorization", f"Bearer {token}"), p])
+        if r.status != 200:
+            return r, p
+        assert_passed(r, C1, "GET", path)
+        assert time.monotonic() < deadline, f"still accepted after {limit}s"
+        time.sleep(0.05)
 
 
 def fresh_token_used_before_expiry(gw, path: str) -> tuple[str, dict]:
@@ -63,14 +71,17 @@ def fresh_token_used_before_expiry(gw, path: str) -> tuple[str, dict]:
 
 
 def test_token_expires(gw, echo):
+    """The exact boundaries (exp, skew) are checked on a controllable clock in
+    src/tests/expiry_clock.rs; here a real 1-second token stops passing."""
     token, claims = fresh_token_used_before_expiry(gw, "/a/x")
     assert claims["exp"] == claims["iat"] + 1
-    # Past exp by a whole second: expired whatever the rounding (skew 0).
-    wait_until(claims["exp"] + 1.0)
-    p = probe()
-    r = gw.get("/a/x?after=1", headers=[("Host", REALM_HOST), ("Authorization", f"Bearer {token}"), p])
-    assert_unauthorized(r, "/a/x", token_present=True)
+    r, p = poll_until_refused(gw, "/a/x?after=1", token)
+    assert_unauthorized(r, "/a/x", token_present=True, description="token expired")
     assert upstream_saw(echo, p) == []
+    assert time.time() >= claims["exp"], "refused before its exp"
+    # Once expired, it stays refused.
+    r = gw.get("/a/x", headers={"Host": REALM_HOST, "Authorization": f"Bearer {token}"})
+    assert_unauthorized(r, "/a/x", token_present=True, description="token expired")
 
 
 def test_forged_expired_token(gw):

@@ -102,12 +102,19 @@ def test_global_auth_matrix(gws, tokens, echo, mode, path, cred, outcome):
     elif outcome == 200:
         seen = assert_passed(r, {"consumer1": C1, "consumer2": C2}[cred], "GET", path)
         assert seen["headers"].get(p[0].lower()) == p[1]
-    elif outcome == 403:
-        assert_forbidden(r)
-        assert upstream_saw(echo, p) == []
     else:
-        assert_unauthorized(r, path, token_present=cred != "none")
+        if outcome == 403:
+            assert_forbidden(r)
+        else:
+            assert_unauthorized(r, path, token_present=cred != "none",
+                                description="malformed token" if cred == "garbage" else None)
         assert upstream_saw(echo, p) == []
+        # Positive control: the same gateway and path pass a consumer it accepts.
+        good = next(name for name, o in EXPECT[mode][path].items() if o == 200)
+        p = probe()
+        r = gw.get(path, headers=with_probe({"Host": REALM_HOST, "Authorization": f"Bearer {tokens[good]}"}, p))
+        assert_passed(r, {"consumer1": C1, "consumer2": C2}[good], "GET", path)
+        assert len(upstream_saw(echo, p)) == 1
 
 
 @pytest.mark.parametrize("mode", ["false-allow", "absent-allow", "false-noallow", "false-norules"])

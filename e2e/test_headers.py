@@ -61,8 +61,10 @@ def test_custom_header_authorization_is_not_read(gws):
     r = gw.get("/b/x", headers={"Host": REALM_HOST, "Authorization": f"Bearer {token}"})
     assert_unauthorized(r, "/b/x", token_present=False)
     r = gw.get("/b/x", headers={"Host": REALM_HOST, "X-Token": "Bearer garbage"})
-    assert_unauthorized(r, "/b/x", token_present=True)
+    assert_unauthorized(r, "/b/x", token_present=True, description="malformed token")
     assert_unauthorized(gw.get("/b/x", headers={"Host": REALM_HOST}), "/b/x", token_present=False)
+    # Positive control: the same token in X-Token passes on the same gateway.
+    assert_passed(gw.get("/b/x", headers={"Host": REALM_HOST, "X-Token": f"Bearer {token}"}), C1, "GET", "/b/x")
 
 
 def test_custom_header_keep_token_false(gws):

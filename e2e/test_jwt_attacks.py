@@ -32,6 +32,7 @@ from idp_control import (
     assert_consumer,
     assert_invalid,
     bearer_headers,
+    gateway,
     poll,
 )
 from recording_server import RecordingServer
@@ -525,10 +526,57 @@ def test_unknown_kid_flood_is_rate_limited(gw, idp, echo):
     assert idp.jwks_fetches() - before <= 2, idp.request_lines("GET", "/jwks")
 
 
-def test_zz_recording_server_never_contacted(gw, idp, recorder, started_at):
-    """Last: the recorder saw nothing, and the IdP's key set was fetched no
-    more than the rate limit allows over the whole module."""
+def _token_named_key_attacks(idp: Idp, recorder: RecordingServer) -> list[str]:
+    """One token per target and per way a token can name its own key
+    (URLs on the recorder, embedded keys, an issuer on the recorder), all
+    signed by the attacker with kids the gateway has never seen."""
+    tokens = []
+    for target in TARGETS:
+        attacker = _attacker(target)
+        for i, hdr in enumerate(({"jku": recorder.url("/jwks.json")},
+                                 {"jku": f"https://127.0.0.1:{recorder.port}/jwks.json"},
+                                 {"x5u": recorder.url("/cert.pem")},
+                                 {"jwk": attacker.public_jwk()},
+                                 {"x5c": _x5c(attacker)})):
+            tokens.append(jf.sign_jwt(target.claims(idp), attacker, hdr, kid=f"zz-{target.id}-{i}"))
+        tokens.append(jf.sign_jwt(target.claims(idp, iss=recorder.url("")), attacker,
+                                  {"jku": recorder.url("/jwks.json")}, kid=f"zz-{target.id}-iss"))
+    return tokens
+
+
+def test_zz_recording_server_never_contacted(gw, idp, echo, recorder, started_at, wasm):
+    """Last (it also sums up the module): the recorder saw nothing, and the
+    IdP's key set was fetched no more than the rate limit allows.
+
+    It makes its own evidence, so that run alone it still checks something:
+    a positive control first (a gateway whose consumer's jwks_uri *is* on a
+    second recorder, through the same kind of cluster: that recorder must
+    see the fetch, so a recorder can see a plugin's call), then every
+    token-named-key attack against the module's gateway, each refused, then
+    a valid token through the same gateway (the worker has handled all of
+    the above), and only then the recorder is looked at."""
+    with RecordingServer() as control:
+        control.serve_jwks(jf.jwks(ATTACKER_RS))
+        config = {"consumers": [{"name": "leaky", "issuer": "https://leaky.example", "audiences": [INLINE_AUD],
+                                 "jwks_uri": control.url("/jwks.json"), "cluster": "attacker"}],
+                  "global_auth": True}
+        with gateway(config, echo.port, {"attacker": control.port}, name="test_jwt_attacks-control",
+                     wasm=wasm) as leaky:
+            poll(lambda: control.requests, lambda reqs: len(reqs) > 0, KEY_WAIT)
+            assert [r["path"] for r in control.requests][:1] == ["/jwks.json"], control.summary()
+            assert control.connections >= 1, control.summary()
+            assert leaky.running()
+
+    fetches_before = idp.jwks_fetches()
+    for token in _token_named_key_attacks(idp, recorder):
+        reject(gw, echo, token)
+    valid = TARGETS[0].valid(idp)
+    assert_consumer(gw.get(PATH, headers=bearer_headers(valid)), TARGETS[0].consumer, "GET", PATH)
+
     assert recorder.connections == 0 and recorder.requests == [], recorder.summary()
+    # Unknown kids at most one refetch per key set (two point at /jwks) here...
+    assert idp.jwks_fetches() - fetches_before <= 2, idp.request_lines("GET", "/jwks")
+    # ... and over the whole module, per 30 s window.
     elapsed = time.monotonic() - started_at
     windows = 1 + math.ceil(elapsed / 30)
     fetches = idp.jwks_fetches()

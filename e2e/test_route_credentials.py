@@ -46,6 +46,11 @@ def test_token_only_valid_on_its_route(gw, route_tokens, echo, issued_at, used_a
     else:
         assert_forbidden(r)
         assert upstream_saw(echo, p) == []
+        # Positive control: the route's own token passes on the same path.
+        p = probe()
+        r = gw.get(path, headers=[("Authorization", f"Bearer {route_tokens[used_at]}"), p])
+        assert_passed(r, C1, "GET", path)
+        assert len(upstream_saw(echo, p)) == 1
 
 
 def test_a_token_works_on_a_and_is_denied_on_b(gw):
@@ -54,10 +59,13 @@ def test_a_token_works_on_a_and_is_denied_on_b(gw):
     assert_forbidden(gw.get("/b/v1/orders", headers={"Authorization": f"Bearer {token}"}))
 
 
-def test_default_audience_token_is_denied(gw):
+def test_default_audience_token_is_denied(gw, route_tokens):
     token = jwt.mse_token(C1.name, C1.client_id, C1.client_secret)  # aud "default"
-    for path in ("/a/x", "/b/x", "/x"):
+    for prefix in ("/a", "/b", ""):
+        path = f"{prefix}/x"
         assert_forbidden(gw.get(path, headers={"Authorization": f"Bearer {token}"}))
+        # Positive control: that route's own token passes.
+        assert_passed(gw.get(path, headers={"Authorization": f"Bearer {route_tokens[prefix]}"}), C1, "GET", path)
 
 
 def test_forged_route_audience_token_is_accepted(gw):
@@ -66,8 +74,10 @@ def test_forged_route_audience_token_is_accepted(gw):
     assert_forbidden(gw.get("/a/x", headers={"Authorization": f"Bearer {token}"}))
 
 
-def test_invalid_token_is_still_401(gw):
+def test_invalid_token_is_still_401(gw, route_tokens):
     token = forged(C1, aud="route-a", secret=C2.client_secret)
     r = gw.get("/a/x", headers={"Host": REALM_HOST, "Authorization": f"Bearer {token}"})
-    assert_unauthorized(r, "/a/x", token_present=True)
+    assert_unauthorized(r, "/a/x", token_present=True, description="signature verification failed")
     assert_unauthorized(gw.get("/a/x", headers={"Host": REALM_HOST}), "/a/x", token_present=False)
+    # Positive control: the same claims signed with the right secret pass.
+    assert_passed(gw.get("/a/x", headers={"Authorization": f"Bearer {forged(C1, aud='route-a')}"}), C1, "GET", "/a/x")

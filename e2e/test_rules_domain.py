@@ -70,13 +70,20 @@ def test_domain_allow_lists(gw, tokens, host, consumer):
         assert_passed(r, consumer, "GET", "/a/x")
     else:
         assert_forbidden(r)
+        # Positive control: the host's allowed consumer passes.
+        r = gw.get("/a/x", headers={"Host": host, "Authorization": f"Bearer {tokens[allowed.name]}"})
+        assert_passed(r, allowed, "GET", "/a/x")
 
 
 @pytest.mark.parametrize("host", [h for h in sorted(HOSTS) if HOSTS[h] is not None and ":" not in h])
-def test_domain_rules_need_a_token(gw, host):
+def test_domain_rules_need_a_token(gw, tokens, host):
     assert_unauthorized(gw.get("/a/x?q=1", headers={"Host": host}), "/a/x", host=host, token_present=False)
     r = gw.get("/a/x", headers={"Host": host, "Authorization": "Bearer not-a-jwt"})
-    assert_unauthorized(r, "/a/x", host=host, token_present=True)
+    assert_unauthorized(r, "/a/x", host=host, token_present=True, description="malformed token")
+    # Positive control: the host's allowed consumer passes.
+    allowed = HOSTS[host]
+    r = gw.get("/a/x?q=1", headers={"Host": host, "Authorization": f"Bearer {tokens[allowed.name]}"})
+    assert_passed(r, allowed, "GET", "/a/x?q=1")
 
 
 @pytest.mark.parametrize("host", [h for h in sorted(HOSTS) if HOSTS[h] is None])

@@ -64,6 +64,11 @@ CASES = [
 ]
 
 
+# the consumer each path allows (a positive control for its refusals)
+ALLOWED = {"/a/orders": C1, "/svc/orders": C2, "/other/orders": C1}
+assert all((p, ALLOWED[p], 200) in CASES for p in ALLOWED)
+
+
 @pytest.mark.parametrize("path,consumer,status", CASES, ids=[f"{p}-{c.name}-{s}" for p, c, s in CASES])
 def test_allow_lists(gw, tokens, echo, path, consumer, status):
     p = probe()
@@ -74,18 +79,26 @@ def test_allow_lists(gw, tokens, echo, path, consumer, status):
     else:
         assert_forbidden(r)
         assert upstream_saw(echo, p) == [], "a 403 must not reach the upstream"
+        # Positive control: the path's allowed consumer passes.
+        allowed = ALLOWED[path]
+        p = probe()
+        assert_passed(gw.get(path, headers=with_probe(auth(tokens, allowed), p)), allowed, "GET", path)
+        assert len(upstream_saw(echo, p)) == 1
 
 
 @pytest.mark.parametrize("path", ["/a/orders", "/svc/orders", "/other/orders"])
-def test_rules_with_allow_still_need_a_token(gw, path):
+def test_rules_with_allow_still_need_a_token(gw, tokens, path):
     assert_unauthorized(gw.get(path, headers={"Host": REALM_HOST}), path, token_present=False)
     r = gw.get(path, headers={"Host": REALM_HOST, "Authorization": "Bearer x.y.z"})
-    assert_unauthorized(r, path, token_present=True)
+    assert_unauthorized(r, path, token_present=True, description="malformed token")
+    assert_passed(gw.get(path, headers=auth(tokens, ALLOWED[path])), ALLOWED[path], "GET", path)
 
 
 def test_forbidden_even_with_spoofed_consumer_header(gw, tokens):
     r = gw.get("/a/orders", headers={**auth(tokens, C2), "X-Mse-Consumer": "consumer1"})
     assert_forbidden(r)
+    assert_passed(gw.get("/a/orders", headers={**auth(tokens, C1), "X-Mse-Consumer": "consumer2"}), C1, "GET",
+                  "/a/orders")
 
 
 def test_disabled_route_passes_without_token(gw):

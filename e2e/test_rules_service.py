@@ -58,5 +58,10 @@ def test_service_rule_does_not_apply_to_other_clusters(svc):
 
 
 def test_service_route_needs_a_token(svc):
-    gw, _, _ = svc
+    gw, tokens, _ = svc
     assert_unauthorized(gw.get("/svc/orders", headers={"Host": REALM_HOST}), "/svc/orders", token_present=False)
+    r = gw.get("/svc/orders", headers={"Host": REALM_HOST, "Authorization": "Bearer x.y.z"})
+    assert_unauthorized(r, "/svc/orders", token_present=True, description="malformed token")
+    # Positive control: consumer2 (allowed wherever the rule matches) passes.
+    assert_passed(gw.get("/svc/orders", headers={"Authorization": f"Bearer {tokens['consumer2']}"}), C2, "GET",
+                  "/svc/orders")

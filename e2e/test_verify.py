@@ -93,11 +93,12 @@ def test_spoofed_consumer_header_is_replaced(gw, tokens, spoof):
     assert_passed(r, C1, "GET", "/a/spoof")
 
 
-def test_spoofed_consumer_header_without_token_is_rejected(gw, echo):
+def test_spoofed_consumer_header_without_token_is_rejected(gw, tokens, echo):
     p = probe()
     r = gw.get("/a/spoof", headers=[("Host", REALM_HOST), ("X-Mse-Consumer", "consumer1"), p])
     assert_unauthorized(r, "/a/spoof", token_present=False)
     assert upstream_saw(echo, p) == []
+    assert_accepted(gw, echo, tokens["consumer1"], "/a/spoof")
 
 
 # ---------------------------------------------------------------------------
@@ -160,14 +161,51 @@ BAD = {
     "nbf-in-future": lambda t: "Bearer " + forged(C1, nbf=int(time.time()) + 600),
 }
 
+# name -> the error_description the 401 must give (the reason the case is about)
+REASON = {
+    "garbage": "malformed token",
+    "three-garbage-segments": "malformed token",
+    "four-segments": "malformed token",
+    "two-segments": "malformed token",
+    "tampered-payload-exp": "signature verification failed",
+    "tampered-payload-consumer": "signature verification failed",
+    "tampered-signature": "signature verification failed",
+    "alg-none-unsigned": "unsupported algorithm",
+    "alg-none-with-signature": "unsupported algorithm",
+    "alg-none-hmac-over-none-header": "unsupported algorithm",
+    "alg-HS512": "unsupported algorithm",
+    "alg-RS256-header": "unsupported algorithm",
+    "typ-JWT": "unexpected token type",
+    "typ-missing": "unexpected token type",
+    "wrong-iss": "issuer not accepted",
+    "sub-other-consumer": "subject does not match client",
+    "unknown-client-id": "signature verification failed",
+    "other-consumers-secret": "signature verification failed",
+    "other-consumers-id-own-claims": "subject does not match client",
+    "expired": "token expired",
+    "iat-in-future": "token issued in the future",
+    "nbf-in-future": "token not yet valid",
+}
+assert set(REASON) == set(BAD)
+
+
+def assert_accepted(gw, echo, token: str, path: str, consumer=C1) -> None:
+    """Positive control: the same gateway passes a valid token on the same
+    path to the upstream (seen there once)."""
+    p = probe()
+    r = gw.get(path, headers=[("Host", REALM_HOST), ("Authorization", f"Bearer {token}"), p])
+    assert_passed(r, consumer, "GET", path)
+    assert len(upstream_saw(echo, p)) == 1
+
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_invalid_token_401(gw, tokens, echo, case):
     value = BAD[case](tokens)
     p = probe()
     r = gw.get("/a/resource?x=1&y=2", headers=[("Host", REALM_HOST), ("Authorization", value), p])
-    assert_unauthorized(r, "/a/resource", token_present=True)
+    assert_unauthorized(r, "/a/resource", token_present=True, description=REASON[case])
     assert upstream_saw(echo, p) == [], "a rejected request must not reach the upstream"
+    assert_accepted(gw, echo, tokens["consumer1"], "/a/resource?x=1&y=2")
 
 
 @pytest.mark.parametrize(
@@ -180,20 +218,24 @@ def test_invalid_token_401(gw, tokens, echo, case):
     ],
     ids=["no-header", "basic-scheme", "other-scheme", "other-header"],
 )
-def test_missing_token_401_without_error(gw, echo, headers):
+def test_missing_token_401_without_error(gw, tokens, echo, headers):
     p = probe()
     r = gw.get("/b/thing?q=1", headers=[("Host", REALM_HOST), *headers.items(), p])
     assert_unauthorized(r, "/b/thing", token_present=False)
     assert upstream_saw(echo, p) == []
+    assert_accepted(gw, echo, tokens["consumer1"], "/b/thing?q=1")
 
 
 def test_realm_uses_host_and_path_without_query(gw):
     r = gw.get("/svc/deep/path/x.json?token=abc&b=%2F", headers={"Host": "api.example.org"})
     assert_unauthorized(r, "/svc/deep/path/x.json", host="api.example.org", token_present=False)
     r = gw.get("/", headers={"Host": "api.example.org", "Authorization": "Bearer nope"})
-    assert_unauthorized(r, "/", host="api.example.org", token_present=True)
+    assert_unauthorized(r, "/", host="api.example.org", token_present=True, description="malformed token")
 
 
-def test_valid_token_in_wrong_header_is_not_read(gw, tokens):
-    r = gw.get("/a/x", headers={"Host": REALM_HOST, "X-Token": f"Bearer {tokens['consumer1']}"})
+def test_valid_token_in_wrong_header_is_not_read(gw, tokens, echo):
+    p = probe()
+    r = gw.get("/a/x", headers=[("Host", REALM_HOST), ("X-Token", f"Bearer {tokens['consumer1']}"), p])
     assert_unauthorized(r, "/a/x", token_present=False)
+    assert upstream_saw(echo, p) == []
+    assert_accepted(gw, echo, tokens["consumer1"], "/a/x")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import report_section  # noqa: E402
 
 LEVELS = ["3", "s", "z"]
-ROWS = ["edge-auth HS256", "edge-auth RS256, cache off"]
+ROWS = ["edge-auth HS256, cache on", "edge-auth RS256, cache off"]
 PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 
 

@@ -167,3 +167,41 @@ fn strict_reports_unknown_keys() {
         "{out}"
     );
 }
+
+/// Exit status 2 (usage or read errors) is not 1 (an invalid configuration):
+/// a script can tell "fix the config" from "fix the command".
+fn run_with_stderr(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-auth-config"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn usage_and_read_errors_exit_2() {
+    for args in [&[][..], &["--print"][..], &["--help"][..], &["-h"][..]] {
+        let (code, out, err) = run_with_stderr(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.starts_with("usage: edge-auth-config"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(out, "", "{args:?}");
+    }
+    let missing = "no/such/edge-auth-config.yaml";
+    let (code, out, err) = run_with_stderr(&["deploy/higress-wasmplugin.yaml", missing]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.starts_with(&format!("{missing}: cannot read: ")),
+        "{err}"
+    );
+    // Control: the same command without the missing file exits 0.
+    let (code, out, _) = run_with_stderr(&["deploy/higress-wasmplugin.yaml"]);
+    assert_eq!((code, out.matches(": OK").count()), (0, 1), "{out}");
+}

@@ -2,9 +2,13 @@
 
 mod canonical_view;
 mod config_errors;
+mod expiry_clock;
+mod fake_host_failures;
 mod flows;
 mod jose;
+mod jwt_consumer_promises;
 mod sso;
+mod sso_promises;
 mod third_party;
 mod verification;
 

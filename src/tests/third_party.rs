@@ -399,24 +399,41 @@ fn verified_tokens_are_cached_until_exp() {
     let cfg = two_apps();
     let cache = TokenCache::new(8);
     let t = token("a", KEY_A, json!({"exp": NOW + 10}));
-    let (flow, _) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
     assert_eq!(flow, Flow::Continue);
     assert_eq!(cache.len(), 1);
-    // A hit gives the same identity and headers.
-    let (_, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(
+        (host.counter("cache_misses"), host.counter("cache_hits")),
+        (1, 0)
+    );
+    // A hit (counted as one) gives the same identity and headers.
+    let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(
+        (host.counter("cache_misses"), host.counter("cache_hits")),
+        (0, 1)
+    );
+    assert_eq!(host.header("x-mse-consumer"), Some("app-one"));
     assert_eq!(host.header("x-user"), Some("user-7"));
     assert_eq!(cache.len(), 1);
-    // Past exp + skew the entry no longer answers.
+    // Past exp + skew the entry no longer answers: no hit, a 401.
     let mut host = FakeHost::new(NOW + 71)
         .request("GET", "gw", "/x")
         .with_header("authorization", &bearer(&t));
     let d = on_request_headers(&cfg, &cache, &mut host, true);
     apply(&mut host, d);
-    assert_eq!(host.reply.unwrap().status, 401);
-    // Failures are never cached.
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(401));
+    assert_eq!(host.counter("cache_hits"), 0);
+    // Failures are never cached: the same bad token misses twice.
     let bad = token("a", KEY_B, json!({}));
-    send(&cfg, &cache, "/x", &[("authorization", &bearer(&bad))]);
-    assert!(cache.len() <= 1);
+    for _ in 0..2 {
+        let (_, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&bad))]);
+        assert_eq!(host.reply.as_ref().map(|r| r.status), Some(401));
+        assert_eq!(
+            (host.counter("cache_misses"), host.counter("cache_hits")),
+            (1, 0)
+        );
+    }
 }
 
 fn remote_config() -> Config {
@@ -629,20 +646,75 @@ fn failed_refresh_keeps_keys_and_unknown_kid_refetch_is_rate_limited() {
 #[test]
 fn garbage_jwks_never_replaces_good_keys() {
     let cfg = remote_config();
+    let sources = &cfg.remote_sources[..1];
+    let source = Rc::clone(&cfg.remote_sources[0]);
+    let cache = TokenCache::new(0);
+    let good = token("a", KEY_A, json!({"exp": NOW + 3600}));
     let mut host = FakeHost::new(NOW);
     let mut fetcher = KeyFetcher::default();
-    fetcher.on_tick(&cfg.remote_sources[..1], &mut host);
+
+    // Good keys first: the token verifies.
+    fetcher.on_tick(sources, &mut host);
+    let id = host.calls.last().unwrap().token;
+    let jwks = json!({"keys": [oct("a", KEY_A)]}).to_string();
+    assert!(
+        fetcher
+            .on_response(sources, id, Some(200), jwks.as_bytes(), &mut host)
+            .keys_replaced
+    );
+    let (_, h) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&good))]);
+    assert_eq!(h.header("x-mse-consumer"), Some("idp-app"));
+    // The record other workers read: "<fetched at>\n<body>".
+    let published: Vec<(String, Vec<u8>)> = host
+        .shared
+        .iter()
+        .filter(|(_, (v, _))| v.ends_with(jwks.as_bytes()))
+        .map(|(k, (v, _))| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(published.len(), 1);
+    let (keys_key, keys_record) = &published[0];
+
+    // Then every kind of garbage as the answer to a due refresh.
     let too_big = vec![b' '; crate::keys::remote::MAX_DOCUMENT_BYTES + 1];
-    for (body, status) in [
-        (&b"{not json"[..], Some(200)),
-        (&too_big[..], Some(200)),
-        (&b""[..], None),
-    ] {
+    let unusable = json!({"keys": [{"kty": "oct", "kid": "b"}]}).to_string();
+    let garbage: [(&[u8], Option<u32>); 7] = [
+        (b"{not json", Some(200)),
+        (&too_big, Some(200)),
+        (b"", None),
+        (b"{\"keys\": []}", Some(200)),
+        (unusable.as_bytes(), Some(200)),
+        (b"[]", Some(200)),
+        (jwks.as_bytes(), Some(500)),
+    ];
+    host.now = NOW + 600; // the periodic refresh is due
+    for (body, status) in garbage {
+        let calls = host.calls.len();
+        fetcher.on_tick(sources, &mut host);
+        assert_eq!(host.calls.len(), calls + 1, "a refresh is asked for");
         let id = host.calls.last().unwrap().token;
-        fetcher.on_response(&cfg.remote_sources[..1], id, status, body, &mut host);
-        assert!(cfg.remote_sources[0].current().is_none());
-        host.now += 20;
-        fetcher.on_tick(&cfg.remote_sources[..1], &mut host);
+        let changes = fetcher.on_response(sources, id, status, body, &mut host);
+        assert!(!changes.keys_replaced);
+        assert!(source.current().unwrap().has_kid("a"));
+        assert_eq!(host.shared.get(keys_key).map(|(v, _)| v), Some(keys_record));
+        // The good keys still verify, here and in a worker that reads the
+        // shared data (a reloaded configuration).
+        let (flow, h) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&good))]);
+        assert_eq!(flow, Flow::Continue);
+        assert_eq!(h.header("x-mse-consumer"), Some("idp-app"));
+        let reloaded = remote_config();
+        let mut other = FakeHost::new(host.now)
+            .request("GET", "gw", "/x")
+            .with_property("route_name", "r")
+            .with_header("authorization", &bearer(&good));
+        other.shared = host.shared.clone();
+        let decision = on_request_headers(&reloaded, &cache, &mut other, true);
+        apply(&mut other, decision);
+        assert_eq!(
+            other.header("x-mse-consumer"),
+            Some("idp-app"),
+            "{:?}",
+            other.reply
+        );
+        host.now += 16; // past the longest backoff
     }
-    assert!(host.calls.len() >= 4, "it keeps retrying");
 }

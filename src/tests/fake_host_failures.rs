@@ -1,0 +1,114 @@
+//! Failures the host can cause, shown with the fake host's existing switches
+//! (`fail_dispatch` had no test): a key fetch that cannot even be sent is a
+//! failed fetch (warned, counted, backed off, retried), requests keep
+//! failing closed meanwhile, and one broken source does not hold up another.
+
+use serde_json::json;
+
+use super::NOW;
+use crate::config::{compile_json, Config};
+use crate::decision::apply;
+use crate::fake_host::FakeHost;
+use crate::host::LogLevel;
+use crate::keys::cache::TokenCache;
+use crate::keys::remote::KeyFetcher;
+use crate::request::on_request_headers;
+use crate::token::jws::{b64url, hs256_sign};
+
+const KEY: &str = "key-a-0123456789abcdef0123456789abcdef";
+const ISS: &str = "https://idp.example";
+const ISS2: &str = "https://other.example";
+
+fn remote(consumers: serde_json::Value) -> Config {
+    compile_json(json!({ "consumers": consumers }).to_string().as_bytes()).unwrap()
+}
+
+fn token(iss: &str) -> String {
+    let header = json!({"alg": "HS256", "kid": "a"}).to_string();
+    let claims = json!({"iss": iss, "sub": "s", "exp": NOW + 3600}).to_string();
+    let input = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(claims.as_bytes())
+    );
+    let sig = b64url(&hs256_sign(KEY.as_bytes(), input.as_bytes()));
+    format!("{input}.{sig}")
+}
+
+fn status_of(cfg: &Config, shared: &FakeHost, now: u64, iss: &str) -> Option<u32> {
+    let mut host = FakeHost::new(now)
+        .request("GET", "gw", "/x")
+        .with_property("route_name", "r")
+        .with_header("authorization", &format!("Bearer {}", token(iss)));
+    host.shared = shared.shared.clone();
+    let d = on_request_headers(cfg, &TokenCache::new(0), &mut host, true);
+    apply(&mut host, d);
+    host.reply.map(|r| r.status)
+}
+
+fn jwks() -> Vec<u8> {
+    json!({"keys": [{"kty": "oct", "kid": "a", "k": b64url(KEY.as_bytes())}]})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn a_key_fetch_that_cannot_be_dispatched_is_a_failed_fetch() {
+    let cfg = remote(
+        json!([{"name": "a", "issuer": ISS, "jwks_uri": "http://idp.local/jwks",
+                             "cluster": "missing-cluster"}]),
+    );
+    let mut host = FakeHost::new(NOW);
+    host.fail_dispatch = true;
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut host);
+    assert!(host.calls.is_empty());
+    assert_eq!(host.counter("jwks_fetch_failed"), 1);
+    let warned = host.logs.borrow().iter().any(|(level, line)| {
+        *level == LogLevel::Warn
+            && line.contains("cannot call cluster \"missing-cluster\"")
+            && line.contains("no keys yet, requests needing them get 503")
+    });
+    assert!(warned, "{:?}", host.logs.borrow());
+    // Fail closed meanwhile.
+    assert_eq!(status_of(&cfg, &host, NOW, ISS), Some(503));
+
+    // Backoff: no new attempt within the first second, then one.
+    fetcher.on_tick(&cfg.remote_sources, &mut host);
+    assert_eq!(host.counter("jwks_fetch_failed"), 1, "retried at once");
+    host.now = NOW + 1;
+    fetcher.on_tick(&cfg.remote_sources, &mut host);
+    assert_eq!(host.counter("jwks_fetch_failed"), 2);
+
+    // The cluster appears: the next due attempt is sent and its keys serve.
+    host.fail_dispatch = false;
+    host.now = NOW + 3;
+    fetcher.on_tick(&cfg.remote_sources, &mut host);
+    assert_eq!(host.calls.len(), 1);
+    assert_eq!(host.calls[0].cluster, "missing-cluster");
+    let id = host.calls[0].token;
+    fetcher.on_response(&cfg.remote_sources, id, Some(200), &jwks(), &mut host);
+    assert_eq!(status_of(&cfg, &host, NOW + 3, ISS), None);
+}
+
+#[test]
+fn one_source_failing_to_dispatch_does_not_hold_up_another() {
+    let cfg = remote(json!([
+        {"name": "a", "issuer": ISS, "jwks_uri": "http://idp.local/jwks", "cluster": "idp"},
+        {"name": "b", "issuer": ISS2, "jwks_uri": "http://other.local/jwks", "cluster": "other"}
+    ]));
+    let mut host = FakeHost::new(NOW);
+    let mut fetcher = KeyFetcher::default();
+    // Only the first dispatch fails: the fake host's switch is flipped by
+    // ticking the sources one at a time.
+    host.fail_dispatch = true;
+    fetcher.on_tick(&cfg.remote_sources[..1], &mut host);
+    host.fail_dispatch = false;
+    fetcher.on_tick(&cfg.remote_sources, &mut host);
+    assert_eq!(host.calls.len(), 1, "{:?}", host.calls);
+    assert_eq!(host.calls[0].cluster, "other");
+    let id = host.calls[0].token;
+    fetcher.on_response(&cfg.remote_sources, id, Some(200), &jwks(), &mut host);
+    assert_eq!(status_of(&cfg, &host, NOW, ISS2), None);
+    assert_eq!(status_of(&cfg, &host, NOW, ISS), Some(503));
+}

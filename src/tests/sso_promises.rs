@@ -1,0 +1,306 @@
+//! README promises of the `oidc` block checked on the fake host (its clock,
+//! and call outcomes an e2e IdP cannot be made to produce on cue):
+//! - `access_token_expires_in` is the access token's lifetime when the
+//!   IdP's token answer has no `expires_in` (with `cookie_refresh: 0` its
+//!   end is what makes the session refresh);
+//! - a refresh that gets no answer at all is sent once more, only once;
+//! - only the IdP's token answer can make the gateway fetch keys at once; a
+//!   client's token naming an unknown kid is refused on the spot and can at
+//!   most ask the rate-limited background refetch.
+
+use serde_json::json;
+
+use super::NOW;
+use crate::config::{compile_json, Config};
+use crate::decision::{apply, CallOut, Decision};
+use crate::fake_host::FakeHost;
+use crate::keys::cache::TokenCache;
+use crate::keys::remote::KeyFetcher;
+use crate::oidc::flow::on_response;
+use crate::request::{on_request_headers, SsoFacts};
+use crate::token::jws::{b64url, hs256_sign};
+
+const IDP: &str = "http://idp.test";
+const KEY: &str = "idp-signing-key-0123456789abcdef0123";
+
+fn config(access_token_expires_in: u64) -> Config {
+    let oidc = json!({
+        "issuer": IDP, "client_id": "gateway", "client_secret": "gw-secret", "cluster": "idp",
+        "cookie_secret": "cookie-secret-0123456789abcdef0123456789",
+        "cookie_refresh": "0", "cookie_expire": "24h", "accept_bearer": true,
+        "access_token_expires_in": access_token_expires_in
+    });
+    let cfg = compile_json(json!({ "oidc": oidc }).to_string().as_bytes()).unwrap();
+    let mut host = FakeHost::new(NOW);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut host);
+    let doc = json!({"issuer": IDP, "jwks_uri": format!("{IDP}/jwks"),
+        "authorization_endpoint": format!("{IDP}/auth"), "token_endpoint": format!("{IDP}/token")});
+    fetcher.on_response(
+        &cfg.remote_sources,
+        1,
+        Some(200),
+        doc.to_string().as_bytes(),
+        &mut host,
+    );
+    let jwks = json!({"keys": [{"kty": "oct", "kid": "k1", "k": b64url(KEY.as_bytes())}]});
+    fetcher.on_response(
+        &cfg.remote_sources,
+        2,
+        Some(200),
+        jwks.to_string().as_bytes(),
+        &mut host,
+    );
+    assert!(cfg.remote_sources[0].current().is_some());
+    cfg
+}
+
+fn id_token(nonce: &str) -> String {
+    signed(
+        "k1",
+        json!({"iss": IDP, "aud": "gateway", "sub": "alice", "iat": NOW, "exp": NOW + 300,
+                        "nonce": nonce}),
+    )
+}
+
+fn signed(kid: &str, claims: serde_json::Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64url(json!({"alg": "HS256", "kid": kid}).to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    format!(
+        "{input}.{}",
+        b64url(&hs256_sign(KEY.as_bytes(), input.as_bytes()))
+    )
+}
+
+fn browser(path: &str, cookie: Option<&str>, now: u64, random: u8) -> FakeHost {
+    let mut host = FakeHost::new(now);
+    host.random_counter = random;
+    let mut host = host
+        .request("GET", "gw.example.com", path)
+        .with_header("accept", "text/html");
+    if let Some(c) = cookie {
+        host = host.with_header("cookie", c);
+    }
+    host
+}
+
+fn cookies_set(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .filter(|(k, v)| k == "set-cookie" && !v.contains("Max-Age=0"))
+        .filter_map(|(_, v)| v.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn param(url: &str, name: &str) -> String {
+    crate::form::first(url.split_once('?').unwrap().1, name).unwrap()
+}
+
+/// A whole login whose token answer is `answer` (plus the ID token); the
+/// session cookie header.
+fn signed_in(cfg: &Config, answer: serde_json::Value) -> String {
+    let cache = TokenCache::new(0);
+    let mut host = browser("/app", None, NOW, 3);
+    let d = on_request_headers(cfg, &cache, &mut host, true);
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 302);
+    let location = r.header("location").unwrap().to_string();
+    let login_cookie = cookies_set(&r.headers);
+    let path = format!(
+        "/oauth2/callback?code=c0de&state={}",
+        param(&location, "state")
+    );
+    let mut host = browser(&path, Some(&login_cookie), NOW, 5);
+    let Decision::CallOut(call) = on_request_headers(cfg, &cache, &mut host, true) else {
+        panic!("expected the code exchange")
+    };
+    let mut body = answer;
+    body["id_token"] = json!(id_token(&param(&location, "nonce")));
+    let facts = SsoFacts::read(&host);
+    let d = on_response(
+        cfg,
+        call.then,
+        Some(200),
+        body.to_string().as_bytes(),
+        &facts.request(&path),
+        &mut host,
+    );
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 302);
+    cookies_set(&r.headers)
+}
+
+/// Whether a request with the session at `now` refreshes first (a call to
+/// the IdP's token endpoint with the refresh token) or is forwarded.
+fn refreshes_at(cfg: &Config, session: &str, now: u64) -> bool {
+    let mut host = browser("/app", Some(session), now, 7);
+    match on_request_headers(cfg, &TokenCache::new(0), &mut host, true) {
+        Decision::CallOut(call) => {
+            let body = String::from_utf8(call.body.clone()).unwrap();
+            assert!(
+                body.contains("grant_type=refresh_token&refresh_token=rt-1"),
+                "{body}"
+            );
+            true
+        }
+        Decision::Forward(_) => false,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn access_token_expires_in_applies_when_the_idp_omits_expires_in() {
+    let cfg = config(120);
+    let session = signed_in(
+        &cfg,
+        json!({"access_token": "at-1", "refresh_token": "rt-1"}),
+    );
+    assert!(!refreshes_at(&cfg, &session, NOW + 119));
+    assert!(refreshes_at(&cfg, &session, NOW + 121));
+
+    // Control: an IdP that says expires_in is believed instead.
+    let session = signed_in(
+        &cfg,
+        json!({"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600}),
+    );
+    assert!(!refreshes_at(&cfg, &session, NOW + 121));
+    assert!(refreshes_at(&cfg, &session, NOW + 601));
+}
+
+/// The refresh call a request with `session` at `now` starts, and its host.
+fn refresh_call(cfg: &Config, session: &str, now: u64) -> (FakeHost, CallOut) {
+    let mut host = browser("/app", Some(session), now, 9);
+    let Decision::CallOut(call) = on_request_headers(cfg, &TokenCache::new(0), &mut host, true)
+    else {
+        panic!("expected a refresh")
+    };
+    (host, call)
+}
+
+fn answer<'c>(
+    cfg: &'c Config,
+    host: &mut FakeHost,
+    call: CallOut,
+    status: Option<u32>,
+    body: &[u8],
+) -> Decision<'c> {
+    let facts = SsoFacts::read(host);
+    on_response(cfg, call.then, status, body, &facts.request("/app"), host)
+}
+
+#[test]
+fn a_refresh_without_any_answer_is_sent_once_more() {
+    let cfg = config(3600);
+    let session = signed_in(
+        &cfg,
+        json!({"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600}),
+    );
+    let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
+    let (body, headers) = (call.body.clone(), call.headers.clone());
+    // The connection died: no status, no body. The same call again...
+    let Decision::CallOut(again) = answer(&cfg, &mut host, call, None, b"") else {
+        panic!("expected the refresh sent again")
+    };
+    assert_eq!((&again.body, &again.headers), (&body, &headers));
+    // ...whose answer is taken up: forwarded with the new token and cookie.
+    let d = answer(
+        &cfg,
+        &mut host,
+        again,
+        Some(200),
+        br#"{"access_token":"at-2","expires_in":600}"#,
+    );
+    let Decision::Forward(f) = &d else {
+        panic!("{d:?}")
+    };
+    assert!(f
+        .response_cookies
+        .iter()
+        .any(|c| c.starts_with("_edge_auth_session=")));
+
+    // Only once: a second silence is a failed refresh (session cleared, log in again).
+    let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
+    let Decision::CallOut(again) = answer(&cfg, &mut host, call, None, b"") else {
+        panic!("expected the refresh sent again")
+    };
+    let d = answer(&cfg, &mut host, again, None, b"");
+    assert!(!matches!(d, Decision::CallOut(_)), "sent a third time");
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 302);
+    assert!(r.headers.iter().any(|(k, v)| k == "set-cookie"
+        && v.starts_with("_edge_auth_session=;")
+        && v.contains("Max-Age=0")));
+}
+
+#[test]
+fn only_the_idps_answer_fetches_keys_at_once() {
+    let cfg = config(3600);
+    // A client's bearer token naming a kid the gateway lacks: refused on the
+    // spot, no call made for it.
+    let claims =
+        json!({"iss": IDP, "aud": "gateway", "sub": "mallory", "iat": NOW, "exp": NOW + 300});
+    let bearer = signed("k-client", claims);
+    let mut host = FakeHost::new(NOW)
+        .request("GET", "gw.example.com", "/api")
+        .with_header("authorization", &format!("Bearer {bearer}"));
+    let d = on_request_headers(&cfg, &TokenCache::new(0), &mut host, true);
+    assert!(!matches!(d, Decision::CallOut(_)), "{d:?}");
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|c| c.contains("unknown key id")));
+    assert!(host.calls.is_empty());
+    // At most the background refetch, rate limited like any unknown kid:
+    // nothing within 30 s of the last fetch (NOW, in config()).
+    let mut root = FakeHost::new(NOW + 29);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut root);
+    assert!(root.calls.is_empty(), "{:?}", root.calls);
+    root.now = NOW + 30;
+    fetcher.on_tick(&cfg.remote_sources, &mut root);
+    assert_eq!(root.calls.len(), 1, "the rate-limited refetch");
+
+    // Control: the IdP's own answer naming a new kid does fetch at once.
+    let cache = TokenCache::new(0);
+    let mut host = browser("/app", None, NOW, 11);
+    let d = on_request_headers(&cfg, &cache, &mut host, true);
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    let location = r.header("location").unwrap().to_string();
+    let path = format!(
+        "/oauth2/callback?code=c0de&state={}",
+        param(&location, "state")
+    );
+    let mut host = browser(&path, Some(&cookies_set(&r.headers)), NOW, 13);
+    let Decision::CallOut(exchange) = on_request_headers(&cfg, &cache, &mut host, true) else {
+        panic!("expected the code exchange")
+    };
+    let rotated = signed(
+        "k2",
+        json!({"iss": IDP, "aud": "gateway", "sub": "alice", "iat": NOW,
+                                     "exp": NOW + 300, "nonce": param(&location, "nonce")}),
+    );
+    let body = json!({"id_token": rotated, "access_token": "at"}).to_string();
+    let facts = SsoFacts::read(&host);
+    let d = on_response(
+        &cfg,
+        exchange.then,
+        Some(200),
+        body.as_bytes(),
+        &facts.request(&path),
+        &mut host,
+    );
+    let Decision::CallOut(fetch) = d else {
+        panic!("expected a JWKS fetch")
+    };
+    assert!(fetch.then.fetches_keys());
+}
