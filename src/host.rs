@@ -22,6 +22,8 @@ pub trait Host {
     fn now_unix_seconds(&self) -> u64;
     /// A request header by lower-case name (`:path`, `:authority`, ...).
     fn request_header(&self, name: &str) -> Option<String>;
+    /// The names of all request headers, as they arrived (repeats possible).
+    fn request_header_names(&self) -> Result<Vec<String>, HostError>;
     /// An Envoy attribute such as `["route_name"]` or `["cluster_name"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Fill `buf` from a cryptographically secure source.
