@@ -13,7 +13,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel as WasmLogLeve
 
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, keys_unavailable, server_error, Decision, Flow, Reply};
-use crate::host::{Host, LogLevel};
+use crate::host::{CallBody, Host, LogLevel};
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
 use crate::oidc::flow::Continuation;
@@ -40,6 +40,32 @@ const KEY_TICK: Duration = Duration::from_secs(1);
 /// While token POSTs wait for their body the root ticks this often, to
 /// answer those whose wait ran out.
 const BODY_WAIT_TICK: Duration = Duration::from_millis(200);
+
+/// The status and body of the answer to an HTTP call this context made: one
+/// reader, one limit (`MAX_DOCUMENT_BYTES`) for key fetches and single
+/// sign-on alike. An oversize answer is logged and handed on with an empty
+/// body, so it fails like any unusable answer (never truncated).
+fn read_call_answer(body_size: usize) -> (Option<u32>, Vec<u8>) {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse::<u32>().ok());
+    let body = CallBody::read(body_size, MAX_DOCUMENT_BYTES, |n| {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, n)
+            .ok()
+            .flatten()
+    });
+    if let CallBody::TooLarge(size) = body {
+        WasmHost.log(
+            LogLevel::Warn,
+            &format!(
+                "edge-auth: an answer of {size} bytes from an identity provider or key server \
+                 is over the {MAX_DOCUMENT_BYTES}-byte limit; refused"
+            ),
+        );
+    }
+    (status, body.into_usable())
+}
 
 /// Milliseconds since the Unix epoch, from Envoy's clock.
 fn now_ms() -> u64 {
@@ -105,19 +131,7 @@ impl Context for EdgeAuthRoot {
             return;
         };
         let mut host = WasmHost;
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u32>().ok());
-        // Read one byte past the limit so an oversized body is recognised.
-        let body = hostcalls::get_buffer(
-            BufferType::HttpCallResponseBody,
-            0,
-            body_size.min(MAX_DOCUMENT_BYTES + 1),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let (status, body) = read_call_answer(body_size);
         let changes =
             self.fetcher
                 .on_response(&config.remote_sources, token_id, status, &body, &mut host);
@@ -230,18 +244,7 @@ impl Context for EdgeAuthHttp {
             let _ = hostcalls::send_http_response(500, vec![], Some(b"Internal Server Error."));
             return;
         }
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u32>().ok());
-        let body = hostcalls::get_buffer(
-            BufferType::HttpCallResponseBody,
-            0,
-            body_size.min(MAX_DOCUMENT_BYTES),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let (status, body) = read_call_answer(body_size);
         let path = host.request_header(":path").unwrap_or_default();
         let facts = SsoFacts::read(&host);
         let req = facts.request(&path);
