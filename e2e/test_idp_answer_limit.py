@@ -1,10 +1,9 @@
 """An identity provider's answer over the size limit (512 KiB) is an error on
 every path, never truncated into something that still parses.
 
-The IdP here is a small misbehaving one (like recording_server.py plays an
-attacker's key server): discovery and keys as any IdP serves them, and a
-token endpoint whose answer is a valid token response followed by enough
-whitespace to pass the limit. Cut at the limit, that answer is still valid
+The IdP here is a small misbehaving one (``fake_idp.py``): discovery and
+keys as any IdP serves them, and a token endpoint whose answer is a valid
+token response followed by enough whitespace to pass the limit. Cut at the limit, that answer is still valid
 JSON; read whole, it is too large. The single sign-on code exchange must
 refuse it (no session), while the same answer without the padding signs the
 browser in (positive control).
@@ -12,100 +11,22 @@ browser in (positive control).
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
 import harness
-import jose_forge as jf
+from fake_idp import CLIENT_ID, CLIENT_SECRET, FakeIdp
 from sso_browser import Browser
 
 LIMIT = 512 * 1024
-CLIENT_ID = "edge-auth-limit-app"
-CLIENT_SECRET = "edge-auth-limit-app-secret-0123456789abcdef"
 COOKIE = "_edge_auth_session"
-
-
-class PaddedIdp:
-    """Discovery, JWKS and a token endpoint; ``padding`` bytes of spaces are
-    appended to the token answer. ``nonce`` must be set to the login's
-    nonce before the code exchange."""
-
-    def __init__(self) -> None:
-        self.key = jf.key_for_alg("RS256", kid="limit-rs256")
-        self.padding = 0
-        self.nonce = ""
-        self.token_requests = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):  # quiet
-                pass
-
-            def do_GET(self):
-                path = urlsplit(self.path).path
-                if path == "/.well-known/openid-configuration":
-                    self.answer(200, json.dumps(owner.discovery()).encode())
-                elif path == "/jwks":
-                    self.answer(200, json.dumps(jf.jwks(owner.key)).encode())
-                else:
-                    self.answer(404, b"{}")
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                owner.token_requests += 1
-                self.answer(200, owner.token_answer())
-
-            def answer(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.issuer = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def discovery(self) -> dict:
-        return {
-            "issuer": self.issuer,
-            "authorization_endpoint": f"{self.issuer}/auth",
-            "token_endpoint": f"{self.issuer}/token",
-            "jwks_uri": f"{self.issuer}/jwks",
-            "response_types_supported": ["code"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-        }
-
-    def token_answer(self) -> bytes:
-        claims = jf.claims(self.issuer, CLIENT_ID, sub="alice", nonce=self.nonce, email="alice@example.test")
-        id_token = jf.sign_jwt(claims, self.key)
-        answer = {"access_token": "opaque-access-token", "token_type": "Bearer", "expires_in": 300,
-                  "id_token": id_token}
-        return json.dumps(answer).encode() + b" " * self.padding
-
-    def __enter__(self) -> "PaddedIdp":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
 def idp():
-    with PaddedIdp() as server:
+    with FakeIdp() as server:
         yield server
 
 
@@ -140,7 +61,7 @@ def session_cookies(r) -> list[str]:
     return out
 
 
-def login_then_callback(gw: harness.Envoy, idp: PaddedIdp) -> tuple[Browser, object]:
+def login_then_callback(gw: harness.Envoy, idp: FakeIdp) -> tuple[Browser, object]:
     """Navigates to /app (waits until single sign-on is ready: 503 until the
     IdP's discovery and keys are in), then comes back to the callback as
     the IdP would; the callback's answer."""

@@ -416,6 +416,13 @@ impl HttpContext for EdgeAuthHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.waiting.is_some() {
+            // Paused for a call to the IdP: with allow_on_headers_stop_iteration
+            // the body arrives meanwhile, and Continue would send the headers
+            // on before the decision (and its header edits). Buffer instead;
+            // resuming after the call sends both.
+            return Action::Pause;
+        }
         if self.pending.is_none() {
             return Action::Continue;
         }
@@ -424,6 +431,9 @@ impl HttpContext for EdgeAuthHttp {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.waiting.is_some() {
+            return Action::Pause;
+        }
         if self.pending.is_none() {
             return Action::Continue;
         }
