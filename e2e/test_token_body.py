@@ -242,6 +242,24 @@ def test_oversize_body_is_413_and_never_reaches_upstream(gateways, echo, which, 
     assert_never_reached(gw, echo, [p[1]])
 
 
+def test_expect_100_continue_then_body(gw, echo):
+    """What curl does for larger bodies: headers with Expect, the body only
+    after Envoy's 100 Continue."""
+    p = probe()
+    headers = [("Content-Type", FORM), ("Content-Length", str(len(BODY))), ("Expect", "100-continue"), p]
+    with SlowRequest(gw.listener_port, "POST", "/oauth2/token", headers) as req:
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            chunk = req.sock.recv(1)
+            assert chunk, interim
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n"), interim
+        req.send(BODY)
+        r = req.response()
+    assert_token_response(r, C1)
+    assert_never_reached(gw, echo, [p[1]])
+
+
 def test_body_with_the_headers_still_works(gateways, echo):
     """The ordinary case: the whole request in one write."""
     for gw in gateways.values():
