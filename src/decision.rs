@@ -75,6 +75,41 @@ pub enum Decision<'c> {
     CallOut(CallOut),
 }
 
+/// Why the plugin holds a request: its headers were paused and never
+/// continued. With `allow_on_headers_stop_iteration` Envoy still delivers
+/// the body of a held request, and letting that body continue would send
+/// the held headers on with it, before the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Not held: the request went on; its body passes.
+    Nothing,
+    /// Waiting for a call to the IdP (code exchange, refresh, keys).
+    Call,
+    /// A token POST waiting for its body.
+    TokenBody,
+}
+
+/// What to do with body (or trailers) that arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFlow {
+    /// Let it go on with the request.
+    PassOn,
+    /// Keep it (Envoy buffers it); it goes on, if ever, with the request.
+    Buffer,
+    /// It is the token request's body: see `token_endpoint`.
+    ReadTokenBody,
+}
+
+impl Hold {
+    pub fn body_flow(self) -> BodyFlow {
+        match self {
+            Hold::Nothing => BodyFlow::PassOn,
+            Hold::Call => BodyFlow::Buffer,
+            Hold::TokenBody => BodyFlow::ReadTokenBody,
+        }
+    }
+}
+
 /// Whether Envoy should go on with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -367,6 +402,13 @@ mod tests {
             Flow::Stop
         );
         assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500));
+    }
+
+    #[test]
+    fn the_body_of_a_held_request_never_passes_on() {
+        assert_eq!(Hold::Nothing.body_flow(), BodyFlow::PassOn);
+        assert_eq!(Hold::Call.body_flow(), BodyFlow::Buffer);
+        assert_eq!(Hold::TokenBody.body_flow(), BodyFlow::ReadTokenBody);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel as WasmLogLevel, MapType};
 
 use crate::config::{compile_json, Config};
-use crate::decision::{apply, keys_unavailable, server_error, Decision, Flow, Reply};
+use crate::decision::{
+    apply, keys_unavailable, server_error, BodyFlow, Decision, Flow, Hold, Reply,
+};
 use crate::host::{CallBody, Host, LogLevel};
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
@@ -307,6 +309,17 @@ impl EdgeAuthHttp {
         }
     }
 
+    /// Why this stream's headers are held, if they are.
+    fn hold(&self) -> Hold {
+        if self.waiting.is_some() {
+            Hold::Call
+        } else if self.pending.is_some() {
+            Hold::TokenBody
+        } else {
+            Hold::Nothing
+        }
+    }
+
     /// Holds a token POST until its body is in (or its wait runs out).
     fn wait_for_body(
         &mut self,
@@ -416,26 +429,20 @@ impl HttpContext for EdgeAuthHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.waiting.is_some() {
-            // Paused for a call to the IdP: with allow_on_headers_stop_iteration
-            // the body arrives meanwhile, and Continue would send the headers
-            // on before the decision (and its header edits). Buffer instead;
-            // resuming after the call sends both.
-            return Action::Pause;
+        match self.hold().body_flow() {
+            BodyFlow::PassOn => Action::Continue,
+            // Pausing makes Envoy buffer the body; resuming after the call
+            // sends it on with the headers.
+            BodyFlow::Buffer => Action::Pause,
+            BodyFlow::ReadTokenBody => self.on_token_body(body_size, end_of_stream),
         }
-        if self.pending.is_none() {
-            return Action::Continue;
-        }
-        // Pausing here makes Envoy buffer the body until we have all of it.
-        self.on_token_body(body_size, end_of_stream)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.waiting.is_some() {
-            return Action::Pause;
-        }
-        if self.pending.is_none() {
-            return Action::Continue;
+        match self.hold().body_flow() {
+            BodyFlow::PassOn => return Action::Continue,
+            BodyFlow::Buffer => return Action::Pause,
+            BodyFlow::ReadTokenBody => {}
         }
         let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, MAX_FORM_BYTES + 1)
             .ok()
