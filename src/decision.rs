@@ -174,11 +174,9 @@ fn remove_identity_spellings<H: Host>(
 }
 
 fn edit_headers<H: Host>(host: &mut H, forward: &Forward<'_>) -> Result<(), HostError> {
-    // Even with an empty scrub list the consumer header goes: it is ours.
-    host.remove_request_header(CONSUMER_HEADER)?;
-    for name in forward.scrub {
-        host.remove_request_header(name)?;
-    }
+    // Every spelling of every identity header goes (the consumer header even
+    // with an empty scrub list: it is ours), found in one listing of the
+    // request's headers rather than one removal per name.
     remove_identity_spellings(host, forward)?;
     if let Some(name) = &forward.strip_header {
         host.remove_request_header(name)?;
