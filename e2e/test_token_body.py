@@ -33,13 +33,14 @@ IDP_CLUSTER = "idp"
 # request takes to the upstream (see assert_never_reached).
 BARRIER_RULE = {"_match_route_": ["route-b"], "_disable_": True}
 CONFIG = {"consumers": consumers(C1), "global_auth": True, "_rules_": [BARRIER_RULE]}
+# The second is under /a: on the SSO gateway, in the single sign-on scope.
 TOKEN_PATHS = ["/oauth2/token", "/a/internal/admin/oauth2/token"]
 TIMEOUT_DESCRIPTION_HINTS = ("allow_on_headers_stop_iteration", "Basic")
 
 
 def sso_config(issuer: str) -> dict:
-    """route-a has browser single sign-on (an IdP that is never asked: the
-    token endpoint comes before single sign-on)."""
+    """route-a (every path under /a) has browser single sign-on, with an IdP
+    that is never asked: the token endpoint comes before single sign-on."""
     oidc = {
         "issuer": issuer,
         "client_id": "edge-auth-e2e-app",
@@ -229,7 +230,7 @@ def test_oversize_body_is_413_and_never_reaches_upstream(gateways, echo, which, 
     big = b"grant_type=client_credentials&pad=" + b"x" * 20000
     before = gw.plugin_counter("token_body_waits")
     errors_before = gw.plugin_counter("token_endpoint_errors_body_too_large")
-    with token_post(gw, "/x/oauth2/token", p, chunked=chunked, length=len(big)) as req:
+    with token_post(gw, "/a/x/oauth2/token", p, chunked=chunked, length=len(big)) as req:
         wait_held(gw, echo, [p[1]], before)
         try:
             for part in pieces(big, 4):
