@@ -10,6 +10,14 @@ Answers every method on every path with ``200`` and a JSON body::
 Header names are lower-cased; a header that arrived more than once is given
 as a list of its values (in arrival order), otherwise as a single string.
 
+A leak detector as well as an echo: every request is recorded as soon as its
+request line and headers arrive, before any of its body is read
+(``"state": "headers"``), then completed (``"complete"``, with the body) or
+marked ``"aborted"`` when the peer goes away or resets before the body is
+complete. So a request that Envoy forwards and then resets (a local reply
+sent after the headers went upstream) is still seen: see
+:meth:`EchoServer.requests_seen`.
+
 Run as a script (``python3 e2e/echo_server.py [PORT]``) it listens on
 127.0.0.1:PORT (0 or no argument: a free port), prints the port on one line
 once it accepts connections, and serves until interrupted. The tests import
@@ -21,6 +29,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 __all__ = ["EchoServer", "EchoHandler", "main"]
@@ -44,25 +53,39 @@ class EchoHandler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def _read_body(self) -> bytes:
+        """The whole body; :class:`_Aborted` if the peer goes away first."""
         te = (self.headers.get("Transfer-Encoding") or "").lower()
         if "chunked" in te:
             chunks = []
             while True:
                 line = self.rfile.readline(65537)
+                if not line.endswith(b"\n"):
+                    raise _Aborted("connection closed in a chunk header")
                 size = int(line.split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
                     # trailers until the empty line
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
+                    while True:
+                        line = self.rfile.readline(65537)
+                        if not line:
+                            raise _Aborted("connection closed in the trailers")
+                        if line in (b"\r\n", b"\n"):
+                            break
                     break
-                chunks.append(self.rfile.read(size))
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    raise _Aborted("connection closed in a chunk")
+                chunks.append(chunk)
                 self.rfile.readline(65537)  # CRLF after the chunk
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        if length <= 0:
+            return b""
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise _Aborted(f"connection closed after {len(body)} of {length} body bytes")
+        return body
 
     def _echo(self) -> None:
-        body = self._read_body()
         headers: dict[str, object] = {}
         for name, value in self.headers.items():
             key = name.lower()
@@ -78,11 +101,23 @@ class EchoHandler(BaseHTTPRequestHandler):
             "method": self.command,
             "path": self.path,
             "headers": headers,
-            "body": body.decode("utf-8", errors="replace"),
+            "body": "",
+            "state": "headers",
         }
+        # Recorded now, before the body: a request whose body never comes
+        # (or that is reset half-way) has still reached the upstream.
         recorder = getattr(self.server, "record", None)
+        update = getattr(self.server, "update", None) or (lambda rec, **kw: rec.update(kw))
         if recorder is not None:
             recorder(record)
+        try:
+            body = self._read_body()
+        except (_Aborted, OSError, ValueError) as e:
+            update(record, state="aborted", error=str(e))
+            self.close_connection = True
+            return
+        update(record, state="complete", body=body.decode("utf-8", errors="replace"))
+        record = {k: v for k, v in record.items() if k != "state"}
         payload = json.dumps(record).encode("utf-8")
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -92,11 +127,16 @@ class EchoHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
 
+class _Aborted(Exception):
+    """The peer went away before the whole request body arrived."""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     verbose = False
     record = None
+    update = None
 
     def handle_error(self, request, client_address):
         # A peer that goes away mid-request (Envoy resetting an upstream
@@ -114,6 +154,7 @@ class EchoServer:
         self._requests: list[dict] = []
         self._httpd = _Server((host, port), EchoHandler)
         self._httpd.record = self._record
+        self._httpd.update = self._update
         self.host = host
         self.port = self._httpd.server_address[1]
         self._thread: threading.Thread | None = None
@@ -122,11 +163,32 @@ class EchoServer:
         with self._lock:
             self._requests.append(rec)
 
+    def _update(self, rec: dict, **fields) -> None:
+        with self._lock:
+            rec.update(fields)
+
     @property
     def requests(self) -> list[dict]:
-        """A snapshot of every request received so far, oldest first."""
+        """A snapshot of every request received so far, oldest first,
+        including those whose body never (fully) arrived: ``state`` is
+        ``headers`` (body still awaited), ``complete`` or ``aborted``."""
         with self._lock:
-            return list(self._requests)
+            return [dict(r) for r in self._requests]
+
+    def requests_seen(self, probe_id: str, header: str = "x-e2e-probe") -> list[dict]:
+        """Every request that reached this upstream carrying ``header:
+        probe_id``, whether or not its body ever arrived: the leak
+        detector for "this request must never reach the upstream"."""
+        return [r for r in self.requests if r["headers"].get(header.lower()) == probe_id]
+
+    def wait_seen(self, probe_id: str, timeout: float = 10.0, header: str = "x-e2e-probe") -> list[dict]:
+        """Polls until a request with the probe has arrived (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.requests_seen(probe_id, header)
+            if seen or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.02)
 
     def count(self) -> int:
         with self._lock:

@@ -131,26 +131,35 @@ def wasm_filter(
     wasm: str | os.PathLike | None = None,
     name: str = "edge_auth",
     root_id: str = "edge_auth",
+    allow_on_headers_stop_iteration: bool = True,
 ) -> dict:
     """The edge-auth wasm HTTP filter. ``plugin_config`` is a dict (sent as
-    its JSON text) or a string sent verbatim (e.g. to test broken JSON)."""
+    its JSON text) or a string sent verbatim (e.g. to test broken JSON).
+
+    ``allow_on_headers_stop_iteration`` (Envoy >= 1.35, on by default as the
+    README asks): a pause in the request-headers callback holds the headers
+    while the body still reaches the plugin (token POSTs). ``False`` gives the
+    older behaviour (the pause becomes stop-all), to test that deployment."""
     value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+    config: dict[str, Any] = {
+        "name": name,
+        "root_id": root_id,
+        "configuration": {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": value,
+        },
+        "vm_config": {
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": str(wasm if wasm is not None else wasm_path())}},
+        },
+    }
+    if allow_on_headers_stop_iteration:
+        config["allow_on_headers_stop_iteration"] = True
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": name,
-                "root_id": root_id,
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": value,
-                },
-                "vm_config": {
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": str(wasm if wasm is not None else wasm_path())}},
-                },
-            },
+            "config": config,
         },
     }
 
@@ -162,9 +171,16 @@ def router_filter() -> dict:
     }
 
 
-def gateway_filters(plugin_config: Mapping[str, Any] | str, wasm: str | os.PathLike | None = None) -> list[dict]:
+def gateway_filters(
+    plugin_config: Mapping[str, Any] | str,
+    wasm: str | os.PathLike | None = None,
+    allow_on_headers_stop_iteration: bool = True,
+) -> list[dict]:
     """The test filter chain: edge-auth, then the router."""
-    return [wasm_filter(plugin_config, wasm), router_filter()]
+    return [
+        wasm_filter(plugin_config, wasm, allow_on_headers_stop_iteration=allow_on_headers_stop_iteration),
+        router_filter(),
+    ]
 
 
 def static_cluster(name: str, port: int, address: str = LOCALHOST) -> dict:
@@ -306,6 +322,62 @@ def http_request(
         return Response(resp.status, resp.headers, payload)
     finally:
         conn.close()
+
+
+class SlowRequest:
+    """One HTTP/1.1 request written piece by piece on its own connection, to
+    control when (and whether) each part of it reaches Envoy::
+
+        req = SlowRequest(port, "POST", "/oauth2/token", headers)   # head only
+        req.send(b"grant_type=")                                     # later
+        req.send(b"client_credentials", last=True)
+        r = req.response()
+
+    With ``chunked=True`` the body goes as ``Transfer-Encoding: chunked``
+    (each :meth:`send` is one chunk; ``last`` adds the terminating chunk).
+    """
+
+    def __init__(self, port: int, method: str, path: str, headers: Headers = None,
+                 chunked: bool = False, timeout: float = 30.0, host: str = LOCALHOST) -> None:
+        items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+        names = {k.lower() for k, _ in items}
+        if "host" not in names:
+            items.insert(0, ("Host", f"{host}:{port}"))
+        if chunked:
+            items.append(("Transfer-Encoding", "chunked"))
+        self.chunked = chunked
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in items) + "\r\n"
+        self.sock.sendall(head.encode("latin-1"))
+
+    def send(self, data: bytes | str, last: bool = False) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        if self.chunked:
+            framed = (f"{len(raw):x}\r\n".encode() + raw + b"\r\n") if raw else b""
+            if last:
+                framed += b"0\r\n\r\n"
+            raw = framed
+        if raw:
+            self.sock.sendall(raw)
+
+    def response(self, timeout: float = 30.0) -> Response:
+        """Reads the answer (waits up to ``timeout`` seconds for it)."""
+        self.sock.settimeout(timeout)
+        resp = http.client.HTTPResponse(self.sock)
+        resp.begin()
+        return Response(resp.status, resp.headers, resp.read())
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "SlowRequest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def form(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
@@ -527,6 +599,22 @@ class Envoy:
                 return found
             time.sleep(0.05)
 
+    # -- admin ---------------------------------------------------------------
+
+    def stats(self, prefix: str = "") -> dict[str, int]:
+        """Envoy's counters and gauges whose name starts with ``prefix``."""
+        r = http_request(self.admin_port, "GET", "/stats", timeout=10)
+        out: dict[str, int] = {}
+        for line in r.text.splitlines():
+            name, _, value = line.partition(": ")
+            if name.startswith(prefix) and value.strip().isdigit():
+                out[name] = int(value)
+        return out
+
+    def plugin_counter(self, name: str) -> int:
+        """The plugin's counter ``edge_auth_<name>`` (0 until first moved)."""
+        return self.stats(f"wasmcustom.edge_auth_{name}").get(f"wasmcustom.edge_auth_{name}", 0)
+
     # -- requests ------------------------------------------------------------
 
     def request(self, method: str, path: str, headers: Headers = None,
@@ -557,6 +645,9 @@ def port_open(port: int, host: str = LOCALHOST) -> bool:
 
 
 def gateway(plugin_config: Mapping[str, Any] | str, upstream_port: int, name: str = "gateway",
-            wasm: str | os.PathLike | None = None, **kw) -> Envoy:
-    """An (unstarted) Envoy running edge-auth with ``plugin_config``."""
-    return Envoy.with_filters(gateway_filters(plugin_config, wasm), upstream_port, name=name, **kw)
+            wasm: str | os.PathLike | None = None, allow_on_headers_stop_iteration: bool = True,
+            **kw) -> Envoy:
+    """An (unstarted) Envoy running edge-auth with ``plugin_config``
+    (``allow_on_headers_stop_iteration``: see :func:`wasm_filter`)."""
+    filters = gateway_filters(plugin_config, wasm, allow_on_headers_stop_iteration)
+    return Envoy.with_filters(filters, upstream_port, name=name, **kw)

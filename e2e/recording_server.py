@@ -10,7 +10,9 @@ would be fooled: ``/jwks.json`` (and any path ending in ``jwks``) gives the
 JWKS set with :meth:`RecordingServer.serve_jwks`, ``/cert.pem`` (any path
 ending in ``.pem`` / ``.crt``) the PEM set with :meth:`serve_pem`, anything
 else ``404``. Every TCP connection is counted even if no HTTP request
-follows (e.g. a TLS ClientHello for an ``https://`` URL).
+follows (e.g. a TLS ClientHello for an ``https://`` URL), and every request
+is recorded when its request line and headers arrive, before its body (a
+request that is reset, or whose body never comes, is still seen).
 
 Script use: ``python3 e2e/recording_server.py [PORT]`` prints the port and
 logs each request on stderr until interrupted.
@@ -42,17 +44,29 @@ class _Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if 0 < length <= 1 << 20 else b""
-        self.server.owner._record_request({
+        owner = self.server.owner
+        # Recorded as soon as the request line and headers are in, before
+        # the body: a request that is reset or whose body never comes counts.
+        record = {
             "method": self.command,
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
-            "body": body.decode("utf-8", errors="replace"),
+            "body": "",
+            "state": "headers",
             "client": self.client_address[0],
             "time": time.time(),
-        })
-        owner = self.server.owner
+        }
+        owner._record_request(record)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if 0 < length <= 1 << 20 else b""
+            if len(body) < min(max(length, 0), 1 << 20):
+                raise ConnectionError(f"connection closed after {len(body)} of {length} body bytes")
+        except (OSError, ValueError) as e:
+            owner._update_request(record, state="aborted", error=str(e))
+            self.close_connection = True
+            return
+        owner._update_request(record, state="complete", body=body.decode("utf-8", errors="replace"))
         path = self.path.split("?", 1)[0]
         if path.endswith("jwks") or path.endswith("jwks.json") or path.endswith("/.well-known/jwks.json"):
             status, ctype, payload = 200, "application/json", json.dumps(owner.jwks_doc).encode()
@@ -115,10 +129,16 @@ class RecordingServer:
         with self._lock:
             self._requests.append(rec)
 
+    def _update_request(self, rec: dict, **fields) -> None:
+        with self._lock:
+            rec.update(fields)
+
     @property
     def requests(self) -> list[dict]:
+        """Every request so far, recorded when its headers arrived: ``state``
+        is ``headers`` (body awaited), ``complete`` or ``aborted``."""
         with self._lock:
-            return list(self._requests)
+            return [dict(r) for r in self._requests]
 
     @property
     def connections(self) -> int:

@@ -37,6 +37,9 @@ def test_counters_move(gw):
     assert gw.get("/a/x", headers={"Authorization": "Bearer not.a.jwt"}).status == 401
     assert gw.get("/b/x", headers={"Authorization": f"Bearer {token}"}).status == 403
     assert gw.get("/oauth2/token?grant_type=password").status == 400
+    big = "grant_type=client_credentials&pad=" + "x" * 17000
+    assert gw.post("/oauth2/token", big, headers={"Content-Type": "application/x-www-form-urlencoded"}).status == 413
+    assert gw.request("PUT", "/oauth2/token").status == 405
     after = counters(gw)
 
     def delta(name: str) -> int:
@@ -48,6 +51,10 @@ def test_counters_move(gw):
     assert delta("denied_401_malformed_token") == 1, after
     assert delta("denied_403_consumer_not_in_allow_list") == 1, after
     assert delta("token_endpoint_errors_unsupported_grant_type") == 1, after
+    # Errors found while reading the body, and the method, are counted too.
+    assert delta("token_endpoint_errors_body_too_large") == 1, after
+    assert delta("token_endpoint_errors_method_not_allowed") == 1, after
+    assert delta("token_body_waits") == 1, after
     # The second request with the same token is answered from the cache; the
     # malformed token and the same token under route-b's rule (another scope)
     # are misses.

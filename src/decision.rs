@@ -63,14 +63,51 @@ impl<'c> Forward<'c> {
 pub enum Decision<'c> {
     Forward(Forward<'c>),
     Reply(Reply),
-    /// A token request whose parameters are in the body: wait for it.
-    /// Proxy-Wasm cannot hold the headers while reading the body (Envoy
-    /// turns a pause into "stop all", so the body never arrives), so the
-    /// headers go on without the client's credentials and the body is held
-    /// until the plugin answers locally: the body never reaches the upstream.
+    /// A token request whose parameters are in the body: hold the request
+    /// (headers included: they are never continued) until the body is in,
+    /// then answer locally. Envoy >= 1.35 with `allow_on_headers_stop_iteration`
+    /// still delivers the body to a filter that paused on the headers;
+    /// without it the body never arrives, and the request is answered when
+    /// its wait runs out (`token_endpoint::BodyWaits`). Either way nothing of
+    /// it reaches the upstream.
     ReadBody(crate::token_endpoint::PendingTokenRequest),
     /// Ask the IdP first (code exchange, refresh).
     CallOut(CallOut),
+}
+
+/// Why the plugin holds a request: its headers were paused and never
+/// continued. With `allow_on_headers_stop_iteration` Envoy still delivers
+/// the body of a held request, and letting that body continue would send
+/// the held headers on with it, before the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Not held: the request went on; its body passes.
+    Nothing,
+    /// Waiting for a call to the IdP (code exchange, refresh, keys).
+    Call,
+    /// A token POST waiting for its body.
+    TokenBody,
+}
+
+/// What to do with body (or trailers) that arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFlow {
+    /// Let it go on with the request.
+    PassOn,
+    /// Keep it (Envoy buffers it); it goes on, if ever, with the request.
+    Buffer,
+    /// It is the token request's body: see `token_endpoint`.
+    ReadTokenBody,
+}
+
+impl Hold {
+    pub fn body_flow(self) -> BodyFlow {
+        match self {
+            Hold::Nothing => BodyFlow::PassOn,
+            Hold::Call => BodyFlow::Buffer,
+            Hold::TokenBody => BodyFlow::ReadTokenBody,
+        }
+    }
 }
 
 /// Whether Envoy should go on with the request.
@@ -96,31 +133,51 @@ pub fn apply<H: Host>(host: &mut H, decision: Decision<'_>) -> Flow {
             }
         },
         Decision::Reply(reply) => send(host, &reply),
-        Decision::ReadBody(_) => continue_without_credentials(host, &[]),
+        // The shell holds the request (never its headers alone) and keeps
+        // the pending request; it is answered locally, never forwarded.
+        Decision::ReadBody(_) => Flow::Stop,
         // The shell keeps the call's continuation; the request waits.
         Decision::CallOut(_) => Flow::Stop,
     }
 }
 
-/// Lets the headers of a token request go on while its body is held: the
-/// client's credentials and any forged identity headers are removed first.
-pub fn continue_without_credentials<H: Host>(host: &mut H, scrub: &[String]) -> Flow {
-    let stripped = host
-        .remove_request_header("authorization")
-        .and_then(|()| host.remove_request_header(CONSUMER_HEADER))
-        .and_then(|()| scrub.iter().try_for_each(|h| host.remove_request_header(h)));
-    match stripped {
-        Ok(()) => Flow::Continue,
-        Err(_) => send(host, &server_error()),
+/// A header name as upstreams that fold `_` into `-` (CGI, WSGI, many
+/// frameworks) and case-insensitive lookups read it.
+fn folded_header_name(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '_' => '-',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Removes every spelling of every identity header the client sent: any
+/// case, `_` or `-` in any position (`x_mse_consumer`, `X-Mse_Consumer`).
+/// Envoy passes names with underscores by default
+/// (`headers_with_underscores_action: ALLOW`); this does not depend on it.
+fn remove_identity_spellings<H: Host>(
+    host: &mut H,
+    forward: &Forward<'_>,
+) -> Result<(), HostError> {
+    let identity: Vec<String> = std::iter::once(CONSUMER_HEADER)
+        .chain(forward.scrub.iter().map(String::as_str))
+        .chain(forward.claim_headers.iter().map(|(h, _, _)| h.as_str()))
+        .map(folded_header_name)
+        .collect();
+    for name in host.request_header_names()? {
+        if identity.contains(&folded_header_name(&name)) {
+            host.remove_request_header(&name)?;
+        }
     }
+    Ok(())
 }
 
 fn edit_headers<H: Host>(host: &mut H, forward: &Forward<'_>) -> Result<(), HostError> {
-    // Even with an empty scrub list the consumer header goes: it is ours.
-    host.remove_request_header(CONSUMER_HEADER)?;
-    for name in forward.scrub {
-        host.remove_request_header(name)?;
-    }
+    // Every spelling of every identity header goes (the consumer header even
+    // with an empty scrub list: it is ours), found in one listing of the
+    // request's headers rather than one removal per name.
+    remove_identity_spellings(host, forward)?;
     if let Some(name) = &forward.strip_header {
         host.remove_request_header(name)?;
     }
@@ -262,6 +319,95 @@ pub fn server_error() -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake_host::FakeHost;
+
+    fn identity_scrub() -> Vec<String> {
+        vec![CONSUMER_HEADER.to_string(), "x-user-email".to_string()]
+    }
+
+    /// A request carrying forged identity headers in spellings Envoy treats
+    /// as other names (its header map ignores case only).
+    fn forged_host() -> FakeHost {
+        FakeHost::new(0)
+            .request("GET", "gw", "/a")
+            .with_raw_header("x_mse_consumer", "mallory")
+            .with_raw_header("X-Mse_Consumer", "mallory")
+            .with_raw_header("X_MSE_CONSUMER", "mallory")
+            .with_raw_header("x-mse-consumer", "mallory")
+            .with_raw_header("x_user-email", "mallory@evil.test")
+            .with_raw_header("X-User_Email", "mallory@evil.test")
+            .with_raw_header("x-mse-consumerx", "kept")
+            .with_raw_header("x_request_id", "kept")
+    }
+
+    fn names(host: &FakeHost) -> Vec<String> {
+        host.headers.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    #[test]
+    fn every_spelling_of_an_identity_header_is_removed() {
+        let scrub = identity_scrub();
+        for consumer in [Some("alice".to_string()), None] {
+            let mut host = forged_host();
+            let forward = Forward {
+                consumer: consumer.clone(),
+                claim_headers: vec![("x-user-email".into(), "alice@example.test".into(), true)],
+                ..Forward::anonymous(&scrub)
+            };
+            assert_eq!(apply(&mut host, Decision::Forward(forward)), Flow::Continue);
+            assert_eq!(
+                names(&host),
+                [
+                    ":method",
+                    ":authority",
+                    ":path",
+                    ":scheme",
+                    "x-mse-consumerx",
+                    "x_request_id"
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(consumer.iter().map(|_| "x-mse-consumer".to_string()))
+                .chain(std::iter::once("x-user-email".to_string()))
+                .collect::<Vec<_>>()
+            );
+            assert_eq!(host.header("x-mse-consumer"), consumer.as_deref());
+            assert_eq!(host.header("x-user-email"), Some("alice@example.test"));
+        }
+    }
+
+    #[test]
+    fn identity_headers_are_scrubbed_even_with_an_empty_scrub_list() {
+        let mut host = forged_host();
+        assert_eq!(
+            apply(&mut host, Decision::Forward(Forward::anonymous(&[]))),
+            Flow::Continue
+        );
+        assert!(!names(&host)
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case("x_mse_consumer")
+                || n.eq_ignore_ascii_case("x-mse-consumer")
+                || n == "X-Mse_Consumer"));
+    }
+
+    #[test]
+    fn a_request_whose_headers_cannot_be_listed_is_refused() {
+        let scrub = identity_scrub();
+        let mut host = forged_host();
+        host.fail_header_list = true;
+        assert_eq!(
+            apply(&mut host, Decision::Forward(Forward::anonymous(&scrub))),
+            Flow::Stop
+        );
+        assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500));
+    }
+
+    #[test]
+    fn the_body_of_a_held_request_never_passes_on() {
+        assert_eq!(Hold::Nothing.body_flow(), BodyFlow::PassOn);
+        assert_eq!(Hold::Call.body_flow(), BodyFlow::Buffer);
+        assert_eq!(Hold::TokenBody.body_flow(), BodyFlow::ReadTokenBody);
+    }
 
     #[test]
     fn realm_is_escaped_and_bounded() {

@@ -42,6 +42,8 @@ pub struct FakeHost {
     pub properties: HashMap<String, Vec<u8>>,
     pub random_counter: u8,
     pub fail_random: bool,
+    /// `request_header_names` fails (Envoy refused to list the headers).
+    pub fail_header_list: bool,
     pub reply: Option<SentReply>,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     pub counters: RefCell<HashMap<String, u64>>,
@@ -67,6 +69,13 @@ impl FakeHost {
 
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// A header whose name keeps its case (as an HTTP/1 client sent it,
+    /// before a codec lower-cases it).
+    pub fn with_raw_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 
@@ -100,6 +109,13 @@ impl Host for FakeHost {
     fn request_header(&self, name: &str) -> Option<String> {
         // Envoy joins repeated headers; the first is enough for the tests.
         self.header(name).map(str::to_string)
+    }
+
+    fn request_header_names(&self) -> Result<Vec<String>, HostError> {
+        if self.fail_header_list {
+            return Err(HostError("cannot list request headers"));
+        }
+        Ok(self.headers.iter().map(|(k, _)| k.clone()).collect())
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
@@ -136,7 +152,8 @@ impl Host for FakeHost {
     }
 
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
-        self.headers.retain(|(k, _)| k != name);
+        // Envoy's header map ignores case; `_` and `-` are different names.
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         Ok(())
     }
 

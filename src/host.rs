@@ -22,6 +22,8 @@ pub trait Host {
     fn now_unix_seconds(&self) -> u64;
     /// A request header by lower-case name (`:path`, `:authority`, ...).
     fn request_header(&self, name: &str) -> Option<String>;
+    /// The names of all request headers, as they arrived (repeats possible).
+    fn request_header_names(&self) -> Result<Vec<String>, HostError>;
     /// An Envoy attribute such as `["route_name"]` or `["cluster_name"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Fill `buf` from a cryptographically secure source.
@@ -63,6 +65,41 @@ pub trait Host {
     ) -> Result<(), HostError>;
 }
 
+/// The body of an answer to an HTTP call (IdP discovery, JWKS, code
+/// exchange, refresh), as the shell may hand it to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallBody {
+    Fits(Vec<u8>),
+    /// Larger than the limit (its size): refused whole, never truncated into
+    /// something that might still parse.
+    TooLarge(usize),
+}
+
+impl CallBody {
+    /// One reader and one limit for every call answer, on every path:
+    /// `read(n)` reads the first `n` bytes, and is not called for an answer
+    /// over `limit`.
+    pub fn read(
+        body_size: usize,
+        limit: usize,
+        read: impl FnOnce(usize) -> Option<Vec<u8>>,
+    ) -> CallBody {
+        if body_size > limit {
+            return CallBody::TooLarge(body_size);
+        }
+        CallBody::Fits(read(body_size).unwrap_or_default())
+    }
+
+    /// What the core is given: an oversize answer becomes an empty body,
+    /// which no parser (JWKS, discovery, token answer) accepts.
+    pub fn into_usable(self) -> Vec<u8> {
+        match self {
+            CallBody::Fits(body) => body,
+            CallBody::TooLarge(_) => Vec::new(),
+        }
+    }
+}
+
 /// A counter-name fragment from a human reason: `token expired` →
 /// `token_expired`.
 pub fn slug(reason: &str) -> String {
@@ -76,4 +113,27 @@ pub fn slug(reason: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_bodies_over_the_limit_are_refused_whole_and_never_read() {
+        let read = |n: usize| Some(vec![b' '; n]);
+        assert_eq!(CallBody::read(10, 10, read), CallBody::Fits(vec![b' '; 10]));
+        assert_eq!(CallBody::read(0, 10, read), CallBody::Fits(Vec::new()));
+        let never = |_: usize| -> Option<Vec<u8>> { panic!("an oversize answer is not read") };
+        assert_eq!(CallBody::read(11, 10, never), CallBody::TooLarge(11));
+        assert_eq!(
+            CallBody::read(11, 10, never).into_usable(),
+            Vec::<u8>::new()
+        );
+        // A host that fails to hand over the body: nothing usable either.
+        assert_eq!(
+            CallBody::read(5, 10, |_| None).into_usable(),
+            Vec::<u8>::new()
+        );
+    }
 }

@@ -24,6 +24,9 @@ pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 1024;
 /// Timeout of calls to an IdP's token endpoint.
 pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 5000;
 const MAX_TOKEN_CACHE_SIZE: usize = 1_000_000;
+/// How long a token POST's headers are held while its body is awaited.
+pub const DEFAULT_TOKEN_BODY_TIMEOUT_MS: u64 = 5_000;
+const TOKEN_BODY_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -138,6 +141,9 @@ pub struct Config {
     pub max_token_bytes: usize,
     /// Verified-token cache entries per worker; 0 turns the cache off.
     pub token_cache_size: usize,
+    /// Longest a token POST is held waiting for its body before it is
+    /// refused (the body may never reach the plugin: see token_endpoint).
+    pub token_body_timeout_ms: u64,
     /// Key sets fetched in the background, shared by consumers naming the same URL.
     pub remote_sources: Vec<Rc<RemoteKeySource>>,
     /// Every header the plugin may set upstream. Client-sent values of all of
@@ -257,6 +263,19 @@ pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
             format!("must be at most {MAX_TOKEN_CACHE_SIZE}"),
         ));
     }
+    let token_body_timeout_ms = raw
+        .token_body_timeout_ms
+        .unwrap_or(DEFAULT_TOKEN_BODY_TIMEOUT_MS);
+    if !TOKEN_BODY_TIMEOUT_RANGE_MS.contains(&token_body_timeout_ms) {
+        return Err(ConfigError::new(
+            "token_body_timeout_ms",
+            format!(
+                "must be between {} and {}",
+                TOKEN_BODY_TIMEOUT_RANGE_MS.start(),
+                TOKEN_BODY_TIMEOUT_RANGE_MS.end()
+            ),
+        ));
+    }
     let identity_headers = identity_headers(&global, &rules);
     Ok(Config {
         global,
@@ -264,6 +283,7 @@ pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
         global_auth: raw.global_auth,
         max_token_bytes,
         token_cache_size,
+        token_body_timeout_ms,
         remote_sources,
         identity_headers,
         warnings,
@@ -357,6 +377,7 @@ fn compile_rule(
         ("global_auth", raw.global_auth.is_some()),
         ("max_token_bytes", raw.max_token_bytes.is_some()),
         ("token_cache_size", raw.token_cache_size.is_some()),
+        ("token_body_timeout_ms", raw.token_body_timeout_ms.is_some()),
     ];
     if let Some((key, _)) = top_level_only.iter().find(|(_, set)| *set) {
         return Err(ConfigError::new(

@@ -3,8 +3,9 @@
 
 mod wasm_host;
 
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -12,14 +13,14 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel as WasmLogLeve
 
 use crate::config::{compile_json, Config};
 use crate::decision::{
-    apply, continue_without_credentials, keys_unavailable, Decision, Flow, Reply,
+    apply, keys_unavailable, server_error, BodyFlow, Decision, Flow, Hold, Reply,
 };
-use crate::host::{Host, LogLevel};
+use crate::host::{CallBody, Host, LogLevel};
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
 use crate::oidc::flow::Continuation;
 use crate::request::SsoFacts;
-use crate::token_endpoint::{self, PendingTokenRequest, MAX_FORM_BYTES};
+use crate::token_endpoint::{self, BodyStep, BodyWaits, PendingTokenRequest, MAX_FORM_BYTES};
 use wasm_host::WasmHost;
 
 proxy_wasm::main! {{
@@ -29,20 +30,95 @@ proxy_wasm::main! {{
             config: None,
             cache: Rc::new(TokenCache::new(0)),
             fetcher: KeyFetcher::default(),
+            body_waits: Rc::new(RefCell::new(BodyWaits::default())),
+            last_key_tick_ms: 0,
         })
     });
 }}
 
 /// Remote keys are looked after once a second (fetches themselves follow
 /// their own schedule).
-const TICK: Duration = Duration::from_secs(1);
+const KEY_TICK: Duration = Duration::from_secs(1);
+/// While token POSTs wait for their body the root ticks this often, to
+/// answer those whose wait ran out.
+const BODY_WAIT_TICK: Duration = Duration::from_millis(200);
+
+/// The status and body of the answer to an HTTP call this context made: one
+/// reader, one limit (`MAX_DOCUMENT_BYTES`) for key fetches and single
+/// sign-on alike. An oversize answer is logged and handed on with an empty
+/// body, so it fails like any unusable answer (never truncated).
+fn read_call_answer(body_size: usize) -> (Option<u32>, Vec<u8>) {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse::<u32>().ok());
+    let body = CallBody::read(body_size, MAX_DOCUMENT_BYTES, |n| {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, n)
+            .ok()
+            .flatten()
+    });
+    if let CallBody::TooLarge(size) = body {
+        WasmHost.log(
+            LogLevel::Warn,
+            &format!(
+                "edge-auth: an answer of {size} bytes from an identity provider or key server \
+                 is over the {MAX_DOCUMENT_BYTES}-byte limit; refused"
+            ),
+        );
+    }
+    (status, body.into_usable())
+}
+
+/// Milliseconds since the Unix epoch, from Envoy's clock.
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// One per worker VM: the compiled config, the worker's verified-token
-/// cache, and the background key fetches.
+/// cache, the background key fetches, and the token POSTs waiting for
+/// their body (shared with the HTTP contexts of this worker).
 struct EdgeAuthRoot {
     config: Option<Rc<Config>>,
     cache: Rc<TokenCache>,
     fetcher: KeyFetcher,
+    body_waits: Rc<RefCell<BodyWaits>>,
+    /// When the key fetcher last ran: it keeps its own pace while the tick
+    /// runs faster for waiting token requests.
+    last_key_tick_ms: u64,
+}
+
+impl EdgeAuthRoot {
+    /// The tick the root needs when no token request waits.
+    fn base_tick(&self) -> Duration {
+        match &self.config {
+            Some(config) if !config.remote_sources.is_empty() => KEY_TICK,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Answers every token POST whose body did not arrive in time. Runs on
+    /// the root's tick: each reply is sent on behalf of its stream.
+    fn answer_overdue_body_waits(&mut self, config: &Config) {
+        let overdue = match self.body_waits.try_borrow_mut() {
+            Ok(mut waits) => waits.take_overdue(now_ms()),
+            Err(_) => return,
+        };
+        let mut host = WasmHost;
+        for stream in overdue {
+            if hostcalls::set_effective_context(stream).is_err() {
+                continue; // the stream is gone
+            }
+            let reply = token_endpoint::body_not_received(config.token_body_timeout_ms, &host);
+            apply(&mut host, Decision::Reply(reply));
+        }
+        let idle = self.body_waits.try_borrow().is_ok_and(|w| w.is_empty());
+        if idle {
+            let _ = hostcalls::set_tick_period(self.base_tick());
+        }
+    }
 }
 
 impl Context for EdgeAuthRoot {
@@ -57,19 +133,7 @@ impl Context for EdgeAuthRoot {
             return;
         };
         let mut host = WasmHost;
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u32>().ok());
-        // Read one byte past the limit so an oversized body is recognised.
-        let body = hostcalls::get_buffer(
-            BufferType::HttpCallResponseBody,
-            0,
-            body_size.min(MAX_DOCUMENT_BYTES + 1),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let (status, body) = read_call_answer(body_size);
         let changes =
             self.fetcher
                 .on_response(&config.remote_sources, token_id, status, &body, &mut host);
@@ -93,12 +157,13 @@ impl RootContext for EdgeAuthRoot {
                 }
                 self.cache = Rc::new(TokenCache::new(config.token_cache_size));
                 self.fetcher = KeyFetcher::default();
+                self.config = Some(Rc::new(config));
                 // Envoy cannot dispatch calls during on_configure: the first
                 // fetch starts on the first tick.
-                if !config.remote_sources.is_empty() {
-                    let _ = hostcalls::set_tick_period(TICK);
+                let waiting = self.body_waits.try_borrow().map_or(true, |w| !w.is_empty());
+                if !waiting {
+                    let _ = hostcalls::set_tick_period(self.base_tick());
                 }
-                self.config = Some(Rc::new(config));
                 true
             }
             Err(e) => {
@@ -117,6 +182,14 @@ impl RootContext for EdgeAuthRoot {
         let Some(config) = self.config.clone() else {
             return;
         };
+        self.answer_overdue_body_waits(&config);
+        let now = now_ms();
+        let key_tick_ms = u64::try_from(KEY_TICK.as_millis()).unwrap_or(1000);
+        // A little early is fine: ticks are not exact.
+        if now.saturating_sub(self.last_key_tick_ms) + 50 < key_tick_ms {
+            return;
+        }
+        self.last_key_tick_ms = now;
         let mut host = WasmHost;
         let changes = self.fetcher.on_tick(&config.remote_sources, &mut host);
         if changes.keys_replaced {
@@ -124,10 +197,12 @@ impl RootContext for EdgeAuthRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(EdgeAuthHttp {
+            id: context_id,
             config: self.config.clone(),
             cache: Rc::clone(&self.cache),
+            body_waits: Rc::clone(&self.body_waits),
             pending: None,
             waiting: None,
             response_cookies: Vec::new(),
@@ -140,9 +215,13 @@ impl RootContext for EdgeAuthRoot {
 }
 
 struct EdgeAuthHttp {
+    /// This stream's context id (its key in `body_waits`).
+    id: u32,
     config: Option<Rc<Config>>,
     cache: Rc<TokenCache>,
-    /// A token request waiting for its body.
+    /// This worker's token POSTs waiting for their body.
+    body_waits: Rc<RefCell<BodyWaits>>,
+    /// A token request waiting for its body (its headers are held).
     pending: Option<PendingTokenRequest>,
     /// A call to the IdP in flight: its token and what to do with the answer.
     waiting: Option<(u32, Continuation)>,
@@ -167,18 +246,7 @@ impl Context for EdgeAuthHttp {
             let _ = hostcalls::send_http_response(500, vec![], Some(b"Internal Server Error."));
             return;
         }
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u32>().ok());
-        let body = hostcalls::get_buffer(
-            BufferType::HttpCallResponseBody,
-            0,
-            body_size.min(MAX_DOCUMENT_BYTES),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let (status, body) = read_call_answer(body_size);
         let path = host.request_header(":path").unwrap_or_default();
         let facts = SsoFacts::read(&host);
         let req = facts.request(&path);
@@ -241,13 +309,95 @@ impl EdgeAuthHttp {
         }
     }
 
+    /// Why this stream's headers are held, if they are.
+    fn hold(&self) -> Hold {
+        if self.waiting.is_some() {
+            Hold::Call
+        } else if self.pending.is_some() {
+            Hold::TokenBody
+        } else {
+            Hold::Nothing
+        }
+    }
+
+    /// Holds a token POST until its body is in (or its wait runs out).
+    fn wait_for_body(
+        &mut self,
+        host: &mut WasmHost,
+        config: &Config,
+        pending: PendingTokenRequest,
+    ) -> Action {
+        let started = self.body_waits.try_borrow_mut().map(|mut waits| {
+            waits.start(self.id, now_ms(), config.token_body_timeout_ms, host);
+        });
+        if started.is_err() {
+            return to_action(apply(host, Decision::Reply(server_error())));
+        }
+        if hostcalls::set_tick_period(BODY_WAIT_TICK).is_err() {
+            host.log(
+                LogLevel::Warn,
+                "edge-auth: cannot set the tick period; a token request without its body waits for Envoy's stream timeout",
+            );
+        }
+        self.pending = Some(pending);
+        Action::Pause
+    }
+
+    /// This stream no longer waits for a body; true if it still did (it was
+    /// not answered by the timeout meanwhile).
+    fn end_wait(&mut self) -> bool {
+        self.body_waits
+            .try_borrow_mut()
+            .is_ok_and(|mut waits| waits.finish(self.id))
+    }
+
+    /// More of a held token POST's body is in.
+    fn on_token_body(&mut self, buffered: usize, end_of_stream: bool) -> Action {
+        let mut host = WasmHost;
+        let waiting = self
+            .body_waits
+            .try_borrow()
+            .is_ok_and(|waits| waits.is_waiting(self.id));
+        let step = match (&self.pending, waiting) {
+            (Some(pending), true) => pending.on_body_progress(buffered, end_of_stream, &host),
+            // Answered already (its wait ran out): nothing more to do, and
+            // the request stays held.
+            _ => return Action::Pause,
+        };
+        match step {
+            BodyStep::KeepWaiting => Action::Pause,
+            BodyStep::Answer(reply) => {
+                self.pending = None;
+                self.end_wait();
+                to_action(apply(&mut host, Decision::Reply(reply)))
+            }
+            BodyStep::ReadBody => {
+                let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, buffered)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                self.finish_token_request(&body)
+            }
+        }
+    }
+
     fn finish_token_request(&mut self, body: &[u8]) -> Action {
         let mut host = WasmHost;
-        let reply = match self.pending.take() {
-            Some(pending) => token_endpoint::on_body(&pending, body, &mut host),
-            None => return Action::Continue,
+        let Some(pending) = self.pending.take() else {
+            return Action::Pause;
         };
+        if !self.end_wait() {
+            return Action::Pause;
+        }
+        let reply = token_endpoint::on_body(&pending, body, &mut host);
         to_action(apply(&mut host, Decision::Reply(reply)))
+    }
+}
+
+impl Drop for EdgeAuthHttp {
+    fn drop(&mut self) {
+        // The stream is gone: its wait (if any) with it.
+        self.end_wait();
     }
 }
 
@@ -264,13 +414,9 @@ impl HttpContext for EdgeAuthHttp {
             return to_action(apply(&mut host, Decision::Reply(reply)));
         };
         match crate::request::on_request_headers(&config, &self.cache, &mut host, end_of_stream) {
-            Decision::ReadBody(pending) => {
-                self.pending = Some(pending);
-                to_action(continue_without_credentials(
-                    &mut host,
-                    &config.identity_headers,
-                ))
-            }
+            // Never continue the headers of a token request: with
+            // allow_on_headers_stop_iteration the body still arrives.
+            Decision::ReadBody(pending) => self.wait_for_body(&mut host, &config, pending),
             decision => self.carry_out(&mut host, decision),
         }
     }
@@ -283,31 +429,20 @@ impl HttpContext for EdgeAuthHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.pending.is_none() {
-            return Action::Continue;
+        match self.hold().body_flow() {
+            BodyFlow::PassOn => Action::Continue,
+            // Pausing makes Envoy buffer the body; resuming after the call
+            // sends it on with the headers.
+            BodyFlow::Buffer => Action::Pause,
+            BodyFlow::ReadTokenBody => self.on_token_body(body_size, end_of_stream),
         }
-        if body_size > MAX_FORM_BYTES {
-            self.pending = None;
-            let mut host = WasmHost;
-            return to_action(apply(
-                &mut host,
-                Decision::Reply(token_endpoint::body_too_large()),
-            ));
-        }
-        if !end_of_stream {
-            // Envoy buffers the body until we have all of it.
-            return Action::Pause;
-        }
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        self.finish_token_request(&body)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.pending.is_none() {
-            return Action::Continue;
+        match self.hold().body_flow() {
+            BodyFlow::PassOn => return Action::Continue,
+            BodyFlow::Buffer => return Action::Pause,
+            BodyFlow::ReadTokenBody => {}
         }
         let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, MAX_FORM_BYTES + 1)
             .ok()

@@ -43,6 +43,14 @@ impl Host for WasmHost {
             .flatten()
     }
 
+    fn request_header_names(&self) -> Result<Vec<String>, HostError> {
+        // The byte variant: values may be any bytes (obs-text). Names are
+        // tokens (Envoy's codecs refuse anything else), so they are text.
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .map(|pairs| pairs.into_iter().map(|(name, _)| name).collect())
+            .map_err(|_| HostError("list request headers"))
+    }
+
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }

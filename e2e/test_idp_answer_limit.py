@@ -1,0 +1,106 @@
+"""An identity provider's answer over the size limit (512 KiB) is an error on
+every path, never truncated into something that still parses.
+
+The IdP here is a small misbehaving one (``fake_idp.py``): discovery and
+keys as any IdP serves them, and a token endpoint whose answer is a valid
+token response followed by enough whitespace to pass the limit. Cut at the limit, that answer is still valid
+JSON; read whole, it is too large. The single sign-on code exchange must
+refuse it (no session), while the same answer without the padding signs the
+browser in (positive control).
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+import harness
+from fake_idp import CLIENT_ID, CLIENT_SECRET, FakeIdp
+from sso_browser import Browser
+
+LIMIT = 512 * 1024
+COOKIE = "_edge_auth_session"
+
+
+@pytest.fixture(scope="module")
+def idp():
+    with FakeIdp() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def site(idp, echo, wasm):
+    listener, admin = harness.free_port(), harness.free_port()
+    config = {"oidc": {
+        "issuer": idp.issuer,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "cluster": "idp",
+        "cookie_secret": "edge-auth-e2e-cookie-secret-L-0123456789abcdef01",
+        "cookie_secure": False,
+        "cookie_name": COOKIE,
+    }}
+    bootstrap = harness.build_bootstrap(listener_port=listener, admin_port=admin, upstream_port=echo.port,
+                                        http_filters=harness.gateway_filters(config, wasm))
+    bootstrap["static_resources"]["clusters"].append(harness.static_cluster("idp", idp.port))
+    gw = harness.Envoy(bootstrap, listener, admin, name="test_idp_answer_limit")
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+def session_cookies(r) -> list[str]:
+    """Session cookies (not the login's CSRF cookie) set with a value."""
+    out = []
+    for name, line in r.set_cookie_names().items():
+        value = line.split("=", 1)[1].split(";", 1)[0] if "=" in line else ""
+        if name.startswith(COOKIE) and not name.startswith(COOKIE + "_csrf") and value:
+            out.append(name)
+    return out
+
+
+def login_then_callback(gw: harness.Envoy, idp: FakeIdp) -> tuple[Browser, object]:
+    """Navigates to /app (waits until single sign-on is ready: 503 until the
+    IdP's discovery and keys are in), then comes back to the callback as
+    the IdP would; the callback's answer."""
+    browser = Browser(name="limit")
+    base = f"http://127.0.0.1:{gw.listener_port}"
+    deadline = time.monotonic() + 30
+    while True:
+        r = browser.request("GET", base + "/app/page")
+        if r.status != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.status == 302, (r, gw.log_tail(30))
+    location = r.headers.get("Location")
+    assert location and location.startswith(idp.issuer + "/auth?"), r
+    q = parse_qs(urlsplit(location).query)
+    idp.nonce = q["nonce"][0]
+    callback = urlsplit(q["redirect_uri"][0]).path
+    answer = browser.request("GET", base + callback + "?" + urlencode({"code": "c0de", "state": q["state"][0]}))
+    return browser, answer
+
+
+def test_token_answer_within_the_limit_signs_in(site, idp):
+    idp.padding = 0
+    before = idp.token_requests
+    browser, r = login_then_callback(site, idp)
+    assert idp.token_requests == before + 1
+    assert r.status == 302, (r, site.log_tail(30))
+    assert session_cookies(r), r
+
+
+def test_padded_token_answer_over_the_limit_is_refused(site, idp):
+    # Valid JSON up to the limit and beyond: only reading it whole shows it
+    # is too large.
+    idp.padding = LIMIT + 1024
+    before = idp.token_requests
+    browser, r = login_then_callback(site, idp)
+    assert idp.token_requests >= before + 1
+    # The flow's answer to an unusable token response.
+    assert r.status == 403, (r, site.log_tail(30))
+    assert b"<h1>Sign-in failed</h1>" in r.body, r
+    assert session_cookies(r) == [], r
+    assert site.wait_log("over the 524288-byte limit; refused", timeout=5), site.log_tail(30)
