@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::id_token;
+use super::id_token::{self, Policy, TokenKind};
 use super::redirect::safe_redirect;
 use super::session::{LoginState, Session, LOGIN_TTL_SECONDS};
 use crate::config::oidc::{ClientAuth, MatchType, OidcConfig, PassToken, PathMatch, RedirectUrl};
@@ -28,7 +28,7 @@ use crate::rules::{domain_matches, strip_port};
 use crate::session::cookie::{self, CookieAttributes, SameSite};
 use crate::session::seal::NONCE_LEN;
 use crate::token::jws::b64url;
-use crate::token::jwt::{self, claim_header_value};
+use crate::token::jwt::{self, claim_header_value, JwtError};
 
 /// The request facts SSO needs, read once by the caller.
 pub struct SsoRequest<'r> {
@@ -721,7 +721,15 @@ fn new_session(
         .ok_or("signing keys not available yet")?;
     let id_token = match (response.id_token, previous) {
         (Some(t), _) => {
-            id_token::validate(&t, oidc, &keys, nonce, now)?;
+            let claims = id_token::validate(&t, oidc, &keys, nonce, now)
+                .map_err(id_token::IdTokenError::description)?;
+            // OpenID Connect Core §12.2: a refresh never switches the user.
+            if let Some(p) = previous {
+                let before = id_token::claims_of(&p.id_token, usize::MAX).unwrap_or_default();
+                if !id_token::same_subject(&before, &claims) {
+                    return Err(id_token::IdTokenError::OtherUser.description());
+                }
+            }
             t
         }
         (None, Some(p)) => p.id_token.clone(),
@@ -830,15 +838,18 @@ fn identity_forward<'c>(
     claims: &Map<String, Value>,
     allow: Option<&AllowList>,
 ) -> Result<Forward<'c>, Reply> {
-    let consumer = claim_header_value(claims, &oidc.consumer_claim);
-    if let Some(list) = allow {
-        if !consumer.as_deref().is_some_and(|c| list.contains(c)) {
-            return Err(Reply {
-                status: 403,
-                headers: vec![("content-type", "text/plain".into())],
-                body: "Access Denied.".into(),
-            });
-        }
+    let denied = || Reply {
+        status: 403,
+        headers: vec![("content-type", "text/plain".into())],
+        body: "Access Denied.".into(),
+    };
+    // Tokens are checked for an identity before they get here; a session
+    // that still names nobody is never forwarded as authenticated.
+    let Some(consumer) = claim_header_value(claims, &oidc.consumer_claim) else {
+        return Err(denied());
+    };
+    if allow.is_some_and(|list| !list.contains(&consumer)) {
+        return Err(denied());
     }
     let claim_headers = oidc
         .claims_to_headers
@@ -849,7 +860,7 @@ fn identity_forward<'c>(
         .collect();
     Ok(Forward {
         scrub: &config.identity_headers,
-        consumer,
+        consumer: Some(consumer),
         claim_headers,
         ..Forward::default()
     })
@@ -879,18 +890,16 @@ fn bearer_forward<'c>(
     let Some(keys) = sso.provider.current() else {
         return Err(keys_unavailable());
     };
-    let parsed = jwt::parse(token, config.max_token_bytes).map_err(|e| refuse(e.description()))?;
-    if parsed.issuer() != Some(oidc.issuer.as_str()) {
-        return Err(refuse("issuer not accepted"));
-    }
-    jwt::check_signature(&parsed, &keys).map_err(|e| {
-        if e == jwt::JwtError::UnknownKid {
+    // The same policy as ID tokens, with the bearer audiences: a token the
+    // provider issued for another API or another client is not ours.
+    let policy = Policy::new(oidc, TokenKind::Bearer, config.max_token_bytes);
+    let claims = id_token::verify(token, &policy, &keys, now).map_err(|e| {
+        if e == JwtError::UnknownKid {
             sso.provider.want_refetch();
         }
         refuse(e.description())
     })?;
-    jwt::check_times(&parsed, oidc.clock_skew, true, now).map_err(|e| refuse(e.description()))?;
-    identity_forward(config, oidc, &parsed.claims, allow)
+    identity_forward(config, oidc, &claims, allow)
 }
 
 /// Clears every session cookie and ends the IdP session when it can.

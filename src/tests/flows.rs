@@ -317,7 +317,7 @@ fn unauthorized_replies_follow_rfc6750() {
     let line = logs.iter().find(|(l, _)| *l == LogLevel::Debug).unwrap();
     assert_eq!(
         line.1,
-        r#"edge-auth: 401 on route "route-a": malformed token"#
+        r#"edge-auth: 401 on route "route-a": malformed token [malformed_token]"#
     );
 }
 

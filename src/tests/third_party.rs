@@ -646,3 +646,123 @@ fn garbage_jwks_never_replaces_good_keys() {
     }
     assert!(host.calls.len() >= 4, "it keeps retrying");
 }
+
+/// Gateway consumers and a JWT consumer reading the Higress default places
+/// (`Authorization: Bearer` and `?access_token=`).
+fn gateway_and_jwt() -> Config {
+    let jwks = json!({"keys": [oct("a", KEY_A)]}).to_string();
+    config(json!({
+        "consumers": [
+            {"name": "consumer1", "client_id": "id1", "client_secret": super::SECRET1},
+            {"name": "app-one", "issuer": ISS, "jwks": jwks, "audiences": ["api"],
+             "claims_to_headers": [{"claim": "roles", "header": "x-roles"},
+                                   {"claim": "sub", "header": "x-user"}]}
+        ],
+        "global_auth": true
+    }))
+}
+
+fn gateway_token(cfg: &Config) -> String {
+    let consumer = cfg.global.consumers.by_client_id("id1").unwrap();
+    crate::token::issue_access_token(&crate::token::issue::AccessTokenRequest {
+        consumer,
+        issuer: &cfg.global.issuer,
+        audience: "default",
+        scope: None,
+        now: NOW,
+        ttl: 600,
+        jti_random: [1; 16],
+    })
+}
+
+/// Fails on the build before the fix: the cache was keyed by scope and
+/// token only, so the second request was a hit.
+#[test]
+fn the_cache_never_changes_a_decision_a_token_valid_in_the_header_is_not_valid_in_the_query() {
+    let cfg = gateway_and_jwt();
+    let cache = TokenCache::new(8);
+    let t = gateway_token(&cfg);
+    // Without the cache: gateway tokens are only read from the gateway header.
+    let (flow, host) = send(
+        &cfg,
+        &TokenCache::new(0),
+        &format!("/x?access_token={t}"),
+        &[],
+    );
+    assert_eq!((flow, host.reply.unwrap().status), (Flow::Stop, 401));
+    let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.header("x-mse-consumer"), Some("consumer1"));
+    let (flow, host) = send(&cfg, &cache, &format!("/x?access_token={t}"), &[]);
+    assert_eq!(flow, Flow::Stop);
+    let r = host.reply.clone().unwrap();
+    assert_eq!((r.status, r.body.as_str()), (401, "Invalid Jwt token."));
+    assert_eq!(host.counter("denied_401_malformed_token"), 0);
+}
+
+/// Fails on the build before the fix: only the first token found was
+/// checked, the query one reached the upstream unchecked.
+#[test]
+fn every_token_present_must_verify() {
+    let cfg = gateway_and_jwt();
+    let cache = TokenCache::new(8);
+    let good = token("a", KEY_A, json!({}));
+    let bad = token("a", KEY_B, json!({"sub": "admin"}));
+    let (flow, host) = send(
+        &cfg,
+        &cache,
+        &format!("/x?access_token={bad}"),
+        &[("authorization", &bearer(&good))],
+    );
+    assert_eq!(flow, Flow::Stop);
+    let r = host.reply.clone().unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("error_description=\"signature verification failed\""));
+    assert_eq!(host.counter("denied_401_bad_signature"), 1);
+    // The same valid token in both places is fine; two valid tokens of
+    // different consumers are not.
+    let (flow, _) = send(
+        &cfg,
+        &cache,
+        &format!("/x?access_token={good}"),
+        &[("authorization", &bearer(&good))],
+    );
+    assert_eq!(flow, Flow::Continue);
+    let gw = gateway_token(&cfg);
+    let (flow, host) = send(
+        &cfg,
+        &cache,
+        &format!("/x?access_token={good}"),
+        &[("authorization", &bearer(&gw))],
+    );
+    assert_eq!(flow, Flow::Stop);
+    assert_eq!(host.reply.clone().unwrap().status, 401);
+    assert_eq!(host.counter("denied_401_tokens_disagree"), 1);
+}
+
+/// Fails on the build before the fix: `["a","b,admin"]` became `a,b,admin`.
+#[test]
+fn array_claims_with_the_separator_in_an_element_give_no_header() {
+    let cfg = gateway_and_jwt();
+    let cache = TokenCache::new(0);
+    let t = token("a", KEY_A, json!({"roles": ["reader", "b,admin"]}));
+    let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.header("x-roles"), None);
+    assert_eq!(
+        host.header("x-user"),
+        Some("user-7"),
+        "other claims still pass"
+    );
+    assert!(host
+        .logs
+        .borrow()
+        .iter()
+        .any(|(_, l)| l.contains("claim \"roles\" not passed upstream")));
+    let t = token("a", KEY_A, json!({"roles": ["reader", "writer"]}));
+    let (_, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(host.header("x-roles"), Some("reader,writer"));
+}

@@ -48,7 +48,8 @@ fn claims(overrides: &[(&str, &str)]) -> String {
 
 fn verify(token: &str) -> Result<String, VerifyError> {
     let cfg = config("");
-    verify_gateway_token(token, &cfg.global, NOW).map(|v| v.consumer.name.clone())
+    verify_gateway_token(token, &cfg.global, cfg.max_token_bytes, NOW)
+        .map(|v| v.consumer.name.clone())
 }
 
 #[test]
@@ -76,7 +77,7 @@ fn accepts_mse_format_and_own_tokens() {
         ttl: 60,
         jti_random: [1; 16],
     });
-    let v = verify_gateway_token(&token, &cfg.global, NOW + 30).unwrap();
+    let v = verify_gateway_token(&token, &cfg.global, cfg.max_token_bytes, NOW + 30).unwrap();
     assert_eq!(v.consumer.name, "consumer2");
     assert!(v.audience.contains("default"));
     assert_eq!(v.expires_at, NOW + 60);
@@ -314,7 +315,7 @@ fn skew_edges_are_inclusive() {
     let cfg = config(r#","clock_skew_seconds":0"#);
     let late = sign(HEADER, &claims(&[("exp", &(NOW - 1).to_string())]), SECRET1);
     assert_eq!(
-        verify_gateway_token(&late, &cfg.global, NOW).map(|_| ()),
+        verify_gateway_token(&late, &cfg.global, cfg.max_token_bytes, NOW).map(|_| ()),
         Err(VerifyError::Expired)
     );
 }
@@ -323,7 +324,72 @@ fn skew_edges_are_inclusive() {
 fn audience_forms() {
     let array = sign(HEADER, &claims(&[("aud", r#"["a","route-x"]"#)]), SECRET1);
     let cfg = config("");
-    let v = verify_gateway_token(&array, &cfg.global, NOW).unwrap();
+    let v = verify_gateway_token(&array, &cfg.global, cfg.max_token_bytes, NOW).unwrap();
     assert!(v.audience.contains("route-x"));
     assert!(!v.audience.contains("route-y"));
+}
+
+/// A request with `token` on route `route` through the whole request path.
+fn on_route(cfg: &crate::config::Config, route: &str, token: &str) -> crate::fake_host::FakeHost {
+    let mut host = crate::fake_host::FakeHost::new(NOW)
+        .request("GET", "gw", "/x")
+        .with_property("route_name", route)
+        .with_header("authorization", &format!("Bearer {token}"));
+    let cache = crate::keys::cache::TokenCache::new(8);
+    let d = crate::request::on_request_headers(cfg, &cache, &mut host, true);
+    crate::decision::apply(&mut host, d);
+    host
+}
+
+/// Fails on the build before the fix: the route binding was checked only
+/// on route-scoped routes, so `aud: route-a` passed everywhere else.
+#[test]
+fn a_route_scoped_token_works_on_its_own_route_only() {
+    let scoped = sign(HEADER, &claims(&[("aud", r#""route-a""#)]), SECRET1);
+    let global = sign(HEADER, &claims(&[]), SECRET1);
+    // Global credentials everywhere, route-a's own rule route-scoped.
+    let cfg = config(
+        r#","global_auth":true,"_rules_":[{"_match_route_":["route-a"],"global_credentials":false}]"#,
+    );
+    let host = on_route(&cfg, "route-a", &scoped);
+    assert_eq!(host.reply, None, "positive control: its own route");
+    assert_eq!(host.header("x-mse-consumer"), Some("consumer1"));
+    let host = on_route(&cfg, "route-b", &scoped);
+    let r = host.reply.clone().unwrap();
+    assert_eq!((r.status, r.body.as_str()), (403, "Access Denied."));
+    assert_eq!(host.counter("denied_403_wrong_audience"), 1);
+    assert_eq!(on_route(&cfg, "route-b", &global).reply, None);
+    assert_eq!(
+        on_route(&cfg, "route-a", &global).reply.unwrap().status,
+        403
+    );
+}
+
+/// Fails on the build before the fix: gateway tokens were held to a fixed
+/// 8 KiB whatever `max_token_bytes` said.
+#[test]
+fn max_token_bytes_applies_to_gateway_tokens() {
+    let big = sign(
+        HEADER,
+        &claims(&[("scope", &format!("\"{}\"", "read ".repeat(2000).trim()))]),
+        SECRET1,
+    );
+    assert!(big.len() > 8 * 1024 && big.len() < 16 * 1024);
+    let cfg = config(r#","max_token_bytes":16384"#);
+    let v = verify_gateway_token(&big, &cfg.global, cfg.max_token_bytes, NOW);
+    assert_eq!(v.map(|v| v.consumer.name.clone()), Ok("consumer1".into()));
+    assert_eq!(
+        on_route(&cfg, "r", &big).header("x-mse-consumer"),
+        Some("consumer1")
+    );
+    // And a smaller limit refuses what the default would take.
+    let small = sign(HEADER, &claims(&[]), SECRET1);
+    let cfg = config(r#","max_token_bytes":128"#);
+    assert_eq!(
+        verify_gateway_token(&small, &cfg.global, cfg.max_token_bytes, NOW).map(|_| ()),
+        Err(VerifyError::TooLarge)
+    );
+    let host = on_route(&cfg, "r", &small);
+    assert_eq!(host.reply.clone().unwrap().status, 401);
+    assert_eq!(host.counter("denied_401_token_too_large"), 1);
 }

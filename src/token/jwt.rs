@@ -39,6 +39,11 @@ pub enum JwtError {
     NotYetValid,
     IssuedInFuture,
     WrongAudience,
+    /// Several audiences, or an `azp`, and `azp` is not this client
+    /// (OpenID Connect Core §3.1.3.7 items 4-5).
+    WrongAuthorizedParty,
+    /// Verified, but it names nobody: no `sub`, or no consumer claim.
+    NoIdentity,
 }
 
 impl JwtError {
@@ -61,6 +66,34 @@ impl JwtError {
             JwtError::IssuedInFuture => "token issued in the future",
             JwtError::WrongAudience => "audience not accepted",
             JwtError::ClaimsMismatch => "token claims match no consumer",
+            JwtError::WrongAuthorizedParty => "authorized party is not this client",
+            JwtError::NoIdentity => "token names no subject",
+        }
+    }
+
+    /// Stable machine-readable code for metrics and logs; never changes
+    /// when the human description is reworded.
+    pub fn code(self) -> &'static str {
+        match self {
+            JwtError::TooLarge => "token_too_large",
+            JwtError::Malformed => "malformed_token",
+            JwtError::UnsupportedAlgorithm => "unsupported_algorithm",
+            JwtError::EmbeddedKey => "embedded_key",
+            JwtError::UnsupportedCritical => "unsupported_critical_header",
+            JwtError::WrongIssuer => "wrong_issuer",
+            JwtError::KeysUnavailable => "keys_unavailable",
+            JwtError::UnknownKid => "unknown_kid",
+            JwtError::AlgorithmMismatch => "algorithm_mismatch",
+            JwtError::BadSignature => "bad_signature",
+            JwtError::ClaimsMismatch => "claims_mismatch",
+            JwtError::InvalidDate => "invalid_date",
+            JwtError::MissingExp => "missing_exp",
+            JwtError::Expired => "token_expired",
+            JwtError::NotYetValid => "token_not_yet_valid",
+            JwtError::IssuedInFuture => "issued_in_future",
+            JwtError::WrongAudience => "wrong_audience",
+            JwtError::WrongAuthorizedParty => "wrong_authorized_party",
+            JwtError::NoIdentity => "no_identity",
         }
     }
 }
@@ -198,10 +231,8 @@ fn check_consumer(
     };
     signature?;
     let valid_until = check_time(token, consumer, now)?;
-    if !consumer.audiences.is_empty()
-        && !audience_matches(token.claims.get("aud"), &consumer.audiences)
-    {
-        return Err(JwtError::WrongAudience);
+    if !consumer.audiences.is_empty() {
+        check_audience(&token.claims, &consumer.audiences, None)?;
     }
     if !consumer
         .claims
@@ -285,6 +316,32 @@ pub(crate) fn check_times(
     Ok(valid_until)
 }
 
+/// The audience policy every token kind shares: `aud` must name one of
+/// `accepted`. With an `authorized_party` (OpenID Connect: our client id),
+/// a token for several audiences must say it was issued to us (`azp`), and
+/// an `azp` that is present must be us; a token issued to another client
+/// for an audience list that happens to include ours is not ours.
+pub(crate) fn check_audience(
+    claims: &Map<String, Value>,
+    accepted: &[String],
+    authorized_party: Option<&str>,
+) -> Result<(), JwtError> {
+    let aud = claims.get("aud");
+    if !audience_matches(aud, accepted) {
+        return Err(JwtError::WrongAudience);
+    }
+    let Some(party) = authorized_party else {
+        return Ok(());
+    };
+    let several = matches!(aud, Some(Value::Array(list)) if list.len() > 1);
+    match claims.get("azp") {
+        Some(Value::String(azp)) if azp == party => Ok(()),
+        Some(_) => Err(JwtError::WrongAuthorizedParty),
+        None if several => Err(JwtError::WrongAuthorizedParty),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
     match aud {
         Some(Value::String(a)) => accepted.iter().any(|x| x == a),
@@ -310,19 +367,53 @@ pub fn lookup_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'
     Some(current)
 }
 
+/// What a claim gives as a header value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimValue {
+    Value(String),
+    /// The token has no such claim.
+    Absent,
+    /// The claim is there but cannot be passed on safely; the reason is for
+    /// the log (it names no claim value).
+    Refused(&'static str),
+}
+
 /// A claim as a header value: strings as they are, numbers and booleans as
-/// JSON text, arrays of strings joined with commas. Anything else, or a
-/// value with control characters (header injection), gives no header.
-pub fn claim_header_value(claims: &Map<String, Value>, claim: &str) -> Option<String> {
-    let value = match lookup_claim(claims, claim)? {
+/// JSON text, arrays of strings joined with commas. An array element that
+/// itself contains a comma would read as two values upstream
+/// (`["a","b,admin"]`), so the whole header is refused, as are objects,
+/// mixed arrays and values with control characters (header injection).
+pub fn claim_header(claims: &Map<String, Value>, claim: &str) -> ClaimValue {
+    let Some(value) = lookup_claim(claims, claim) else {
+        return ClaimValue::Absent;
+    };
+    let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Array(items) => {
             let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-            strings?.join(",")
+            let Some(strings) = strings else {
+                return ClaimValue::Refused("array with a value that is not a string");
+            };
+            if strings.iter().any(|s| s.contains(',')) {
+                return ClaimValue::Refused("array element contains the separator ','");
+            }
+            strings.join(",")
         }
-        _ => return None,
+        Value::Null => return ClaimValue::Absent,
+        Value::Object(_) => return ClaimValue::Refused("an object"),
     };
-    (!value.chars().any(char::is_control)).then_some(value)
+    if text.chars().any(char::is_control) {
+        return ClaimValue::Refused("control characters");
+    }
+    ClaimValue::Value(text)
+}
+
+/// [`claim_header`] when only a usable value matters.
+pub fn claim_header_value(claims: &Map<String, Value>, claim: &str) -> Option<String> {
+    match claim_header(claims, claim) {
+        ClaimValue::Value(v) => Some(v),
+        ClaimValue::Absent | ClaimValue::Refused(_) => None,
+    }
 }

@@ -13,6 +13,6 @@ pub use verify::{verify_gateway_token, VerifyError};
 
 /// `typ` of the access tokens this gateway issues (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "application/at+jwt";
-/// Upper bound on a token we are willing to parse (Envoy's jwt_authn and
-/// Higress use similar limits); bigger ones are rejected before decoding.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// `aud` of gateway tokens issued where `global_credentials` is true; a
+/// route-scoped token carries its route's name instead.
+pub const GLOBAL_AUDIENCE: &str = "default";

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 
 use super::jws::{b64url_decode, hs256_verify, split, Header};
-use super::{ACCESS_TOKEN_TYPE, MAX_TOKEN_BYTES};
+use super::ACCESS_TOKEN_TYPE;
 use crate::config::{Consumer, Scope};
 
 /// Why a token was refused. Each maps to a short, non-secret description
@@ -47,6 +47,25 @@ impl VerifyError {
             VerifyError::Expired => "token expired",
             VerifyError::NotYetValid => "token not yet valid",
             VerifyError::IssuedInFuture => "token issued in the future",
+        }
+    }
+
+    /// Stable machine-readable code for metrics and logs (the same codes as
+    /// third-party tokens use for the same failure).
+    pub fn code(self) -> &'static str {
+        match self {
+            VerifyError::TooLarge => "token_too_large",
+            VerifyError::Malformed => "malformed_token",
+            VerifyError::UnsupportedAlgorithm => "unsupported_algorithm",
+            VerifyError::WrongType => "wrong_type",
+            VerifyError::UnsupportedCritical => "unsupported_critical_header",
+            VerifyError::MissingClaim(_) => "missing_claim",
+            VerifyError::BadSignature => "bad_signature",
+            VerifyError::WrongIssuer => "wrong_issuer",
+            VerifyError::WrongSubject => "wrong_subject",
+            VerifyError::Expired => "token_expired",
+            VerifyError::NotYetValid => "token_not_yet_valid",
+            VerifyError::IssuedInFuture => "issued_in_future",
         }
     }
 }
@@ -116,12 +135,14 @@ pub struct Verified<'c> {
     pub expires_at: u64,
 }
 
+/// `max_bytes` is the configured `max_token_bytes`.
 pub fn verify_gateway_token<'c>(
     token: &str,
     scope: &'c Scope,
+    max_bytes: usize,
     now: u64,
 ) -> Result<Verified<'c>, VerifyError> {
-    if token.len() > MAX_TOKEN_BYTES {
+    if token.len() > max_bytes {
         return Err(VerifyError::TooLarge);
     }
     let parts = split(token).ok_or(VerifyError::Malformed)?;
