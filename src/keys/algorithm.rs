@@ -20,6 +20,7 @@ pub enum Algorithm {
     PS512,
     ES256,
     ES384,
+    ES512,
     EdDSA,
 }
 
@@ -38,6 +39,7 @@ impl Algorithm {
             "PS512" => Algorithm::PS512,
             "ES256" => Algorithm::ES256,
             "ES384" => Algorithm::ES384,
+            "ES512" => Algorithm::ES512,
             "EdDSA" => Algorithm::EdDSA,
             _ => return None,
         })
@@ -56,6 +58,7 @@ impl Algorithm {
             Algorithm::PS512 => "PS512",
             Algorithm::ES256 => "ES256",
             Algorithm::ES384 => "ES384",
+            Algorithm::ES512 => "ES512",
             Algorithm::EdDSA => "EdDSA",
         }
     }
@@ -73,6 +76,7 @@ impl Algorithm {
                 )
                 | (ES256, KeyMaterial::P256(_))
                 | (ES384, KeyMaterial::P384(_))
+                | (ES512, KeyMaterial::P521(_))
                 | (EdDSA, KeyMaterial::Ed25519(_))
         )
     }
@@ -118,6 +122,8 @@ impl Algorithm {
             (ES256, KeyMaterial::P256(k)) => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|sig| k.verify(input, &sig).is_ok()),
             (ES384, KeyMaterial::P384(k)) => p384::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| k.verify(input, &sig).is_ok()),
+            (ES512, KeyMaterial::P521(k)) => p521::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|sig| k.verify(input, &sig).is_ok()),
             (EdDSA, KeyMaterial::Ed25519(k)) => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|sig| k.verify_strict(input, &sig).is_ok()),

@@ -19,6 +19,7 @@ pub enum KeyMaterial {
     Rsa(rsa::RsaPublicKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
 }
 
@@ -30,6 +31,7 @@ impl fmt::Debug for KeyMaterial {
             KeyMaterial::Rsa(_) => "Rsa(..)",
             KeyMaterial::P256(_) => "P256(..)",
             KeyMaterial::P384(_) => "P384(..)",
+            KeyMaterial::P521(_) => "P521(..)",
             KeyMaterial::Ed25519(_) => "Ed25519(..)",
         })
     }
@@ -189,6 +191,7 @@ fn parse_key(key: RawJwk) -> Result<Option<Jwk>, String> {
             let (size, crv) = match key.crv.as_deref() {
                 Some("P-256") => (32, "P-256"),
                 Some("P-384") => (48, "P-384"),
+                Some("P-521") => (66, "P-521"),
                 Some(_) => return Ok(None),
                 None => return Err("missing \"crv\"".into()),
             };
@@ -200,16 +203,17 @@ fn parse_key(key: RawJwk) -> Result<Option<Jwk>, String> {
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            if crv == "P-256" {
-                KeyMaterial::P256(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-                        .map_err(|_| "point is not on P-256".to_string())?,
-                )
-            } else {
-                KeyMaterial::P384(
-                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-                        .map_err(|_| "point is not on P-384".to_string())?,
-                )
+            let off_curve = || format!("point is not on {crv}");
+            match crv {
+                "P-256" => KeyMaterial::P256(
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?,
+                ),
+                "P-384" => KeyMaterial::P384(
+                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?,
+                ),
+                _ => KeyMaterial::P521(
+                    p521::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?,
+                ),
             }
         }
         "OKP" => match key.crv.as_deref() {

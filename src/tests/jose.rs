@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::keys::{parse_jwks, Algorithm};
 use crate::token::jws::{b64url, b64url_decode, split};
 
-const ALL: [Algorithm; 12] = [
+const ALL: [Algorithm; 13] = [
     Algorithm::HS256,
     Algorithm::HS384,
     Algorithm::HS512,
@@ -19,6 +19,7 @@ const ALL: [Algorithm; 12] = [
     Algorithm::PS512,
     Algorithm::ES256,
     Algorithm::ES384,
+    Algorithm::ES512,
     Algorithm::EdDSA,
 ];
 
@@ -192,7 +193,7 @@ fn jwks_parsing_errors_and_skips() {
     // Encryption keys, other curves and unknown types are skipped, not fatal.
     let mixed = format!(
         r#"{{"keys":[{{"kty":"RSA","use":"enc","n":"{rsa_n}","e":"AQAB"}},
-                     {{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}},
+                     {{"kty":"EC","crv":"secp256k1","x":"AA","y":"AA"}},
                      {{"kty":"OKP","crv":"X25519","x":"AA"}},
                      {{"kty":"weird"}},
                      {{"kty":"RSA","kid":"k1","use":"sig","n":"{rsa_n}","e":"AQAB"}}]}}"#
