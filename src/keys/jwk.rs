@@ -2,11 +2,12 @@
 //! typed key material; the algorithms it may verify follow from its type
 //! (and its `alg`, when it declares one), never from a token.
 
+use jwt_compact::UntrustedToken;
 use serde::Deserialize;
 use std::fmt;
 
 use super::algorithm::Algorithm;
-use crate::token::jws::b64url_decode;
+use crate::b64::b64url_decode;
 
 /// RFC 7518 §3.3: RSA keys of 2048 bits or larger MUST be used.
 const MIN_RSA_BITS: usize = 2048;
@@ -20,7 +21,7 @@ pub enum KeyMaterial {
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     P521(p521::ecdsa::VerifyingKey),
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Ed25519(ed25519_compact::PublicKey),
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -52,8 +53,8 @@ impl Jwk {
         alg.fits(&self.material) && self.alg.is_none_or(|own| own == alg)
     }
 
-    pub fn verify(&self, alg: Algorithm, input: &[u8], signature: &[u8]) -> bool {
-        self.permits(alg) && alg.verify(&self.material, input, signature)
+    pub fn verify<H: Clone>(&self, alg: Algorithm, token: &UntrustedToken<'_, H>) -> bool {
+        self.permits(alg) && alg.verify(&self.material, token)
     }
 }
 
@@ -222,7 +223,7 @@ fn parse_key(key: RawJwk) -> Result<Option<Jwk>, String> {
                     .try_into()
                     .map_err(|_| "Ed25519 key must be 32 bytes".to_string())?;
                 KeyMaterial::Ed25519(
-                    ed25519_dalek::VerifyingKey::from_bytes(&x)
+                    ed25519_compact::PublicKey::from_slice(&x)
                         .map_err(|_| "invalid Ed25519 key".to_string())?,
                 )
             }

@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use super::id_token::{self, Policy, TokenKind};
 use super::redirect::safe_redirect;
 use super::session::{LoginState, Session, LOGIN_TTL_SECONDS};
+use crate::b64::b64url;
 use crate::config::oidc::{ClientAuth, MatchType, OidcConfig, PassToken, PathMatch, RedirectUrl};
 use crate::config::{AllowList, Config, OidcScope};
 use crate::decision::{
@@ -27,7 +28,6 @@ use crate::keys::remote::{
 use crate::rules::{domain_matches, strip_port};
 use crate::session::cookie::{self, CookieAttributes, SameSite};
 use crate::session::seal::NONCE_LEN;
-use crate::token::jws::b64url;
 use crate::token::jwt::{self, claim_header_value, JwtError};
 
 /// The request facts SSO needs, read once by the caller.

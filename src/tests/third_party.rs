@@ -6,14 +6,15 @@ use std::rc::Rc;
 
 use serde_json::json;
 
+use super::hs256_sign;
 use super::NOW;
+use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Flow};
 use crate::fake_host::FakeHost;
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::request::on_request_headers;
-use crate::token::jws::{b64url, hs256_sign};
 
 const KEY_A: &str = "key-a-0123456789abcdef0123456789abcdef";
 const KEY_B: &str = "key-b-0123456789abcdef0123456789abcdef";
@@ -341,6 +342,70 @@ fn duplicate_claims_are_malformed() {
         .header("www-authenticate")
         .unwrap()
         .contains("malformed token"));
+
+    // Duplicate header members, the time claims and a carried key in the
+    // flattened header part: refused the same way.
+    let claims = format!(r#"{{"iss":"{ISS}","exp":{},"client_id":"app1"}}"#, NOW + 60);
+    let dup_exp = format!(
+        r#"{{"iss":"{ISS}","exp":{},"exp":{},"client_id":"app1"}}"#,
+        NOW - 999,
+        NOW + 60
+    );
+    for (header, payload, reason) in [
+        (
+            r#"{"alg":"HS256","alg":"none","kid":"a"}"#,
+            claims.as_str(),
+            "malformed token",
+        ),
+        (
+            r#"{"alg":"HS256","kid":"b","kid":"a"}"#,
+            claims.as_str(),
+            "malformed token",
+        ),
+        (
+            r#"{"alg":"HS256","kid":"a","typ":"JWT","typ":"x"}"#,
+            claims.as_str(),
+            "malformed token",
+        ),
+        (
+            r#"{"alg":"HS256","kid":"a"}"#,
+            dup_exp.as_str(),
+            "malformed token",
+        ),
+        (
+            r#"{"alg":"HS256","kid":"a","x5c":["AAAA"],"x5c":null}"#,
+            claims.as_str(),
+            "malformed token",
+        ),
+        (
+            r#"{"alg":"HS256","kid":"a","cty":"CBOR"}"#,
+            claims.as_str(),
+            "malformed token",
+        ),
+    ] {
+        let input = format!(
+            "{}.{}",
+            b64url(header.as_bytes()),
+            b64url(payload.as_bytes())
+        );
+        let t = format!(
+            "{input}.{}",
+            b64url(&hs256_sign(KEY_A.as_bytes(), input.as_bytes()))
+        );
+        let (flow, host) = send(
+            &cfg,
+            &TokenCache::new(0),
+            "/x",
+            &[("authorization", &bearer(&t))],
+        );
+        assert_eq!(flow, Flow::Stop, "{header} {payload}");
+        let r = host.reply.unwrap();
+        assert_eq!(r.status, 401, "{header} {payload}");
+        assert!(
+            r.header("www-authenticate").unwrap().contains(reason),
+            "{header} {payload}: {r:?}"
+        );
+    }
 }
 
 #[test]

@@ -6,11 +6,12 @@
 use std::fmt;
 use std::rc::Rc;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use jwt_compact::{Claims, TimeOptions, UntrustedToken, ValidationError};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::jws::{b64url_decode, split, Compact, Header};
 use crate::config::{JwtConsumer, KeySource};
 use crate::keys::{Algorithm, KeySet};
 
@@ -98,13 +99,36 @@ impl JwtError {
     }
 }
 
-/// A token taken apart but not yet trusted.
+/// JOSE header members `jwt-compact`'s `Header` does not name but our
+/// policy refuses: carried keys (`jwk`, `x5c`; `jku` and `x5u` it names)
+/// and critical extensions, none of which we understand.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Refused {
+    #[serde(default)]
+    jwk: Option<IgnoredAny>,
+    #[serde(default)]
+    x5c: Option<IgnoredAny>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+}
+
+/// `exp`, `nbf`, `iat` as `jwt-compact` read them (NumericDate seconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Times {
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+}
+
+/// A token taken apart by `jwt-compact` but not yet trusted.
 pub struct ParsedJwt<'t> {
-    parts: Compact<'t>,
+    pub token: UntrustedToken<'t, Refused>,
     pub alg: Algorithm,
     pub kid: Option<String>,
+    pub typ: Option<String>,
+    /// Every claim (the times too, as integers), duplicates refused.
     pub claims: Map<String, Value>,
-    signature: Vec<u8>,
+    pub times: Times,
 }
 
 impl ParsedJwt<'_> {
@@ -140,32 +164,61 @@ impl<'de> Deserialize<'de> for StrictObject {
     }
 }
 
+/// Size, then `jwt-compact`'s parse (three base64url segments, a JSON
+/// header), then our header policy, then the claims.
 pub fn parse(token: &str, max_bytes: usize) -> Result<ParsedJwt<'_>, JwtError> {
     if token.len() > max_bytes {
         return Err(JwtError::TooLarge);
     }
-    let parts = split(token).ok_or(JwtError::Malformed)?;
-    let header_json = b64url_decode(parts.header).ok_or(JwtError::Malformed)?;
-    let header: Header<'_> =
-        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
-    let alg = Algorithm::from_name(&header.alg).ok_or(JwtError::UnsupportedAlgorithm)?;
+    // Not three segments, bad base64url, a header that is not JSON or
+    // lacks a string `alg`, duplicate header members: all malformed.
+    let untrusted = UntrustedToken::<Refused>::try_from(token).map_err(|_| JwtError::Malformed)?;
+    let alg = Algorithm::from_name(untrusted.algorithm()).ok_or(JwtError::UnsupportedAlgorithm)?;
+    let header = untrusted.header();
     // Keys come from configuration only; a token naming or carrying its own
     // key is an attack or a misconfiguration, never fetched, never trusted.
-    if header.carries_key_material() {
+    if header.key_set_url.is_some()
+        || header.certificate_url.is_some()
+        || header.other_fields.jwk.is_some()
+        || header.other_fields.x5c.is_some()
+    {
         return Err(JwtError::EmbeddedKey);
     }
-    if header.crit.is_some() {
+    if header.other_fields.crit.is_some() {
         return Err(JwtError::UnsupportedCritical);
     }
-    let payload = b64url_decode(parts.payload).ok_or(JwtError::Malformed)?;
-    let StrictObject(claims) = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
-    let signature = b64url_decode(parts.signature).ok_or(JwtError::Malformed)?;
+    let (kid, typ) = (header.key_id.clone(), header.token_type.clone());
+    let parsed: Claims<StrictObject> =
+        untrusted
+            .deserialize_claims_unchecked()
+            .map_err(|e| match &e {
+                // exp/nbf/iat present but not a NumericDate (or out of range).
+                ValidationError::MalformedClaims(inner)
+                    if inner.to_string().contains("timestamp") =>
+                {
+                    JwtError::InvalidDate
+                }
+                _ => JwtError::Malformed,
+            })?;
+    let times = Times {
+        exp: parsed.expiration.map(|t| t.timestamp()),
+        nbf: parsed.not_before.map(|t| t.timestamp()),
+        iat: parsed.issued_at.map(|t| t.timestamp()),
+    };
+    let StrictObject(mut claims) = parsed.custom;
+    // The times stay readable as claims (conditions, claims_to_headers).
+    for (name, value) in [("exp", times.exp), ("nbf", times.nbf), ("iat", times.iat)] {
+        if let Some(v) = value {
+            claims.insert(name.into(), Value::from(v));
+        }
+    }
     Ok(ParsedJwt {
-        parts,
+        token: untrusted,
         alg,
-        kid: header.kid.map(|k| k.into_owned()),
+        kid,
+        typ,
         claims,
-        signature,
+        times,
     })
 }
 
@@ -252,11 +305,7 @@ pub(crate) fn check_signature(token: &ParsedJwt<'_>, keys: &KeySet) -> Result<()
     let mut any_permitted = false;
     for key in keys.candidates(kid).filter(|k| k.permits(token.alg)) {
         any_permitted = true;
-        if key.verify(
-            token.alg,
-            token.parts.signing_input.as_bytes(),
-            &token.signature,
-        ) {
+        if key.verify(token.alg, &token.token) {
             return Ok(());
         }
     }
@@ -267,20 +316,6 @@ pub(crate) fn check_signature(token: &ParsedJwt<'_>, keys: &KeySet) -> Result<()
     })
 }
 
-/// NumericDate (RFC 7519 §2): seconds, possibly fractional; negative or
-/// non-numeric values are malformed.
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, JwtError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
-            (Some(v), _) => Ok(Some(v)),
-            (None, Some(f)) if (0.0..1.0e15).contains(&f) => Ok(Some(f as u64)),
-            _ => Err(JwtError::InvalidDate),
-        },
-        Some(_) => Err(JwtError::InvalidDate),
-    }
-}
-
 fn check_time(
     token: &ParsedJwt<'_>,
     consumer: &JwtConsumer,
@@ -289,31 +324,51 @@ fn check_time(
     check_times(token, consumer.clock_skew, consumer.require_exp, now)
 }
 
-/// exp (required when `require_exp`), nbf and iat against `now` with skew;
-/// returns the last accepted second.
+/// exp (required when `require_exp`, through `jwt-compact`'s
+/// `validate_expiration` with Envoy's clock), nbf and iat when present,
+/// against `now` with skew; returns the last accepted second.
 pub(crate) fn check_times(
     token: &ParsedJwt<'_>,
     skew: u64,
     require_exp: bool,
     now: u64,
 ) -> Result<Option<u64>, JwtError> {
-    let exp = numeric_date(&token.claims, "exp")?;
-    let nbf = numeric_date(&token.claims, "nbf")?;
-    let iat = numeric_date(&token.claims, "iat")?;
-    if exp.is_none() && require_exp {
+    let times = token.times;
+    let now_signed = i64::try_from(now).unwrap_or(i64::MAX);
+    let skew_signed = i64::try_from(skew).unwrap_or(i64::MAX);
+    if let Some(exp) = times.exp {
+        let options = TimeOptions::new(
+            TimeDelta::try_seconds(skew_signed).unwrap_or(TimeDelta::MAX),
+            || clock(now_signed),
+        );
+        let mut claims = Claims::empty();
+        claims.expiration = Utc.timestamp_opt(exp, 0).single();
+        match claims.validate_expiration(&options) {
+            Ok(_) => {}
+            Err(ValidationError::Expired) => return Err(JwtError::Expired),
+            Err(_) => return Err(JwtError::InvalidDate),
+        }
+    } else if require_exp {
         return Err(JwtError::MissingExp);
     }
-    let valid_until = exp.map(|e| e.saturating_add(skew));
-    if valid_until.is_some_and(|until| now > until) {
-        return Err(JwtError::Expired);
-    }
-    if nbf.is_some_and(|nbf| nbf > now.saturating_add(skew)) {
+    // Plain integer arithmetic for nbf and iat: no date type to overflow.
+    let latest = now_signed.saturating_add(skew_signed);
+    if times.nbf.is_some_and(|nbf| nbf > latest) {
         return Err(JwtError::NotYetValid);
     }
-    if iat.is_some_and(|iat| iat > now.saturating_add(skew)) {
+    if times.iat.is_some_and(|iat| iat > latest) {
         return Err(JwtError::IssuedInFuture);
     }
-    Ok(valid_until)
+    Ok(times
+        .exp
+        .map(|exp| u64::try_from(exp).unwrap_or(0).saturating_add(skew)))
+}
+
+/// Envoy's clock as `jwt-compact` wants it.
+fn clock(now: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(now, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The audience policy every token kind shares: `aud` must name one of
