@@ -8,8 +8,8 @@ use crate::host::{Host, LogLevel};
 use crate::keys::cache::{Identity, TokenCache};
 use crate::rules::{self, Facts, Requirement};
 use crate::token::extract::{find_tokens, Found, Presented};
-use crate::token::jwt::{self, claim_header, ClaimValue, JwtError};
-use crate::token::{verify_gateway_token, VerifyError, GLOBAL_AUDIENCE};
+use crate::token::jwt::{self, claim_header, ClaimValue};
+use crate::token::{verify_gateway_token, TokenError, GLOBAL_AUDIENCE};
 use crate::token_endpoint::{self, TokenRequestHead};
 
 /// Request attributes fetched from the host on first use, then cached.
@@ -243,10 +243,10 @@ impl Refusal {
     }
 }
 
-impl From<JwtError> for Refusal {
-    fn from(e: JwtError) -> Self {
+impl From<TokenError> for Refusal {
+    fn from(e: TokenError) -> Self {
         match e {
-            JwtError::KeysUnavailable => Refusal {
+            TokenError::KeysUnavailable => Refusal {
                 status: 503,
                 code: e.code(),
                 reason: e.description(),
@@ -254,12 +254,6 @@ impl From<JwtError> for Refusal {
             },
             _ => Refusal::unauthorized(e.code(), e.description(), true),
         }
-    }
-}
-
-impl From<VerifyError> for Refusal {
-    fn from(e: VerifyError) -> Self {
-        Refusal::unauthorized(e.code(), e.description(), true)
     }
 }
 
@@ -340,7 +334,7 @@ fn identify<H: Host>(
 ) -> Result<Identity, Refusal> {
     let token = presented.token.as_str();
     if token.len() > config.max_token_bytes {
-        return Err(JwtError::TooLarge.into());
+        return Err(TokenError::TooLarge.into());
     }
     let key = cache
         .enabled()
@@ -476,8 +470,8 @@ fn verify_token(
         }
         // A gateway token (client_id of a gateway consumer) explains itself
         // better than "issuer not accepted" from the JWT consumers.
-        Err(JwtError::WrongIssuer) if gateway_error.is_some() => {
-            Err(gateway_error.map_or_else(|| JwtError::WrongIssuer.into(), Refusal::from))
+        Err(TokenError::WrongIssuer) if gateway_error.is_some() => {
+            Err(gateway_error.map_or_else(|| TokenError::WrongIssuer.into(), Refusal::from))
         }
         Err(e) => Err(e.into()),
     }

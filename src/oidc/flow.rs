@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::id_token::{self, Policy, TokenKind};
+use super::id_token;
 use super::redirect::safe_redirect;
 use super::session::{LoginState, Session, LOGIN_TTL_SECONDS};
 use crate::b64::b64url;
@@ -28,7 +28,9 @@ use crate::keys::remote::{
 use crate::rules::{domain_matches, strip_port};
 use crate::session::cookie::{self, CookieAttributes, SameSite};
 use crate::session::seal::NONCE_LEN;
-use crate::token::jwt::{self, claim_header_value, JwtError};
+use crate::token::jwt::{self, claim_header_value};
+use crate::token::policy::{self, OidcToken, Policy};
+use crate::token::TokenError;
 
 /// The request facts SSO needs, read once by the caller.
 pub struct SsoRequest<'r> {
@@ -722,12 +724,12 @@ fn new_session(
     let id_token = match (response.id_token, previous) {
         (Some(t), _) => {
             let claims = id_token::validate(&t, oidc, &keys, nonce, now)
-                .map_err(id_token::IdTokenError::description)?;
+                .map_err(TokenError::id_token_description)?;
             // OpenID Connect Core §12.2: a refresh never switches the user.
             if let Some(p) = previous {
                 let before = id_token::claims_of(&p.id_token, usize::MAX).unwrap_or_default();
                 if !id_token::same_subject(&before, &claims) {
-                    return Err(id_token::IdTokenError::OtherUser.description());
+                    return Err(TokenError::IdentityChanged.description());
                 }
             }
             t
@@ -892,13 +894,15 @@ fn bearer_forward<'c>(
     };
     // The same policy as ID tokens, with the bearer audiences: a token the
     // provider issued for another API or another client is not ours.
-    let policy = Policy::new(oidc, TokenKind::Bearer, config.max_token_bytes);
-    let claims = id_token::verify(token, &policy, &keys, now).map_err(|e| {
-        if e == JwtError::UnknownKid {
-            sso.provider.want_refetch();
-        }
-        refuse(e.description())
-    })?;
+    let policy = Policy::oidc(oidc, OidcToken::Bearer, config.max_token_bytes);
+    let claims = policy::verify(token, &policy, &keys, now)
+        .map_err(|e| {
+            if e == TokenError::UnknownKid {
+                sso.provider.want_refetch();
+            }
+            refuse(e.description())
+        })?
+        .claims;
     identity_forward(config, oidc, &claims, allow)
 }
 

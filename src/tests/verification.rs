@@ -5,7 +5,7 @@ use super::hs256_sign;
 use super::{config, NOW, SECRET1, SECRET2};
 use crate::b64::b64url;
 use crate::token::issue::{issue_access_token, AccessTokenRequest};
-use crate::token::{verify_gateway_token, VerifyError};
+use crate::token::{verify_gateway_token, TokenError};
 
 /// Signs arbitrary header and claims JSON with HS256 (or leaves the
 /// signature as given).
@@ -47,7 +47,7 @@ fn claims(overrides: &[(&str, &str)]) -> String {
     format!("{{{}}}", body.join(","))
 }
 
-fn verify(token: &str) -> Result<String, VerifyError> {
+fn verify(token: &str) -> Result<String, TokenError> {
     let cfg = config("");
     verify_gateway_token(token, &cfg.global, cfg.max_token_bytes, NOW)
         .map(|v| v.consumer.name.clone())
@@ -96,67 +96,67 @@ fn refusal_table() {
     let mut bad_sig = sig.to_string();
     bad_sig.replace_range(..1, if bad_sig.starts_with('A') { "B" } else { "A" });
     let none_header = b64url(br#"{"alg":"none","typ":"application/at+jwt"}"#);
-    let cases: Vec<(&str, String, VerifyError)> = vec![
-        ("garbage", "garbage".into(), VerifyError::Malformed),
+    let cases: Vec<(&str, String, TokenError)> = vec![
+        ("garbage", "garbage".into(), TokenError::Malformed),
         (
             "two parts",
             format!("{head}.{payload}"),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "stripped signature",
             format!("{head}.{payload}."),
-            VerifyError::BadSignature,
+            TokenError::BadSignature,
         ),
         (
             "tampered signature",
             format!("{head}.{payload}.{bad_sig}"),
-            VerifyError::BadSignature,
+            TokenError::BadSignature,
         ),
         (
             "tampered payload",
             tampered_payload,
-            VerifyError::BadSignature,
+            TokenError::BadSignature,
         ),
         (
             "alg none, no sig",
             format!("{none_header}.{payload}."),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "alg none, old sig",
             format!("{none_header}.{payload}.{sig}"),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "alg None",
             sign(r#"{"alg":"None","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "alg HS512",
             sign(r#"{"alg":"HS512","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "alg RS256",
             sign(r#"{"alg":"RS256","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "alg ES256",
             sign(r#"{"alg":"ES256","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "typ JWT",
             sign(r#"{"alg":"HS256","typ":"JWT"}"#, &claims(&[]), SECRET1),
-            VerifyError::WrongType,
+            TokenError::WrongType,
         ),
         (
             "typ missing",
             sign(r#"{"alg":"HS256"}"#, &claims(&[]), SECRET1),
-            VerifyError::WrongType,
+            TokenError::WrongType,
         ),
         (
             "crit",
@@ -165,7 +165,7 @@ fn refusal_table() {
                 &claims(&[]),
                 SECRET1,
             ),
-            VerifyError::UnsupportedCritical,
+            TokenError::UnsupportedCritical,
         ),
         (
             "duplicate alg",
@@ -174,47 +174,47 @@ fn refusal_table() {
                 &claims(&[]),
                 SECRET1,
             ),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "padded base64",
             format!("{head}=.{payload}.{sig}"),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "other consumer's secret",
             sign(HEADER, &claims(&[]), SECRET2),
-            VerifyError::BadSignature,
+            TokenError::BadSignature,
         ),
         (
             "unknown client_id",
             sign(HEADER, &claims(&[("client_id", r#""nobody""#)]), SECRET1),
-            VerifyError::BadSignature,
+            TokenError::BadSignature,
         ),
         (
             "no client_id",
             sign(HEADER, &claims(&[("client_id", "")]), SECRET1),
-            VerifyError::MissingClaim("client_id"),
+            TokenError::MissingClaim("client_id"),
         ),
         (
             "client_id number",
             sign(HEADER, &claims(&[("client_id", "1")]), SECRET1),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "wrong iss",
             sign(HEADER, &claims(&[("iss", r#""evil""#)]), SECRET1),
-            VerifyError::WrongIssuer,
+            TokenError::WrongIssuer,
         ),
         (
             "no iss",
             sign(HEADER, &claims(&[("iss", "")]), SECRET1),
-            VerifyError::WrongIssuer,
+            TokenError::WrongIssuer,
         ),
         (
             "sub of another consumer",
             sign(HEADER, &claims(&[("sub", r#""consumer2""#)]), SECRET1),
-            VerifyError::WrongSubject,
+            TokenError::WrongSubject,
         ),
         (
             "duplicate sub",
@@ -227,7 +227,7 @@ fn refusal_table() {
                 ),
                 SECRET1,
             ),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "expired beyond skew",
@@ -236,7 +236,7 @@ fn refusal_table() {
                 &claims(&[("exp", &(NOW - 61).to_string())]),
                 SECRET1,
             ),
-            VerifyError::Expired,
+            TokenError::Expired,
         ),
         (
             "nbf beyond skew",
@@ -245,7 +245,7 @@ fn refusal_table() {
                 &claims(&[("nbf", &(NOW + 61).to_string())]),
                 SECRET1,
             ),
-            VerifyError::NotYetValid,
+            TokenError::NotYetValid,
         ),
         (
             "iat beyond skew",
@@ -254,32 +254,32 @@ fn refusal_table() {
                 &claims(&[("iat", &(NOW + 61).to_string())]),
                 SECRET1,
             ),
-            VerifyError::IssuedInFuture,
+            TokenError::IssuedInFuture,
         ),
         (
             "no exp",
             sign(HEADER, &claims(&[("exp", "")]), SECRET1),
-            VerifyError::MissingClaim("exp"),
+            TokenError::MissingClaim("exp"),
         ),
         (
             "no iat",
             sign(HEADER, &claims(&[("iat", "")]), SECRET1),
-            VerifyError::MissingClaim("iat"),
+            TokenError::MissingClaim("iat"),
         ),
         (
             "exp as string",
             sign(HEADER, &claims(&[("exp", r#""9999999999""#)]), SECRET1),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "no aud",
             sign(HEADER, &claims(&[("aud", "")]), SECRET1),
-            VerifyError::MissingClaim("aud"),
+            TokenError::MissingClaim("aud"),
         ),
         (
             "too large",
             format!("{head}.{}.{sig}", "A".repeat(9000)),
-            VerifyError::TooLarge,
+            TokenError::TooLarge,
         ),
     ];
     for (name, token, expected) in cases {
@@ -290,7 +290,7 @@ fn refusal_table() {
     let float = sign(HEADER, &claims(&[("exp", "1.8e9")]), SECRET1);
     assert_eq!(verify(&float), Ok("consumer1".into()));
     let past = sign(HEADER, &claims(&[("exp", "1.6e9")]), SECRET1);
-    assert_eq!(verify(&past), Err(VerifyError::Expired));
+    assert_eq!(verify(&past), Err(TokenError::Expired));
 }
 
 #[test]
@@ -318,7 +318,7 @@ fn skew_edges_are_inclusive() {
     let late = sign(HEADER, &claims(&[("exp", &(NOW - 1).to_string())]), SECRET1);
     assert_eq!(
         verify_gateway_token(&late, &cfg.global, cfg.max_token_bytes, NOW).map(|_| ()),
-        Err(VerifyError::Expired)
+        Err(TokenError::Expired)
     );
 }
 
@@ -389,7 +389,7 @@ fn max_token_bytes_applies_to_gateway_tokens() {
     let cfg = config(r#","max_token_bytes":128"#);
     assert_eq!(
         verify_gateway_token(&small, &cfg.global, cfg.max_token_bytes, NOW).map(|_| ()),
-        Err(VerifyError::TooLarge)
+        Err(TokenError::TooLarge)
     );
     let host = on_route(&cfg, "r", &small);
     assert_eq!(host.reply.clone().unwrap().status, 401);

@@ -12,92 +12,10 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use super::error::TokenError;
+use super::policy::{check_claims, Policy};
 use crate::config::{JwtConsumer, KeySource};
 use crate::keys::{Algorithm, KeySet};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum JwtError {
-    // Ordered by how far verification got: the furthest is the most useful
-    // explanation when several consumers were tried.
-    TooLarge,
-    Malformed,
-    UnsupportedAlgorithm,
-    EmbeddedKey,
-    UnsupportedCritical,
-    WrongIssuer,
-    /// Remote keys never arrived: the answer is 503, not 401.
-    KeysUnavailable,
-    UnknownKid,
-    AlgorithmMismatch,
-    BadSignature,
-    /// Verified, but another consumer's token: only the answer when no
-    /// consumer's conditions matched.
-    ClaimsMismatch,
-    /// exp/nbf/iat present but not a NumericDate.
-    InvalidDate,
-    MissingExp,
-    Expired,
-    NotYetValid,
-    IssuedInFuture,
-    WrongAudience,
-    /// Several audiences, or an `azp`, and `azp` is not this client
-    /// (OpenID Connect Core §3.1.3.7 items 4-5).
-    WrongAuthorizedParty,
-    /// Verified, but it names nobody: no `sub`, or no consumer claim.
-    NoIdentity,
-}
-
-impl JwtError {
-    pub fn description(self) -> &'static str {
-        match self {
-            JwtError::TooLarge => "token too large",
-            JwtError::Malformed => "malformed token",
-            JwtError::UnsupportedAlgorithm => "unsupported algorithm",
-            JwtError::EmbeddedKey => "embedded key headers are not accepted",
-            JwtError::UnsupportedCritical => "unsupported critical header",
-            JwtError::WrongIssuer => "issuer not accepted",
-            JwtError::KeysUnavailable => "signing keys not available yet",
-            JwtError::UnknownKid => "unknown key id",
-            JwtError::AlgorithmMismatch => "algorithm does not match the key",
-            JwtError::BadSignature => "signature verification failed",
-            JwtError::InvalidDate => "exp, nbf or iat is not a number",
-            JwtError::MissingExp => "token has no expiry",
-            JwtError::Expired => "token expired",
-            JwtError::NotYetValid => "token not yet valid",
-            JwtError::IssuedInFuture => "token issued in the future",
-            JwtError::WrongAudience => "audience not accepted",
-            JwtError::ClaimsMismatch => "token claims match no consumer",
-            JwtError::WrongAuthorizedParty => "authorized party is not this client",
-            JwtError::NoIdentity => "token names no subject",
-        }
-    }
-
-    /// Stable machine-readable code for metrics and logs; never changes
-    /// when the human description is reworded.
-    pub fn code(self) -> &'static str {
-        match self {
-            JwtError::TooLarge => "token_too_large",
-            JwtError::Malformed => "malformed_token",
-            JwtError::UnsupportedAlgorithm => "unsupported_algorithm",
-            JwtError::EmbeddedKey => "embedded_key",
-            JwtError::UnsupportedCritical => "unsupported_critical_header",
-            JwtError::WrongIssuer => "wrong_issuer",
-            JwtError::KeysUnavailable => "keys_unavailable",
-            JwtError::UnknownKid => "unknown_kid",
-            JwtError::AlgorithmMismatch => "algorithm_mismatch",
-            JwtError::BadSignature => "bad_signature",
-            JwtError::ClaimsMismatch => "claims_mismatch",
-            JwtError::InvalidDate => "invalid_date",
-            JwtError::MissingExp => "missing_exp",
-            JwtError::Expired => "token_expired",
-            JwtError::NotYetValid => "token_not_yet_valid",
-            JwtError::IssuedInFuture => "issued_in_future",
-            JwtError::WrongAudience => "wrong_audience",
-            JwtError::WrongAuthorizedParty => "wrong_authorized_party",
-            JwtError::NoIdentity => "no_identity",
-        }
-    }
-}
 
 /// JOSE header members `jwt-compact`'s `Header` does not name but our
 /// policy refuses: carried keys (`jwk`, `x5c`; `jku` and `x5u` it names)
@@ -166,14 +84,16 @@ impl<'de> Deserialize<'de> for StrictObject {
 
 /// Size, then `jwt-compact`'s parse (three base64url segments, a JSON
 /// header), then our header policy, then the claims.
-pub fn parse(token: &str, max_bytes: usize) -> Result<ParsedJwt<'_>, JwtError> {
+pub fn parse(token: &str, max_bytes: usize) -> Result<ParsedJwt<'_>, TokenError> {
     if token.len() > max_bytes {
-        return Err(JwtError::TooLarge);
+        return Err(TokenError::TooLarge);
     }
     // Not three segments, bad base64url, a header that is not JSON or
     // lacks a string `alg`, duplicate header members: all malformed.
-    let untrusted = UntrustedToken::<Refused>::try_from(token).map_err(|_| JwtError::Malformed)?;
-    let alg = Algorithm::from_name(untrusted.algorithm()).ok_or(JwtError::UnsupportedAlgorithm)?;
+    let untrusted =
+        UntrustedToken::<Refused>::try_from(token).map_err(|_| TokenError::Malformed)?;
+    let alg =
+        Algorithm::from_name(untrusted.algorithm()).ok_or(TokenError::UnsupportedAlgorithm)?;
     let header = untrusted.header();
     // Keys come from configuration only; a token naming or carrying its own
     // key is an attack or a misconfiguration, never fetched, never trusted.
@@ -182,10 +102,10 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<ParsedJwt<'_>, JwtError> {
         || header.other_fields.jwk.is_some()
         || header.other_fields.x5c.is_some()
     {
-        return Err(JwtError::EmbeddedKey);
+        return Err(TokenError::EmbeddedKey);
     }
     if header.other_fields.crit.is_some() {
-        return Err(JwtError::UnsupportedCritical);
+        return Err(TokenError::UnsupportedCritical);
     }
     let (kid, typ) = (header.key_id.clone(), header.token_type.clone());
     let parsed: Claims<StrictObject> =
@@ -196,9 +116,9 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<ParsedJwt<'_>, JwtError> {
                 ValidationError::MalformedClaims(inner)
                     if inner.to_string().contains("timestamp") =>
                 {
-                    JwtError::InvalidDate
+                    TokenError::InvalidDate
                 }
-                _ => JwtError::Malformed,
+                _ => TokenError::Malformed,
             })?;
     let times = Times {
         exp: parsed.expiration.map(|t| t.timestamp()),
@@ -236,12 +156,12 @@ pub fn verify<'c>(
     token: &ParsedJwt<'_>,
     candidates: impl Iterator<Item = &'c JwtConsumer>,
     now: u64,
-) -> Result<JwtVerified<'c>, JwtError> {
+) -> Result<JwtVerified<'c>, TokenError> {
     let iss = token.issuer();
-    let mut furthest: Option<JwtError> = None;
+    let mut furthest: Option<TokenError> = None;
     let mut keys_unavailable = false;
     // Consumers of one issuer often share a key set: check each set once.
-    let mut checked: Vec<(Rc<KeySet>, Result<(), JwtError>)> = Vec::new();
+    let mut checked: Vec<(Rc<KeySet>, Result<(), TokenError>)> = Vec::new();
     for consumer in candidates.filter(|c| Some(c.issuer.as_str()) == iss) {
         let outcome = check_consumer(token, consumer, now, &mut checked);
         match outcome {
@@ -251,29 +171,29 @@ pub fn verify<'c>(
                     valid_until,
                 })
             }
-            Err(JwtError::KeysUnavailable) => keys_unavailable = true,
+            Err(TokenError::KeysUnavailable) => keys_unavailable = true,
             Err(e) => furthest = furthest.max(Some(e)),
         }
     }
     // Fail closed but retryable: a consumer we could not check might own it.
     if keys_unavailable {
-        return Err(JwtError::KeysUnavailable);
+        return Err(TokenError::KeysUnavailable);
     }
-    Err(furthest.unwrap_or(JwtError::WrongIssuer))
+    Err(furthest.unwrap_or(TokenError::WrongIssuer))
 }
 
 fn check_consumer(
     token: &ParsedJwt<'_>,
     consumer: &JwtConsumer,
     now: u64,
-    checked: &mut Vec<(Rc<KeySet>, Result<(), JwtError>)>,
-) -> Result<Option<u64>, JwtError> {
-    let keys = consumer.keys().ok_or(JwtError::KeysUnavailable)?;
+    checked: &mut Vec<(Rc<KeySet>, Result<(), TokenError>)>,
+) -> Result<Option<u64>, TokenError> {
+    let keys = consumer.keys().ok_or(TokenError::KeysUnavailable)?;
     let signature = match checked.iter().find(|(set, _)| Rc::ptr_eq(set, &keys)) {
         Some((_, result)) => *result,
         None => {
             let result = check_signature(token, &keys);
-            if result == Err(JwtError::UnknownKid) {
+            if result == Err(TokenError::UnknownKid) {
                 if let KeySource::Remote(source) = &consumer.keys {
                     source.want_refetch();
                 }
@@ -283,24 +203,21 @@ fn check_consumer(
         }
     };
     signature?;
-    let valid_until = check_time(token, consumer, now)?;
-    if !consumer.audiences.is_empty() {
-        check_audience(&token.claims, &consumer.audiences, None)?;
-    }
+    let valid_until = check_claims(token, &Policy::jwt_consumer(consumer, usize::MAX), now)?;
     if !consumer
         .claims
         .iter()
         .all(|(name, wanted)| lookup_claim(&token.claims, name) == Some(wanted))
     {
-        return Err(JwtError::ClaimsMismatch);
+        return Err(TokenError::ClaimsMismatch);
     }
     Ok(valid_until)
 }
 
-pub(crate) fn check_signature(token: &ParsedJwt<'_>, keys: &KeySet) -> Result<(), JwtError> {
+pub(crate) fn check_signature(token: &ParsedJwt<'_>, keys: &KeySet) -> Result<(), TokenError> {
     let kid = token.kid.as_deref();
     if kid.is_some_and(|k| !keys.has_kid(k)) {
-        return Err(JwtError::UnknownKid);
+        return Err(TokenError::UnknownKid);
     }
     let mut any_permitted = false;
     for key in keys.candidates(kid).filter(|k| k.permits(token.alg)) {
@@ -310,18 +227,10 @@ pub(crate) fn check_signature(token: &ParsedJwt<'_>, keys: &KeySet) -> Result<()
         }
     }
     Err(if any_permitted {
-        JwtError::BadSignature
+        TokenError::BadSignature
     } else {
-        JwtError::AlgorithmMismatch
+        TokenError::AlgorithmMismatch
     })
-}
-
-fn check_time(
-    token: &ParsedJwt<'_>,
-    consumer: &JwtConsumer,
-    now: u64,
-) -> Result<Option<u64>, JwtError> {
-    check_times(token, consumer.clock_skew, consumer.require_exp, now)
 }
 
 /// exp (required when `require_exp`, through `jwt-compact`'s
@@ -332,7 +241,7 @@ pub(crate) fn check_times(
     skew: u64,
     require_exp: bool,
     now: u64,
-) -> Result<Option<u64>, JwtError> {
+) -> Result<Option<u64>, TokenError> {
     let times = token.times;
     let now_signed = i64::try_from(now).unwrap_or(i64::MAX);
     let skew_signed = i64::try_from(skew).unwrap_or(i64::MAX);
@@ -345,19 +254,19 @@ pub(crate) fn check_times(
         claims.expiration = Utc.timestamp_opt(exp, 0).single();
         match claims.validate_expiration(&options) {
             Ok(_) => {}
-            Err(ValidationError::Expired) => return Err(JwtError::Expired),
-            Err(_) => return Err(JwtError::InvalidDate),
+            Err(ValidationError::Expired) => return Err(TokenError::Expired),
+            Err(_) => return Err(TokenError::InvalidDate),
         }
     } else if require_exp {
-        return Err(JwtError::MissingExp);
+        return Err(TokenError::MissingExp);
     }
     // Plain integer arithmetic for nbf and iat: no date type to overflow.
     let latest = now_signed.saturating_add(skew_signed);
     if times.nbf.is_some_and(|nbf| nbf > latest) {
-        return Err(JwtError::NotYetValid);
+        return Err(TokenError::NotYetValid);
     }
     if times.iat.is_some_and(|iat| iat > latest) {
-        return Err(JwtError::IssuedInFuture);
+        return Err(TokenError::IssuedInFuture);
     }
     Ok(times
         .exp
@@ -380,10 +289,10 @@ pub(crate) fn check_audience(
     claims: &Map<String, Value>,
     accepted: &[String],
     authorized_party: Option<&str>,
-) -> Result<(), JwtError> {
+) -> Result<(), TokenError> {
     let aud = claims.get("aud");
     if !audience_matches(aud, accepted) {
-        return Err(JwtError::WrongAudience);
+        return Err(TokenError::WrongAudience);
     }
     let Some(party) = authorized_party else {
         return Ok(());
@@ -391,8 +300,8 @@ pub(crate) fn check_audience(
     let several = matches!(aud, Some(Value::Array(list)) if list.len() > 1);
     match claims.get("azp") {
         Some(Value::String(azp)) if azp == party => Ok(()),
-        Some(_) => Err(JwtError::WrongAuthorizedParty),
-        None if several => Err(JwtError::WrongAuthorizedParty),
+        Some(_) => Err(TokenError::WrongAuthorizedParty),
+        None if several => Err(TokenError::WrongAuthorizedParty),
         None => Ok(()),
     }
 }

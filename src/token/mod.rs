@@ -5,13 +5,16 @@
 //! identity) is ours.
 
 pub mod bearer;
+pub mod error;
 pub mod extract;
 pub mod issue;
 pub mod jwt;
+pub mod policy;
 pub mod verify;
 
+pub use error::TokenError;
 pub use issue::issue_access_token;
-pub use verify::{verify_gateway_token, VerifyError};
+pub use verify::verify_gateway_token;
 
 /// `typ` of the access tokens this gateway issues (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "application/at+jwt";

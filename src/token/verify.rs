@@ -11,73 +11,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
-use super::jwt::{self, JwtError};
+use super::error::TokenError;
+use super::jwt;
 use super::ACCESS_TOKEN_TYPE;
 use crate::config::{Consumer, Scope};
 use crate::keys::algorithm::hs256_verify;
 use crate::keys::Algorithm;
-
-/// Why a token was refused. Each maps to a short, non-secret description
-/// for `WWW-Authenticate` and the debug log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifyError {
-    TooLarge,
-    Malformed,
-    UnsupportedAlgorithm,
-    /// `jwk`, `jku`, `x5u` or `x5c` in the header.
-    EmbeddedKey,
-    WrongType,
-    UnsupportedCritical,
-    MissingClaim(&'static str),
-    /// Unknown `client_id` or a bad signature: deliberately one answer, so the
-    /// reply does not reveal which client ids exist.
-    BadSignature,
-    WrongIssuer,
-    WrongSubject,
-    Expired,
-    NotYetValid,
-    IssuedInFuture,
-}
-
-impl VerifyError {
-    pub fn description(self) -> &'static str {
-        match self {
-            VerifyError::TooLarge => "token too large",
-            VerifyError::Malformed => "malformed token",
-            VerifyError::UnsupportedAlgorithm => "unsupported algorithm",
-            VerifyError::EmbeddedKey => "embedded key headers are not accepted",
-            VerifyError::WrongType => "unexpected token type",
-            VerifyError::UnsupportedCritical => "unsupported critical header",
-            VerifyError::MissingClaim(_) => "missing or invalid claim",
-            VerifyError::BadSignature => "signature verification failed",
-            VerifyError::WrongIssuer => "issuer not accepted",
-            VerifyError::WrongSubject => "subject does not match client",
-            VerifyError::Expired => "token expired",
-            VerifyError::NotYetValid => "token not yet valid",
-            VerifyError::IssuedInFuture => "token issued in the future",
-        }
-    }
-
-    /// Stable machine-readable code for metrics and logs (the same codes as
-    /// third-party tokens use for the same failure).
-    pub fn code(self) -> &'static str {
-        match self {
-            VerifyError::TooLarge => "token_too_large",
-            VerifyError::Malformed => "malformed_token",
-            VerifyError::UnsupportedAlgorithm => "unsupported_algorithm",
-            VerifyError::EmbeddedKey => "embedded_key",
-            VerifyError::WrongType => "wrong_type",
-            VerifyError::UnsupportedCritical => "unsupported_critical_header",
-            VerifyError::MissingClaim(_) => "missing_claim",
-            VerifyError::BadSignature => "bad_signature",
-            VerifyError::WrongIssuer => "wrong_issuer",
-            VerifyError::WrongSubject => "wrong_subject",
-            VerifyError::Expired => "token_expired",
-            VerifyError::NotYetValid => "token_not_yet_valid",
-            VerifyError::IssuedInFuture => "issued_in_future",
-        }
-    }
-}
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
@@ -130,60 +69,53 @@ pub fn verify_gateway_token<'c>(
     scope: &'c Scope,
     max_bytes: usize,
     now: u64,
-) -> Result<Verified<'c>, VerifyError> {
+) -> Result<Verified<'c>, TokenError> {
     let parsed = jwt::parse(token, max_bytes).map_err(|e| match e {
-        JwtError::TooLarge => VerifyError::TooLarge,
-        JwtError::UnsupportedAlgorithm => VerifyError::UnsupportedAlgorithm,
-        JwtError::EmbeddedKey => VerifyError::EmbeddedKey,
-        JwtError::UnsupportedCritical => VerifyError::UnsupportedCritical,
-        _ => VerifyError::Malformed,
+        // As the MSE plugin's typed parse: a bad date is a bad token.
+        TokenError::InvalidDate => TokenError::Malformed,
+        other => other,
     })?;
     // The key decides the algorithm: consumers hold HMAC secrets, so only
     // HS256 is acceptable, whatever else the header claims.
     if parsed.alg != Algorithm::HS256 {
-        return Err(VerifyError::UnsupportedAlgorithm);
+        return Err(TokenError::UnsupportedAlgorithm);
     }
     let typ_ok = parsed.typ.as_deref().is_some_and(|t| {
         t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("at+jwt")
     });
     if !typ_ok {
-        return Err(VerifyError::WrongType);
+        return Err(TokenError::WrongType);
     }
     let claims = &parsed.claims;
     let client_id =
-        string_claim(claims, "client_id")?.ok_or(VerifyError::MissingClaim("client_id"))?;
+        string_claim(claims, "client_id")?.ok_or(TokenError::MissingClaim("client_id"))?;
     let consumer = scope
         .consumers
         .by_client_id(client_id)
-        .ok_or(VerifyError::BadSignature)?;
+        .ok_or(TokenError::BadSignature)?;
     if !hs256_verify(&consumer.secret, &parsed.token) {
-        return Err(VerifyError::BadSignature);
+        return Err(TokenError::BadSignature);
     }
 
     if string_claim(claims, "iss")? != Some(scope.issuer.as_str()) {
-        return Err(VerifyError::WrongIssuer);
+        return Err(TokenError::WrongIssuer);
     }
     if string_claim(claims, "sub")? != Some(consumer.name.as_str()) {
-        return Err(VerifyError::WrongSubject);
+        return Err(TokenError::WrongSubject);
     }
-    let exp = parsed.times.exp.ok_or(VerifyError::MissingClaim("exp"))?;
-    parsed.times.iat.ok_or(VerifyError::MissingClaim("iat"))?;
-    jwt::check_times(&parsed, scope.clock_skew, true, now).map_err(|e| match e {
-        JwtError::Expired => VerifyError::Expired,
-        JwtError::NotYetValid => VerifyError::NotYetValid,
-        JwtError::IssuedInFuture => VerifyError::IssuedInFuture,
-        _ => VerifyError::Malformed,
-    })?;
+    let exp = parsed.times.exp.ok_or(TokenError::MissingClaim("exp"))?;
+    parsed.times.iat.ok_or(TokenError::MissingClaim("iat"))?;
+    jwt::check_times(&parsed, scope.clock_skew, true, now)?;
     let audience = match claims.get("aud") {
-        None => return Err(VerifyError::MissingClaim("aud")),
+        None => return Err(TokenError::MissingClaim("aud")),
         Some(Value::String(a)) => Audience::One(Cow::Owned(a.clone())),
         Some(Value::Array(list)) => Audience::Many(
             list.iter()
                 .map(|a| a.as_str().map(|a| Cow::Owned(a.to_string())))
                 .collect::<Option<Vec<_>>>()
-                .ok_or(VerifyError::Malformed)?,
+                .ok_or(TokenError::Malformed)?,
         ),
-        Some(_) => return Err(VerifyError::Malformed),
+        Some(_) => return Err(TokenError::Malformed),
     };
     Ok(Verified {
         consumer,
@@ -197,10 +129,10 @@ pub fn verify_gateway_token<'c>(
 fn string_claim<'m>(
     claims: &'m Map<String, Value>,
     name: &str,
-) -> Result<Option<&'m str>, VerifyError> {
+) -> Result<Option<&'m str>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(VerifyError::Malformed),
+        Some(_) => Err(TokenError::Malformed),
     }
 }
