@@ -637,13 +637,16 @@ fn on_token_response<'c, H: Host>(
                     host.count("sso_logins_completed");
                     Decision::Reply(redirect(&target, cookies))
                 }
-                Err(reason) => {
+                Err(refusal) => {
                     host.log(
                         LogLevel::Info,
-                        &format!("edge-auth: sign-in refused: {reason}"),
+                        &format!(
+                            "edge-auth: sign-in refused: {} [{}]",
+                            refusal.reason, refusal.code
+                        ),
                     );
                     host.count("sso_logins_failed");
-                    Decision::Reply(forbidden_page(reason, vec![clear_login]))
+                    Decision::Reply(forbidden_page(refusal.reason, vec![clear_login]))
                 }
             }
         }
@@ -657,7 +660,10 @@ fn on_token_response<'c, H: Host>(
                 .and_then(|i| config.rules.get(i))
                 .and_then(|r| r.allow.as_ref());
             let refreshed = response
-                .ok_or("refresh refused by the identity provider")
+                .ok_or(SessionRefusal {
+                    code: "refresh_refused",
+                    reason: "refresh refused by the identity provider",
+                })
                 .and_then(|r| new_session(&sso, Some(&session), r, None, now));
             match refreshed {
                 Ok(session) => {
@@ -671,10 +677,13 @@ fn on_token_response<'c, H: Host>(
                         Err(reply) => Decision::Reply(reply),
                     }
                 }
-                Err(reason) => {
+                Err(refusal) => {
                     host.log(
                         LogLevel::Info,
-                        &format!("edge-auth: session refresh failed: {reason}"),
+                        &format!(
+                            "edge-auth: session refresh failed: {} [{}]",
+                            refusal.reason, refusal.code
+                        ),
                     );
                     host.count("sso_refresh_failed");
                     let clear = clear_session(&sso.config, req.cookie);
@@ -707,6 +716,23 @@ fn on_token_response<'c, H: Host>(
     }
 }
 
+/// Why a sign-in or refresh made no session: a stable code for the log, a
+/// sentence for the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SessionRefusal {
+    code: &'static str,
+    reason: &'static str,
+}
+
+impl From<TokenError> for SessionRefusal {
+    fn from(e: TokenError) -> Self {
+        SessionRefusal {
+            code: e.code(),
+            reason: e.id_token_description(),
+        }
+    }
+}
+
 /// Validates the IdP's tokens into a session. On refresh the ID token may be
 /// absent (the old one stays) and carries no nonce.
 fn new_session(
@@ -715,27 +741,28 @@ fn new_session(
     response: TokenResponse,
     nonce: Option<&str>,
     now: u64,
-) -> Result<Session, &'static str> {
+) -> Result<Session, SessionRefusal> {
     let oidc = &sso.config;
-    let keys = sso
-        .provider
-        .current()
-        .ok_or("signing keys not available yet")?;
+    let keys = sso.provider.current().ok_or(TokenError::KeysUnavailable)?;
     let id_token = match (response.id_token, previous) {
         (Some(t), _) => {
-            let claims = id_token::validate(&t, oidc, &keys, nonce, now)
-                .map_err(TokenError::id_token_description)?;
+            let claims = id_token::validate(&t, oidc, &keys, nonce, now)?;
             // OpenID Connect Core §12.2: a refresh never switches the user.
             if let Some(p) = previous {
                 let before = id_token::claims_of(&p.id_token, usize::MAX).unwrap_or_default();
                 if !id_token::same_subject(&before, &claims) {
-                    return Err(TokenError::IdentityChanged.description());
+                    return Err(TokenError::IdentityChanged.into());
                 }
             }
             t
         }
         (None, Some(p)) => p.id_token.clone(),
-        (None, None) => return Err("the identity provider sent no ID token"),
+        (None, None) => {
+            return Err(SessionRefusal {
+                code: "no_id_token",
+                reason: "the identity provider sent no ID token",
+            })
+        }
     };
     Ok(Session {
         id_token,

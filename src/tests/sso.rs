@@ -793,6 +793,11 @@ fn an_id_token_that_names_nobody_makes_no_session() {
         );
         assert!(!sets_session(&r.headers), "{claims}");
         assert_eq!(host.counter("sso_logins_failed"), 1);
+        assert!(host
+            .logs
+            .borrow()
+            .iter()
+            .any(|(_, l)| l == "edge-auth: sign-in refused: ID token names no user [no_identity]"));
     }
 }
 
@@ -854,5 +859,13 @@ fn a_refresh_for_another_user_ends_the_session() {
         );
         assert_eq!(host.header("x-mse-consumer"), None);
         assert_eq!(host.counter("sso_refresh_failed"), 1);
+        let logs = host.logs.borrow();
+        let line = logs
+            .iter()
+            .find(|(_, l)| l.contains("session refresh failed"));
+        assert!(
+            line.is_some_and(|(_, l)| l.ends_with("[identity_changed]")),
+            "{logs:?}"
+        );
     }
 }
