@@ -831,3 +831,32 @@ fn array_claims_with_the_separator_in_an_element_give_no_header() {
     let (_, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
     assert_eq!(host.header("x-roles"), Some("reader,writer"));
 }
+
+/// One header read through two configured prefixes is one token, not a
+/// second (malformed) one: a consumer reading the raw `Authorization` value
+/// next to the gateway's `Bearer ` location must not refuse every request.
+#[test]
+fn one_header_under_two_prefixes_is_one_token() {
+    let jwks = json!({"keys": [oct("a", KEY_A)]}).to_string();
+    let cfg = config(json!({
+        "consumers": [
+            {"name": "consumer1", "client_id": "id1", "client_secret": super::SECRET1},
+            {"name": "raw-app", "issuer": ISS, "jwks": jwks,
+             "from_headers": [{"name": "Authorization"}]}
+        ],
+        "global_auth": true
+    }));
+    let cache = TokenCache::new(0);
+    let gw = gateway_token(&cfg);
+    let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&gw))]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.header("x-mse-consumer"), Some("consumer1"));
+    let raw = token("a", KEY_A, json!({}));
+    let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &raw)]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.header("x-mse-consumer"), Some("raw-app"));
+    // A JWT consumer's token after "Bearer " is read by the gateway location
+    // only, which does not know it: refused, never let through.
+    let (flow, _) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&raw))]);
+    assert_eq!(flow, Flow::Stop);
+}

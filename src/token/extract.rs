@@ -30,8 +30,19 @@ pub enum Found<'l> {
 }
 
 pub fn find_tokens<'l, H: Host>(locations: &'l [TokenLocation], host: &H) -> Found<'l> {
-    let mut found = Vec::new();
+    let mut found: Vec<Presented<'l>> = Vec::new();
     for (index, location) in locations.iter().enumerate() {
+        // One header value is one presentation: when a location already
+        // took a token from this header, another prefix for the same
+        // header (say "" after "Bearer ") reads nothing new.
+        if let TokenLocation::Header { name, .. } = location {
+            let taken = found
+                .iter()
+                .any(|p| matches!(p.location, TokenLocation::Header { name: n, .. } if n == name));
+            if taken {
+                continue;
+            }
+        }
         let value = match location {
             TokenLocation::Header { name, prefix } => host
                 .request_header(name)
