@@ -319,6 +319,16 @@ class Idp:
         items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
         return harness.http_request(self.port, "GET", path, headers=[("User-Agent", TEST_UA)] + items)
 
+    def edit_id_tokens(self, edits: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """From now on, ID tokens the token endpoint answers with for a grant
+        type (``authorization_code``, ``refresh_token``) get these claims
+        (``None`` deletes one), signed again with the same key; ``None`` or
+        ``{}`` restores the IdP's own ID tokens (server.js IDP_ID_TOKEN_EDITS)."""
+        r = harness.http_request(self.port, "PUT", "/__edge_auth/id_token_edits",
+                                 headers=[("Content-Type", "application/json"), ("User-Agent", TEST_UA)],
+                                 body=json.dumps(edits or {}))
+        assert r.status == 204, r
+
     def discovery(self) -> dict:
         r = self.get("/.well-known/openid-configuration")
         assert r.status == 200, r

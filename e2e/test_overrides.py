@@ -133,6 +133,7 @@ def test_rule_header_override_ignores_authorization(gw):
 def test_rule_route_scoped_credentials_reject_global_audience(gw):
     global_token = issue_token(gw, C2, path="/get-token", issuer="Edge-Gateway", ttl=3600)  # aud "default"
     assert_forbidden(gw.get("/svc/x", headers={"X-Svc-Token": f"Bearer {global_token}"}))
-    # the route-svc token is still a global-issuer token valid elsewhere (global_credentials true there)
+    # the route-svc token works on route-svc only, not on routes with global credentials
     token = issue_token(gw, C2, path="/svc/get-token", issuer="Edge-Gateway", ttl=3600, aud="route-svc")
-    assert_passed(gw.get("/x", headers=bearer_h(token)), C2, "GET", "/x")
+    assert_passed(gw.get("/svc/x", headers={"X-Svc-Token": f"Bearer {token}"}), C2, "GET", "/svc/x")
+    assert_forbidden(gw.get("/x", headers=bearer_h(token)))

@@ -83,6 +83,8 @@ def sso_config(issuer: str, secret: str, **over) -> dict:
         "set_userinfo_header": True,
         "claims_to_headers": [{"claim": "email", "header": "x-user-email"}],
         "accept_bearer": True,
+        # the IdP's JWT access tokens name their resource server as aud
+        "audiences": [RS256_RESOURCE, ES256_RESOURCE],
         "consumer_claim": "sub",
         "allowed_redirect_domains": [],
     }

@@ -19,6 +19,7 @@
     )
 )]
 
+pub mod b64;
 pub mod canonical;
 pub mod config;
 pub mod decision;

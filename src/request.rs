@@ -6,11 +6,11 @@ use crate::config::{AllowList, Config, Scope, TokenLocation};
 use crate::decision::{bearer_challenge, keys_unavailable, realm, Decision, Forward, Reply};
 use crate::form;
 use crate::host::{Host, LogLevel};
-use crate::keys::cache::{cache_key, Identity, TokenCache};
+use crate::keys::cache::{Identity, TokenCache};
 use crate::rules::{self, Facts, Requirement};
-use crate::token::extract::{find_token, Found};
-use crate::token::jwt::{self, claim_header_value, JwtError};
-use crate::token::verify_gateway_token;
+use crate::token::extract::{find_tokens, Found, Presented};
+use crate::token::jwt::{self, claim_header, ClaimValue};
+use crate::token::{verify_gateway_token, TokenError, GLOBAL_AUDIENCE};
 use crate::token_endpoint::{self, TokenRequestHead};
 
 /// Request attributes fetched from the host on first use, then cached; the
@@ -142,18 +142,15 @@ pub fn on_request_headers<'c, H: Host>(
                     Decision::Forward(forward)
                 }
                 Err(refusal) => {
-                    host.count(&format!(
-                        "denied_{}_{}",
-                        refusal.status,
-                        crate::host::slug(refusal.reason)
-                    ));
+                    host.count(&format!("denied_{}_{}", refusal.status, refusal.code));
                     host.log(
                         LogLevel::Debug,
                         &format!(
-                            "edge-auth: {} on route \"{}\": {}",
+                            "edge-auth: {} on route \"{}\": {} [{}]",
                             refusal.status,
                             facts.route_name(),
-                            refusal.reason
+                            refusal.reason,
+                            refusal.code
                         ),
                     );
                     Decision::Reply(refusal.into_reply(host, &authority, &path))
@@ -226,23 +223,28 @@ impl SsoFacts {
 /// Why a request was refused, before it becomes a reply.
 struct Refusal {
     status: u32,
+    /// Stable, machine-readable: metrics (`denied_<status>_<code>`) and logs.
+    code: &'static str,
+    /// For people: `error_description` and the debug log.
     reason: &'static str,
     /// A token was presented (it gets `error="invalid_token"`).
     token_presented: bool,
 }
 
 impl Refusal {
-    fn unauthorized(reason: &'static str, token_presented: bool) -> Self {
+    fn unauthorized(code: &'static str, reason: &'static str, token_presented: bool) -> Self {
         Refusal {
             status: 401,
+            code,
             reason,
             token_presented,
         }
     }
 
-    fn forbidden(reason: &'static str) -> Self {
+    fn forbidden(code: &'static str, reason: &'static str) -> Self {
         Refusal {
             status: 403,
+            code,
             reason,
             token_presented: true,
         }
@@ -276,15 +278,16 @@ impl Refusal {
     }
 }
 
-impl From<JwtError> for Refusal {
-    fn from(e: JwtError) -> Self {
+impl From<TokenError> for Refusal {
+    fn from(e: TokenError) -> Self {
         match e {
-            JwtError::KeysUnavailable => Refusal {
+            TokenError::KeysUnavailable => Refusal {
                 status: 503,
+                code: e.code(),
                 reason: e.description(),
                 token_presented: true,
             },
-            _ => Refusal::unauthorized(e.description(), true),
+            _ => Refusal::unauthorized(e.code(), e.description(), true),
         }
     }
 }
@@ -297,15 +300,80 @@ fn authenticate<'c, H: Host>(
     facts: &mut HostFacts<'_, H>,
     now: u64,
 ) -> Result<Forward<'c>, Refusal> {
-    let (location, token) = match find_token(&scope.locations, facts.host) {
-        Found::Nothing => return Err(Refusal::unauthorized("no bearer token", false)),
-        Found::Malformed(_) => return Err(Refusal::unauthorized("malformed token", true)),
-        Found::Token { location, token } => (location, token),
+    let presented = match find_tokens(&scope.locations, facts.host) {
+        Found::Nothing => {
+            return Err(Refusal::unauthorized(
+                "no_bearer_token",
+                "no bearer token",
+                false,
+            ))
+        }
+        Found::Malformed(_) => {
+            return Err(Refusal::unauthorized(
+                "malformed_token",
+                "malformed token",
+                true,
+            ))
+        }
+        Found::Tokens(list) => list,
     };
-    if token.len() > config.max_token_bytes {
-        return Err(JwtError::TooLarge.into());
+    // Every token present must verify and name the same consumer: a valid
+    // token in one place never carries an unchecked one in another.
+    let mut identity: Option<Identity> = None;
+    for token in &presented {
+        let this = identify(config, cache, scope, token, facts, now)?;
+        match &identity {
+            Some(first) if first.consumer != this.consumer => {
+                return Err(Refusal::unauthorized(
+                    "tokens_disagree",
+                    "tokens in several places name different consumers",
+                    true,
+                ))
+            }
+            Some(_) => {}
+            None => identity = Some(this),
+        }
     }
-    let key = cache.enabled().then(|| cache_key(scope.id, &token));
+    let Some(identity) = identity else {
+        return Err(Refusal::unauthorized(
+            "no_bearer_token",
+            "no bearer token",
+            false,
+        ));
+    };
+    if allow.is_some_and(|list| !list.contains(&identity.consumer)) {
+        return Err(Refusal::forbidden(
+            "consumer_not_in_allow_list",
+            "consumer not in allow list",
+        ));
+    }
+    Ok(Forward {
+        scrub: &config.identity_headers,
+        strip_header: identity.strip_header,
+        consumer: Some(identity.consumer),
+        claim_headers: identity.claim_headers,
+        ..Forward::default()
+    })
+}
+
+/// One presented token: from the cache or verified in full, then the
+/// checks that depend on this request rather than on the token (the route a
+/// gateway token is bound to).
+fn identify<H: Host>(
+    config: &Config,
+    cache: &TokenCache,
+    scope: &Scope,
+    presented: &Presented<'_>,
+    facts: &mut HostFacts<'_, H>,
+    now: u64,
+) -> Result<Identity, Refusal> {
+    let token = presented.token.as_str();
+    if token.len() > config.max_token_bytes {
+        return Err(TokenError::TooLarge.into());
+    }
+    let key = cache
+        .enabled()
+        .then(|| cache.key(scope.id, presented.index, token));
     let cached = key.as_ref().and_then(|k| cache.get(k, now));
     if key.is_some() {
         facts.host.count(if cached.is_some() {
@@ -317,52 +385,63 @@ fn authenticate<'c, H: Host>(
     let identity = match cached {
         Some(identity) => identity,
         None => {
-            let (identity, valid_until) = verify_token(config, scope, location, &token, now)?;
+            let (identity, valid_until, skipped) =
+                verify_token(config, scope, presented.location, token, now)?;
+            for (claim, why) in skipped {
+                facts.host.log(
+                    LogLevel::Info,
+                    &format!("edge-auth: claim \"{claim}\" not passed upstream: {why}"),
+                );
+            }
             if let Some(k) = key {
                 cache.insert(k, identity.clone(), valid_until);
             }
             identity
         }
     };
-    if allow.is_some_and(|list| !list.contains(&identity.consumer)) {
-        return Err(Refusal::forbidden("consumer not in allow list"));
+    // A gateway token is bound to where it was issued: `aud` "default" from
+    // a global-credentials endpoint, the route's name from a route-scoped
+    // one. Each works only where the same kind would have been issued.
+    if identity.gateway_token {
+        let route = facts.route_name();
+        let expected = if scope.global_credentials {
+            GLOBAL_AUDIENCE
+        } else {
+            route
+        };
+        if !identity.audience.iter().any(|a| a == expected) {
+            return Err(Refusal::forbidden(
+                "wrong_audience",
+                "token audience is another route",
+            ));
+        }
     }
-    // Route-scoped credentials: a gateway token is only good on the route
-    // that issued it.
-    if !scope.global_credentials
-        && identity.gateway_token
-        && !identity.audience.iter().any(|a| a == facts.route_name())
-    {
-        return Err(Refusal::forbidden("token audience is another route"));
-    }
-    Ok(Forward {
-        scrub: &config.identity_headers,
-        strip_header: identity.strip_header,
-        consumer: Some(identity.consumer),
-        claim_headers: identity.claim_headers,
-        ..Forward::default()
-    })
+    Ok(identity)
 }
 
 /// Longest a verified token without `exp` is trusted from the cache.
 const MAX_CACHE_SECONDS_WITHOUT_EXP: u64 = 300;
 
+/// Claims not passed upstream, with why (for the log).
+type SkippedClaims = Vec<(String, &'static str)>;
+
 /// Full verification: gateway tokens for the gateway header, then JWT
 /// consumers reading tokens from where this one was found. Returns the
-/// identity and the last second it may be reused.
+/// identity, the last second it may be reused, and the claims that could
+/// not become headers.
 fn verify_token(
     config: &Config,
     scope: &Scope,
     location: &TokenLocation,
     token: &str,
     now: u64,
-) -> Result<(Identity, u64), Refusal> {
+) -> Result<(Identity, u64, SkippedClaims), Refusal> {
     let consumers = &scope.consumers;
     let gateway_location =
         matches!(location, TokenLocation::Header { name, .. } if *name == scope.auth_header);
     let mut gateway_error = None;
     if gateway_location && consumers.has_gateway_consumers() {
-        match verify_gateway_token(token, scope, now) {
+        match verify_gateway_token(token, scope, config.max_token_bytes, now) {
             Ok(v) => {
                 let identity = Identity {
                     consumer: v.consumer.name.clone(),
@@ -371,7 +450,8 @@ fn verify_token(
                     strip_header: (!scope.keep_token).then(|| scope.auth_header.clone()),
                     gateway_token: true,
                 };
-                return Ok((identity, v.expires_at.saturating_add(scope.clock_skew)));
+                let valid_until = v.expires_at.saturating_add(scope.clock_skew);
+                return Ok((identity, valid_until, Vec::new()));
             }
             Err(e) => gateway_error = Some(e),
         }
@@ -382,23 +462,31 @@ fn verify_token(
         .filter(|c| c.locations.contains(location))
         .peekable();
     if candidates.peek().is_none() {
-        let reason =
-            gateway_error.map_or("no consumer reads tokens from here", |e| e.description());
-        return Err(Refusal::unauthorized(reason, true));
+        return Err(gateway_error.map_or_else(
+            || {
+                Refusal::unauthorized(
+                    "no_consumer_for_location",
+                    "no consumer reads tokens from here",
+                    true,
+                )
+            },
+            Refusal::from,
+        ));
     }
     let parsed = jwt::parse(token, config.max_token_bytes);
     let result = parsed.and_then(|p| jwt::verify(&p, candidates, now).map(|v| (p, v)));
     match result {
         Ok((parsed, verified)) => {
             let consumer = verified.consumer;
-            let claim_headers = consumer
-                .claims_to_headers
-                .iter()
-                .filter_map(|h| {
-                    claim_header_value(&parsed.claims, &h.claim)
-                        .map(|v| (h.header.clone(), v, h.replace))
-                })
-                .collect();
+            let mut skipped = Vec::new();
+            let mut claim_headers = Vec::new();
+            for h in &consumer.claims_to_headers {
+                match claim_header(&parsed.claims, &h.claim) {
+                    ClaimValue::Value(v) => claim_headers.push((h.header.clone(), v, h.replace)),
+                    ClaimValue::Absent => {}
+                    ClaimValue::Refused(why) => skipped.push((h.claim.clone(), why)),
+                }
+            }
             let strip_header = match location {
                 TokenLocation::Header { name, .. } if !consumer.keep_token => Some(name.clone()),
                 _ => None,
@@ -413,14 +501,13 @@ fn verify_token(
             let valid_until = verified
                 .valid_until
                 .unwrap_or_else(|| now.saturating_add(MAX_CACHE_SECONDS_WITHOUT_EXP));
-            Ok((identity, valid_until))
+            Ok((identity, valid_until, skipped))
         }
         // A gateway token (client_id of a gateway consumer) explains itself
         // better than "issuer not accepted" from the JWT consumers.
-        Err(JwtError::WrongIssuer) if gateway_error.is_some() => Err(Refusal::unauthorized(
-            gateway_error.map_or("invalid token", |e| e.description()),
-            true,
-        )),
+        Err(TokenError::WrongIssuer) if gateway_error.is_some() => {
+            Err(gateway_error.map_or_else(|| TokenError::WrongIssuer.into(), Refusal::from))
+        }
         Err(e) => Err(e.into()),
     }
 }

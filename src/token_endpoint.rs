@@ -22,7 +22,7 @@ use crate::token::issue::{issue_access_token, AccessTokenRequest};
 
 /// Form bodies bigger than this are refused before parsing.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
-const DEFAULT_AUDIENCE: &str = "default";
+use crate::token::GLOBAL_AUDIENCE as DEFAULT_AUDIENCE;
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
 /// The request line and headers of a token request.

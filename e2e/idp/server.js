@@ -42,6 +42,16 @@
 //                                 refresh token (as many IdPs behave); default:
 //                                 OIDC Core 11, offline_access is dropped
 //                                 unless prompt contains consent
+//   IDP_ID_TOKEN_EDITS            JSON object {grant_type: {claim: value}}:
+//                                 the ID token in a token endpoint answer for
+//                                 that grant (authorization_code,
+//                                 refresh_token) gets those claims (null
+//                                 deletes one) and is signed again with the
+//                                 same key, e.g. an ID token without sub, or a
+//                                 refresh answer for another user. Default
+//                                 none. Also settable while running:
+//                                 PUT /__edge_auth/id_token_edits with the
+//                                 same JSON (replaces the edits; {} clears).
 //   IDP_CLIENTS                   JSON array of client metadata replacing the
 //                                 two default clients below
 //   IDP_LOG                       "0" silences the request log on stderr
@@ -129,6 +139,36 @@ function keyFor(jwks, alg) {
     return false;
   };
   return jwks.keys.find(fits);
+}
+
+// A compact JWS signed again by the key set's key of its kid, with `edit`
+// applied to its claims (null deletes a claim). RS*/PS* and ES* only.
+function resign(keySet, token, edit) {
+  const [h, p] = token.split('.');
+  const header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
+  const claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'));
+  for (const [k, v] of Object.entries(edit)) {
+    if (v === null) delete claims[k];
+    else claims[k] = v;
+  }
+  const jwk = keySet.keys.find((k) => k.kid === header.kid);
+  if (!jwk) throw new Error(`no key ${header.kid} to sign the edited ID token`);
+  const key = crypto.createPrivateKey({ key: jwk, format: 'jwk' });
+  const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  const hash = `sha${header.alg.slice(2)}`;
+  let sig;
+  if (header.alg.startsWith('RS')) {
+    sig = crypto.sign(hash, Buffer.from(input), key);
+  } else if (header.alg.startsWith('PS')) {
+    sig = crypto.sign(hash, Buffer.from(input), {
+      key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: Number(header.alg.slice(2)) / 8,
+    });
+  } else if (header.alg.startsWith('ES')) {
+    sig = crypto.sign(hash, Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
+  } else {
+    throw new Error(`cannot sign an edited ID token with ${header.alg}`);
+  }
+  return `${input}.${sig.toString('base64url')}`;
 }
 
 const DEFAULT_CLIENTS = [
@@ -284,6 +324,24 @@ function main() {
       await next();
     });
   }
+  // Test control: ID tokens the token endpoint answers with, changed and
+  // signed again (IDP_ID_TOKEN_EDITS above).
+  let idTokenEdits = JSON.parse(process.env.IDP_ID_TOKEN_EDITS || '{}');
+  provider.use(async (ctx, next) => {
+    if (ctx.path === '/__edge_auth/id_token_edits' && ctx.method === 'PUT') {
+      const chunks = [];
+      for await (const chunk of ctx.req) chunks.push(chunk);
+      idTokenEdits = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+      ctx.status = 204;
+      return;
+    }
+    await next();
+    const edit = idTokenEdits[ctx.oidc?.params?.grant_type];
+    if (edit && ctx.method === 'POST' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object'
+        && typeof ctx.body.id_token === 'string') {
+      ctx.body = { ...ctx.body, id_token: resign(jwks, ctx.body.id_token, edit) };
+    }
+  });
   provider.on('server_error', (ctx, err) => process.stderr.write(`server_error: ${err.stack}\n`));
 
   const server = http.createServer(provider.callback());

@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     CONFIG.with(|cfg| {
-        let _ = verify_gateway_token(token, &cfg.global, 1_700_000_000);
+        let _ = verify_gateway_token(token, &cfg.global, cfg.max_token_bytes, 1_700_000_000);
         if let Ok(parsed) = jwt::parse(token, 16 * 1024) {
             let _ = jwt::verify(&parsed, cfg.global.consumers.jwt.iter(), 1_700_000_000);
         }

@@ -48,6 +48,8 @@ pub struct RawOidc {
     pub set_userinfo_header: Option<bool>,
     pub claims_to_headers: Option<Vec<super::raw::RawClaimToHeader>>,
     pub accept_bearer: Option<bool>,
+    /// Audiences besides `client_id` that bearer tokens may carry.
+    pub audiences: Option<Vec<String>>,
     pub access_token_expires_in: Option<u64>,
     pub max_token_size: Option<usize>,
     pub consumer_claim: Option<String>,
@@ -193,6 +195,9 @@ pub struct OidcConfig {
     pub set_userinfo_header: bool,
     pub claims_to_headers: Vec<super::ClaimHeader>,
     pub accept_bearer: bool,
+    /// What a bearer token's `aud` may name: `client_id`, then the
+    /// configured `audiences`.
+    pub bearer_audiences: Vec<String>,
     pub access_token_expires_in: u64,
     pub max_token_size: usize,
     pub consumer_claim: String,
@@ -302,6 +307,12 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
     };
     if raw.client_id.is_empty() {
         return Err(ConfigError::new(at("client_id"), "must not be empty"));
+    }
+    if raw.audiences.iter().flatten().any(String::is_empty) {
+        return Err(ConfigError::new(
+            at("audiences"),
+            "must not hold an empty audience",
+        ));
     }
     if raw.client_secret.is_empty() {
         return Err(ConfigError::new(at("client_secret"), "must not be empty"));
@@ -494,6 +505,9 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
         set_userinfo_header: raw.set_userinfo_header.unwrap_or(false),
         claims_to_headers,
         accept_bearer: raw.accept_bearer.unwrap_or(false),
+        bearer_audiences: std::iter::once(raw.client_id.clone())
+            .chain(raw.audiences.iter().flatten().cloned())
+            .collect(),
         access_token_expires_in: raw.access_token_expires_in.unwrap_or(3600),
         max_token_size: raw.max_token_size.unwrap_or(5 * 1024),
         consumer_claim: raw.consumer_claim.clone().unwrap_or_else(|| "sub".into()),

@@ -1,10 +1,9 @@
-//! JOSE signature algorithms (RFC 7518 §3, RFC 8037) and the signature
-//! check for each.
+//! JOSE signature algorithms (RFC 7518 §3, RFC 8037): which key each one
+//! fits, and the signature check for each through `jwt-compact`.
 
-use hmac::{Hmac, Mac};
-use rsa::signature::Verifier;
-use sha2::{Sha256, Sha384, Sha512};
+use jwt_compact::{AlgorithmExt, AlgorithmSignature, Empty, UntrustedToken};
 
+use super::ecdsa::{es384::Es384, es512::Es512};
 use super::jwk::KeyMaterial;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +19,7 @@ pub enum Algorithm {
     PS512,
     ES256,
     ES384,
+    ES512,
     EdDSA,
 }
 
@@ -38,6 +38,7 @@ impl Algorithm {
             "PS512" => Algorithm::PS512,
             "ES256" => Algorithm::ES256,
             "ES384" => Algorithm::ES384,
+            "ES512" => Algorithm::ES512,
             "EdDSA" => Algorithm::EdDSA,
             _ => return None,
         })
@@ -56,6 +57,7 @@ impl Algorithm {
             Algorithm::PS512 => "PS512",
             Algorithm::ES256 => "ES256",
             Algorithm::ES384 => "ES384",
+            Algorithm::ES512 => "ES512",
             Algorithm::EdDSA => "EdDSA",
         }
     }
@@ -73,79 +75,109 @@ impl Algorithm {
                 )
                 | (ES256, KeyMaterial::P256(_))
                 | (ES384, KeyMaterial::P384(_))
+                | (ES512, KeyMaterial::P521(_))
                 | (EdDSA, KeyMaterial::Ed25519(_))
         )
     }
 
-    /// Checks `signature` over `input` with `material`. A key of the wrong
-    /// kind never verifies.
-    pub fn verify(self, material: &KeyMaterial, input: &[u8], signature: &[u8]) -> bool {
+    /// Checks the signature of `token` with `material`, through
+    /// `jwt-compact`'s validator for this algorithm. A key of the wrong kind
+    /// never verifies. The caller has already bound the algorithm to the key
+    /// ([`crate::keys::Jwk::permits`]); the validator checks again that the
+    /// token's `alg` is this one.
+    pub fn verify<H: Clone>(self, material: &KeyMaterial, token: &UntrustedToken<'_, H>) -> bool {
+        with_algorithm!(self, material, |alg, key| alg
+            .validator::<Empty>(key)
+            .validate(token)
+            .is_ok())
+    }
+
+    /// The bare signature check over `signing_input` (for JOSE test vectors
+    /// whose payload is not a claims set; tokens go through [`Self::verify`]).
+    pub fn verify_signature(
+        self,
+        material: &KeyMaterial,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        with_algorithm!(self, material, |alg, key| raw(
+            alg,
+            key,
+            signing_input,
+            signature
+        ))
+    }
+}
+
+/// Runs `$body` with `jwt-compact`'s algorithm value for `$alg` and the key
+/// of `$material` in its type; `false` when the key does not fit.
+macro_rules! with_algorithm {
+    ($alg:expr, $material:expr, |$a:ident, $k:ident| $body:expr) => {{
+        use jwt_compact::alg;
         use Algorithm::*;
-        match (self, material) {
-            (HS256, KeyMaterial::Hmac(k)) => hmac_verify::<Hmac<Sha256>>(k, input, signature),
-            (HS384, KeyMaterial::Hmac(k)) => hmac_verify::<Hmac<Sha384>>(k, input, signature),
-            (HS512, KeyMaterial::Hmac(k)) => hmac_verify::<Hmac<Sha512>>(k, input, signature),
-            (RS256, KeyMaterial::Rsa(k)) => pkcs1_verify(
-                rsa::pkcs1v15::VerifyingKey::<Sha256>::new(k.clone()),
-                input,
-                signature,
-            ),
-            (RS384, KeyMaterial::Rsa(k)) => pkcs1_verify(
-                rsa::pkcs1v15::VerifyingKey::<Sha384>::new(k.clone()),
-                input,
-                signature,
-            ),
-            (RS512, KeyMaterial::Rsa(k)) => pkcs1_verify(
-                rsa::pkcs1v15::VerifyingKey::<Sha512>::new(k.clone()),
-                input,
-                signature,
-            ),
-            (PS256, KeyMaterial::Rsa(k)) => pss_verify(
-                rsa::pss::VerifyingKey::<Sha256>::new(k.clone()),
-                input,
-                signature,
-            ),
-            (PS384, KeyMaterial::Rsa(k)) => pss_verify(
-                rsa::pss::VerifyingKey::<Sha384>::new(k.clone()),
-                input,
-                signature,
-            ),
-            (PS512, KeyMaterial::Rsa(k)) => pss_verify(
-                rsa::pss::VerifyingKey::<Sha512>::new(k.clone()),
-                input,
-                signature,
-            ),
-            (ES256, KeyMaterial::P256(k)) => p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| k.verify(input, &sig).is_ok()),
-            (ES384, KeyMaterial::P384(k)) => p384::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| k.verify(input, &sig).is_ok()),
-            (EdDSA, KeyMaterial::Ed25519(k)) => ed25519_dalek::Signature::from_slice(signature)
-                .is_ok_and(|sig| k.verify_strict(input, &sig).is_ok()),
+        match ($alg, $material) {
+            (HS256, KeyMaterial::Hmac(k)) => {
+                let ($a, $k) = (alg::Hs256, &alg::Hs256Key::new(k));
+                $body
+            }
+            (HS384, KeyMaterial::Hmac(k)) => {
+                let ($a, $k) = (alg::Hs384, &alg::Hs384Key::new(k));
+                $body
+            }
+            (HS512, KeyMaterial::Hmac(k)) => {
+                let ($a, $k) = (alg::Hs512, &alg::Hs512Key::new(k));
+                $body
+            }
+            (RS256 | RS384 | RS512 | PS256 | PS384 | PS512, KeyMaterial::Rsa($k)) => {
+                let $a = match $alg {
+                    RS256 => alg::Rsa::rs256(),
+                    RS384 => alg::Rsa::rs384(),
+                    RS512 => alg::Rsa::rs512(),
+                    PS256 => alg::Rsa::ps256(),
+                    PS384 => alg::Rsa::ps384(),
+                    _ => alg::Rsa::ps512(),
+                };
+                $body
+            }
+            (ES256, KeyMaterial::P256($k)) => {
+                let $a = alg::Es256;
+                $body
+            }
+            (ES384, KeyMaterial::P384($k)) => {
+                let $a = Es384;
+                $body
+            }
+            (ES512, KeyMaterial::P521($k)) => {
+                let $a = Es512;
+                $body
+            }
+            (EdDSA, KeyMaterial::Ed25519($k)) => {
+                let $a = alg::Ed25519;
+                $body
+            }
             _ => false,
         }
+    }};
+}
+use with_algorithm;
+
+/// HS256 with a gateway consumer's secret (any length: the plain key type,
+/// not the crate's 64-byte strict wrapper; the config warns on short ones).
+pub fn hs256_verify<H: Clone>(secret: &[u8], token: &UntrustedToken<'_, H>) -> bool {
+    jwt_compact::alg::Hs256
+        .validator::<Empty>(&jwt_compact::alg::Hs256Key::new(secret))
+        .validate(token)
+        .is_ok()
+}
+
+fn raw<A: jwt_compact::Algorithm>(
+    alg: A,
+    key: &A::VerifyingKey,
+    input: &[u8],
+    signature: &[u8],
+) -> bool {
+    if A::Signature::LENGTH.is_some_and(|len| len.get() != signature.len()) {
+        return false;
     }
-}
-
-fn hmac_verify<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8], signature: &[u8]) -> bool {
-    match <M as hmac::digest::KeyInit>::new_from_slice(key) {
-        Ok(mut mac) => {
-            mac.update(input);
-            mac.verify_slice(signature).is_ok()
-        }
-        Err(_) => false,
-    }
-}
-
-fn pkcs1_verify<D>(key: rsa::pkcs1v15::VerifyingKey<D>, input: &[u8], signature: &[u8]) -> bool
-where
-    D: rsa::sha2::Digest + rsa::pkcs8::AssociatedOid,
-{
-    rsa::pkcs1v15::Signature::try_from(signature).is_ok_and(|sig| key.verify(input, &sig).is_ok())
-}
-
-fn pss_verify<D>(key: rsa::pss::VerifyingKey<D>, input: &[u8], signature: &[u8]) -> bool
-where
-    D: rsa::sha2::Digest + rsa::sha2::digest::FixedOutputReset,
-{
-    rsa::pss::Signature::try_from(signature).is_ok_and(|sig| key.verify(input, &sig).is_ok())
+    A::Signature::try_from_slice(signature).is_ok_and(|sig| alg.verify_signature(&sig, key, input))
 }

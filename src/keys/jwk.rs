@@ -2,11 +2,12 @@
 //! typed key material; the algorithms it may verify follow from its type
 //! (and its `alg`, when it declares one), never from a token.
 
+use jwt_compact::UntrustedToken;
 use serde::Deserialize;
 use std::fmt;
 
 use super::algorithm::Algorithm;
-use crate::token::jws::b64url_decode;
+use crate::b64::b64url_decode;
 
 /// RFC 7518 §3.3: RSA keys of 2048 bits or larger MUST be used.
 const MIN_RSA_BITS: usize = 2048;
@@ -19,7 +20,8 @@ pub enum KeyMaterial {
     Rsa(rsa::RsaPublicKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
-    Ed25519(ed25519_dalek::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
+    Ed25519(ed25519_compact::PublicKey),
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -30,6 +32,7 @@ impl fmt::Debug for KeyMaterial {
             KeyMaterial::Rsa(_) => "Rsa(..)",
             KeyMaterial::P256(_) => "P256(..)",
             KeyMaterial::P384(_) => "P384(..)",
+            KeyMaterial::P521(_) => "P521(..)",
             KeyMaterial::Ed25519(_) => "Ed25519(..)",
         })
     }
@@ -50,8 +53,8 @@ impl Jwk {
         alg.fits(&self.material) && self.alg.is_none_or(|own| own == alg)
     }
 
-    pub fn verify(&self, alg: Algorithm, input: &[u8], signature: &[u8]) -> bool {
-        self.permits(alg) && alg.verify(&self.material, input, signature)
+    pub fn verify<H: Clone>(&self, alg: Algorithm, token: &UntrustedToken<'_, H>) -> bool {
+        self.permits(alg) && alg.verify(&self.material, token)
     }
 }
 
@@ -189,6 +192,7 @@ fn parse_key(key: RawJwk) -> Result<Option<Jwk>, String> {
             let (size, crv) = match key.crv.as_deref() {
                 Some("P-256") => (32, "P-256"),
                 Some("P-384") => (48, "P-384"),
+                Some("P-521") => (66, "P-521"),
                 Some(_) => return Ok(None),
                 None => return Err("missing \"crv\"".into()),
             };
@@ -200,16 +204,17 @@ fn parse_key(key: RawJwk) -> Result<Option<Jwk>, String> {
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            if crv == "P-256" {
-                KeyMaterial::P256(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-                        .map_err(|_| "point is not on P-256".to_string())?,
-                )
-            } else {
-                KeyMaterial::P384(
-                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-                        .map_err(|_| "point is not on P-384".to_string())?,
-                )
+            let off_curve = || format!("point is not on {crv}");
+            match crv {
+                "P-256" => KeyMaterial::P256(
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?,
+                ),
+                "P-384" => KeyMaterial::P384(
+                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?,
+                ),
+                _ => KeyMaterial::P521(
+                    p521::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?,
+                ),
             }
         }
         "OKP" => match key.crv.as_deref() {
@@ -218,7 +223,7 @@ fn parse_key(key: RawJwk) -> Result<Option<Jwk>, String> {
                     .try_into()
                     .map_err(|_| "Ed25519 key must be 32 bytes".to_string())?;
                 KeyMaterial::Ed25519(
-                    ed25519_dalek::VerifyingKey::from_bytes(&x)
+                    ed25519_compact::PublicKey::from_slice(&x)
                         .map_err(|_| "invalid Ed25519 key".to_string())?,
                 )
             }

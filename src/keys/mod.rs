@@ -3,6 +3,7 @@
 
 pub mod algorithm;
 pub mod cache;
+pub mod ecdsa;
 pub mod jwk;
 pub mod remote;
 pub mod schedule;

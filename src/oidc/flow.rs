@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use super::id_token;
 use super::redirect::safe_redirect;
 use super::session::{LoginState, Session, LOGIN_TTL_SECONDS};
+use crate::b64::b64url;
 use crate::canonical::{without_parameters, CanonicalPath};
 use crate::config::oidc::{ClientAuth, MatchType, OidcConfig, PassToken, PathMatch, RedirectUrl};
 use crate::config::{AllowList, Config, OidcScope};
@@ -28,8 +29,9 @@ use crate::keys::remote::{
 use crate::rules::domain_matches;
 use crate::session::cookie::{self, CookieAttributes, SameSite};
 use crate::session::seal::NONCE_LEN;
-use crate::token::jws::b64url;
 use crate::token::jwt::{self, claim_header_value};
+use crate::token::policy::{self, OidcToken, Policy};
+use crate::token::TokenError;
 
 /// The request facts SSO needs, read once by the caller.
 pub struct SsoRequest<'r> {
@@ -692,13 +694,16 @@ fn on_token_response<'c, H: Host>(
                     host.count("sso_logins_completed");
                     Decision::Reply(redirect(&target, cookies))
                 }
-                Err(reason) => {
+                Err(refusal) => {
                     host.log(
                         LogLevel::Info,
-                        &format!("edge-auth: sign-in refused: {reason}"),
+                        &format!(
+                            "edge-auth: sign-in refused: {} [{}]",
+                            refusal.reason, refusal.code
+                        ),
                     );
                     host.count("sso_logins_failed");
-                    Decision::Reply(forbidden_page(reason, vec![clear_login]))
+                    Decision::Reply(forbidden_page(refusal.reason, vec![clear_login]))
                 }
             }
         }
@@ -712,7 +717,10 @@ fn on_token_response<'c, H: Host>(
                 .and_then(|i| config.rules.get(i))
                 .and_then(|r| r.allow.as_ref());
             let refreshed = response
-                .ok_or("refresh refused by the identity provider")
+                .ok_or(SessionRefusal {
+                    code: "refresh_refused",
+                    reason: "refresh refused by the identity provider",
+                })
                 .and_then(|r| new_session(&sso, Some(&session), r, None, now));
             match refreshed {
                 Ok(session) => {
@@ -726,10 +734,13 @@ fn on_token_response<'c, H: Host>(
                         Err(reply) => Decision::Reply(reply),
                     }
                 }
-                Err(reason) => {
+                Err(refusal) => {
                     host.log(
                         LogLevel::Info,
-                        &format!("edge-auth: session refresh failed: {reason}"),
+                        &format!(
+                            "edge-auth: session refresh failed: {} [{}]",
+                            refusal.reason, refusal.code
+                        ),
                     );
                     host.count("sso_refresh_failed");
                     let clear = clear_session(&sso.config, req.cookie);
@@ -762,6 +773,23 @@ fn on_token_response<'c, H: Host>(
     }
 }
 
+/// Why a sign-in or refresh made no session: a stable code for the log, a
+/// sentence for the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SessionRefusal {
+    code: &'static str,
+    reason: &'static str,
+}
+
+impl From<TokenError> for SessionRefusal {
+    fn from(e: TokenError) -> Self {
+        SessionRefusal {
+            code: e.code(),
+            reason: e.id_token_description(),
+        }
+    }
+}
+
 /// Validates the IdP's tokens into a session. On refresh the ID token may be
 /// absent (the old one stays) and carries no nonce.
 fn new_session(
@@ -770,19 +798,28 @@ fn new_session(
     response: TokenResponse,
     nonce: Option<&str>,
     now: u64,
-) -> Result<Session, &'static str> {
+) -> Result<Session, SessionRefusal> {
     let oidc = &sso.config;
-    let keys = sso
-        .provider
-        .current()
-        .ok_or("signing keys not available yet")?;
+    let keys = sso.provider.current().ok_or(TokenError::KeysUnavailable)?;
     let id_token = match (response.id_token, previous) {
         (Some(t), _) => {
-            id_token::validate(&t, oidc, &keys, nonce, now)?;
+            let claims = id_token::validate(&t, oidc, &keys, nonce, now)?;
+            // OpenID Connect Core §12.2: a refresh never switches the user.
+            if let Some(p) = previous {
+                let before = id_token::claims_of(&p.id_token, usize::MAX).unwrap_or_default();
+                if !id_token::same_subject(&before, &claims) {
+                    return Err(TokenError::IdentityChanged.into());
+                }
+            }
             t
         }
         (None, Some(p)) => p.id_token.clone(),
-        (None, None) => return Err("the identity provider sent no ID token"),
+        (None, None) => {
+            return Err(SessionRefusal {
+                code: "no_id_token",
+                reason: "the identity provider sent no ID token",
+            })
+        }
     };
     Ok(Session {
         id_token,
@@ -887,15 +924,18 @@ fn identity_forward<'c>(
     claims: &Map<String, Value>,
     allow: Option<&AllowList>,
 ) -> Result<Forward<'c>, Reply> {
-    let consumer = claim_header_value(claims, &oidc.consumer_claim);
-    if let Some(list) = allow {
-        if !consumer.as_deref().is_some_and(|c| list.contains(c)) {
-            return Err(Reply {
-                status: 403,
-                headers: vec![("content-type", "text/plain".into())],
-                body: "Access Denied.".into(),
-            });
-        }
+    let denied = || Reply {
+        status: 403,
+        headers: vec![("content-type", "text/plain".into())],
+        body: "Access Denied.".into(),
+    };
+    // Tokens are checked for an identity before they get here; a session
+    // that still names nobody is never forwarded as authenticated.
+    let Some(consumer) = claim_header_value(claims, &oidc.consumer_claim) else {
+        return Err(denied());
+    };
+    if allow.is_some_and(|list| !list.contains(&consumer)) {
+        return Err(denied());
     }
     let claim_headers = oidc
         .claims_to_headers
@@ -906,7 +946,7 @@ fn identity_forward<'c>(
         .collect();
     Ok(Forward {
         scrub: &config.identity_headers,
-        consumer,
+        consumer: Some(consumer),
         claim_headers,
         ..Forward::default()
     })
@@ -936,18 +976,18 @@ fn bearer_forward<'c>(
     let Some(keys) = sso.provider.current() else {
         return Err(keys_unavailable());
     };
-    let parsed = jwt::parse(token, config.max_token_bytes).map_err(|e| refuse(e.description()))?;
-    if parsed.issuer() != Some(oidc.issuer.as_str()) {
-        return Err(refuse("issuer not accepted"));
-    }
-    jwt::check_signature(&parsed, &keys).map_err(|e| {
-        if e == jwt::JwtError::UnknownKid {
-            sso.provider.want_refetch();
-        }
-        refuse(e.description())
-    })?;
-    jwt::check_times(&parsed, oidc.clock_skew, true, now).map_err(|e| refuse(e.description()))?;
-    identity_forward(config, oidc, &parsed.claims, allow)
+    // The same policy as ID tokens, with the bearer audiences: a token the
+    // provider issued for another API or another client is not ours.
+    let policy = Policy::oidc(oidc, OidcToken::Bearer, config.max_token_bytes);
+    let claims = policy::verify(token, &policy, &keys, now)
+        .map_err(|e| {
+            if e == TokenError::UnknownKid {
+                sso.provider.want_refetch();
+            }
+            refuse(e.description())
+        })?
+        .claims;
+    identity_forward(config, oidc, &claims, allow)
 }
 
 /// Clears every session cookie and ends the IdP session when it can.

@@ -1,13 +1,17 @@
-//! ID token validation (OpenID Connect Core §3.1.3.7): signature by the
-//! provider's keys with the algorithm bound to the key, issuer, audience,
-//! authorized party, time with skew, and nonce.
+//! ID tokens (OpenID Connect Core §3.1.3.7): the provider's policy
+//! ([`Policy::oidc`]: signature by the provider's keys with the algorithm
+//! bound to the key, issuer, audience + authorized party, time with skew,
+//! an identity), then the nonce; refreshed ID tokens must name the same
+//! user (§12.2).
 
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use crate::config::oidc::OidcConfig;
 use crate::keys::KeySet;
-use crate::token::jwt::{self, audience_matches, check_signature, check_times, JwtError};
+use crate::token::jwt;
+use crate::token::policy::{self, OidcToken, Policy};
+use crate::token::TokenError;
 
 pub fn validate(
     token: &str,
@@ -15,35 +19,27 @@ pub fn validate(
     keys: &KeySet,
     nonce: Option<&str>,
     now: u64,
-) -> Result<Map<String, Value>, &'static str> {
-    let parsed = jwt::parse(token, config.max_token_size).map_err(JwtError::description)?;
-    check_signature(&parsed, keys).map_err(JwtError::description)?;
-    if parsed.issuer() != Some(config.issuer.as_str()) {
-        return Err("ID token issuer mismatch");
-    }
-    if !audience_matches(
-        parsed.claims.get("aud"),
-        std::slice::from_ref(&config.client_id),
-    ) {
-        return Err("ID token audience is not this client");
-    }
-    if let Some(azp) = parsed.claims.get("azp") {
-        if azp.as_str() != Some(config.client_id.as_str()) {
-            return Err("ID token authorized party is not this client");
-        }
-    }
-    check_times(&parsed, config.clock_skew, true, now).map_err(JwtError::description)?;
+) -> Result<Map<String, Value>, TokenError> {
+    let policy = Policy::oidc(config, OidcToken::IdToken, config.max_token_size);
+    let claims = policy::verify(token, &policy, keys, now)?.claims;
     if let Some(expected) = nonce {
-        let got = parsed
-            .claims
-            .get("nonce")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let got = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
         if !bool::from(got.as_bytes().ct_eq(expected.as_bytes())) {
-            return Err("ID token nonce mismatch");
+            return Err(TokenError::NonceMismatch);
         }
     }
-    Ok(parsed.claims)
+    Ok(claims)
+}
+
+/// OpenID Connect Core §12.2: a refreshed ID token keeps `iss`, `sub` and
+/// `aud` of the one the session started with; anything else is another
+/// user (or client) and ends the session.
+pub fn same_subject(previous: &Map<String, Value>, refreshed: &Map<String, Value>) -> bool {
+    ["iss", "sub", "aud"].iter().all(|claim| {
+        previous
+            .get(*claim)
+            .is_some_and(|v| refreshed.get(*claim) == Some(v))
+    })
 }
 
 /// The claims of an ID token already validated (it came out of a sealed

@@ -8,7 +8,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use crate::token::jws::{b64url, b64url_decode};
+use crate::b64::{b64url, b64url_decode};
 
 /// First byte of every sealed value: lets a later format coexist.
 const VERSION: u8 = 1;

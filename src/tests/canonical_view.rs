@@ -5,13 +5,13 @@
 use serde_json::json;
 
 use super::{config, NOW, SECRET1};
+use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Flow};
 use crate::fake_host::{FakeHost, SentReply};
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::request::on_request_headers;
-use crate::token::jws::b64url;
 
 const IDP: &str = "http://idp.test";
 

@@ -6,6 +6,7 @@
 use serde_json::json;
 
 use super::NOW;
+use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::apply;
 use crate::fake_host::FakeHost;
@@ -13,7 +14,7 @@ use crate::host::LogLevel;
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::request::on_request_headers;
-use crate::token::jws::{b64url, hs256_sign};
+use crate::tests::hs256_sign;
 
 const KEY: &str = "key-a-0123456789abcdef0123456789abcdef";
 const ISS: &str = "https://idp.example";

@@ -3,14 +3,15 @@
 
 use base64::Engine;
 
+use super::segments;
 use super::{config, NOW, SECRET1, SECRET2};
+use crate::b64::b64url_decode;
 use crate::config::Config;
 use crate::decision::{apply, Decision, Flow};
 use crate::fake_host::{FakeHost, SentReply};
 use crate::host::LogLevel;
 use crate::keys::cache::TokenCache;
 use crate::request::on_request_headers;
-use crate::token::jws::{b64url_decode, split};
 use crate::token_endpoint;
 
 /// Runs the headers phase (and the body phase when asked for) and returns
@@ -65,8 +66,7 @@ fn token_for(cfg: &Config, id: &str, secret: &str) -> String {
 }
 
 fn claims_of(token: &str) -> serde_json::Value {
-    let parts = split(token).unwrap();
-    serde_json::from_slice(&b64url_decode(parts.payload).unwrap()).unwrap()
+    serde_json::from_slice(&b64url_decode(segments(token).1).unwrap()).unwrap()
 }
 
 #[test]
@@ -317,7 +317,7 @@ fn unauthorized_replies_follow_rfc6750() {
     let line = logs.iter().find(|(l, _)| *l == LogLevel::Debug).unwrap();
     assert_eq!(
         line.1,
-        r#"edge-auth: 401 on route "route-a": malformed token"#
+        r#"edge-auth: 401 on route "route-a": malformed token [malformed_token]"#
     );
 }
 

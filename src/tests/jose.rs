@@ -4,10 +4,18 @@
 
 use serde_json::Value;
 
-use crate::keys::{parse_jwks, Algorithm};
-use crate::token::jws::{b64url, b64url_decode, split};
+use jwt_compact::UntrustedToken;
 
-const ALL: [Algorithm; 12] = [
+use super::{hs256_sign, segments};
+use crate::b64::{b64url, b64url_decode};
+use crate::keys::{parse_jwks, Algorithm, Jwk};
+
+/// The bare signature check, as the key permits it.
+fn verifies(key: &Jwk, alg: Algorithm, input: &[u8], signature: &[u8]) -> bool {
+    key.permits(alg) && alg.verify_signature(&key.material, input, signature)
+}
+
+const ALL: [Algorithm; 13] = [
     Algorithm::HS256,
     Algorithm::HS384,
     Algorithm::HS512,
@@ -19,6 +27,7 @@ const ALL: [Algorithm; 12] = [
     Algorithm::PS512,
     Algorithm::ES256,
     Algorithm::ES384,
+    Algorithm::ES512,
     Algorithm::EdDSA,
 ];
 
@@ -42,33 +51,54 @@ fn every_algorithm_has_a_vector_that_verifies() {
         let jwks = serde_json::json!({"keys": [v["jwk"]]}).to_string();
         let set = parse_jwks(jwks.as_bytes()).unwrap();
         let key = &set.keys[0];
-        let parts = split(v["compact"].as_str().unwrap()).unwrap();
-        let sig = b64url_decode(parts.signature).unwrap();
-        let input = parts.signing_input.as_bytes();
+        let compact = v["compact"].as_str().unwrap();
+        let (header, payload, signature) = segments(compact);
+        let sig = b64url_decode(signature).unwrap();
+        let signing_input = format!("{header}.{payload}");
+        let input = signing_input.as_bytes();
         assert!(
-            key.verify(alg, input, &sig),
+            verifies(key, alg, input, &sig),
             "{} ({})",
             alg.name(),
             v["source"]
         );
+        // Vectors with a claims set also pass the whole token path.
+        let claims = b64url_decode(payload).unwrap();
+        if serde_json::from_slice::<serde_json::Map<String, Value>>(&claims).is_ok() {
+            let token = UntrustedToken::new(compact).unwrap();
+            assert!(key.verify(alg, &token), "{} token", alg.name());
+            let tampered = format!(
+                "{header}.{payload}.{}",
+                b64url(&{
+                    let mut s = sig.clone();
+                    s[0] ^= 1;
+                    s
+                })
+            );
+            assert!(!key.verify(alg, &UntrustedToken::new(&tampered).unwrap()));
+        }
 
         // One flipped bit in the signature or the input: refused.
         let mut bad = sig.clone();
         bad[sig.len() / 2] ^= 1;
-        assert!(!key.verify(alg, input, &bad), "{} tampered sig", alg.name());
+        assert!(
+            !verifies(key, alg, input, &bad),
+            "{} tampered sig",
+            alg.name()
+        );
         let mut bad_input = input.to_vec();
         bad_input[5] ^= 1;
         assert!(
-            !key.verify(alg, &bad_input, &sig),
+            !verifies(key, alg, &bad_input, &sig),
             "{} tampered input",
             alg.name()
         );
-        assert!(!key.verify(alg, input, &[]), "{} empty sig", alg.name());
+        assert!(!verifies(key, alg, input, &[]), "{} empty sig", alg.name());
 
         // No other algorithm may use this key with this signature.
         for other in ALL.iter().filter(|o| **o != alg) {
             assert!(
-                !key.verify(*other, input, &sig),
+                !verifies(key, *other, input, &sig),
                 "{} key accepted {}",
                 alg.name(),
                 other.name()
@@ -116,9 +146,13 @@ fn rsa_public_key_is_never_an_hmac_secret() {
         jwk_text.as_bytes(),
         v["jwk"]["n"].as_str().unwrap().as_bytes(),
     ] {
-        let sig = crate::token::jws::hs256_sign(secret, input);
+        let sig = hs256_sign(secret, input);
         assert!(!set.keys[0].permits(Algorithm::HS256));
-        assert!(!set.keys[0].verify(Algorithm::HS256, input, &sig));
+        assert!(!verifies(&set.keys[0], Algorithm::HS256, input, &sig));
+        let token = format!("{}.{}", std::str::from_utf8(input).unwrap(), b64url(&sig));
+        let token = UntrustedToken::new(&token).unwrap();
+        assert!(!set.keys[0].verify(Algorithm::HS256, &token));
+        assert!(!Algorithm::HS256.verify(&set.keys[0].material, &token));
     }
 }
 
@@ -192,7 +226,7 @@ fn jwks_parsing_errors_and_skips() {
     // Encryption keys, other curves and unknown types are skipped, not fatal.
     let mixed = format!(
         r#"{{"keys":[{{"kty":"RSA","use":"enc","n":"{rsa_n}","e":"AQAB"}},
-                     {{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}},
+                     {{"kty":"EC","crv":"secp256k1","x":"AA","y":"AA"}},
                      {{"kty":"OKP","crv":"X25519","x":"AA"}},
                      {{"kty":"weird"}},
                      {{"kty":"RSA","kid":"k1","use":"sig","n":"{rsa_n}","e":"AQAB"}}]}}"#

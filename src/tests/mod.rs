@@ -27,6 +27,28 @@ pub fn consumers_json() -> String {
     )
 }
 
+/// HMAC-SHA256, for tests that build tokens by hand (attack shapes the
+/// signing library would never produce).
+pub fn hs256_sign(key: &[u8], input: &[u8]) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(input);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The three segments of a compact token, for tests that inspect or take
+/// apart what was issued.
+pub fn segments(token: &str) -> (&str, &str, &str) {
+    let mut parts = token.split('.');
+    let out = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    assert!(parts.next().is_none(), "{token}");
+    out
+}
+
 /// A config with the two test consumers plus `extra` top-level keys.
 pub fn config(extra: &str) -> Config {
     let json = format!("{{{}{extra}}}", consumers_json());

@@ -4,7 +4,9 @@
 
 use serde_json::json;
 
+use super::hs256_sign;
 use super::NOW;
+use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, CallOut, CookieEdit, Decision, Flow};
 use crate::fake_host::FakeHost;
@@ -12,7 +14,6 @@ use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::oidc::flow::{on_response, Continuation};
 use crate::request::{on_request_headers, SsoFacts};
-use crate::token::jws::{b64url, hs256_sign};
 
 const IDP: &str = "http://idp.test";
 const KEY: &str = "idp-signing-key-0123456789abcdef0123";
@@ -694,4 +695,177 @@ fn match_lists_and_config_errors() {
     assert_eq!(err(json!({"cluster": null})), "oidc.cluster: the Envoy cluster that reaches the IdP is required: cluster, or service_name/service_port");
     assert!(err(json!({"cookie_expire": "soon"}))
         .starts_with("oidc.cookie_expire: \"soon\" is not a duration"));
+}
+
+/// An API call with `Authorization: Bearer <token>` on an SSO route.
+fn api_call(cfg: &Config, token: &str) -> FakeHost {
+    let mut host = FakeHost::new(NOW)
+        .request("GET", "gw.example.com", "/api/orders")
+        .with_header("authorization", &format!("Bearer {token}"))
+        .with_header("x-mse-consumer", "mallory");
+    let d = run(cfg, &mut host);
+    apply(&mut host, d);
+    host
+}
+
+/// Fails on the build before the fix: bearer tokens were checked for
+/// issuer, signature and time only, so any token of the provider passed.
+#[test]
+fn bearer_tokens_must_be_meant_for_this_client() {
+    let cfg = sso_config(json!({"accept_bearer": true, "audiences": ["urn:orders"]}));
+    load_provider(&cfg);
+    let accepted = [
+        json!({"aud": "gateway"}),
+        json!({"aud": "urn:orders"}),
+        json!({"aud": ["gateway", "urn:other"], "azp": "gateway"}),
+        json!({"aud": "gateway", "azp": "gateway"}),
+    ];
+    for claims in accepted {
+        let host = api_call(&cfg, &id_token(claims.clone()));
+        assert_eq!(host.reply, None, "{claims}");
+        assert_eq!(host.header("x-mse-consumer"), Some("alice"), "{claims}");
+    }
+    let refused = [
+        (json!({"aud": "urn:other-api"}), "audience not accepted"),
+        (json!({"aud": null}), "audience not accepted"),
+        (json!({"aud": []}), "audience not accepted"),
+        (
+            json!({"aud": ["gateway", "urn:other"]}),
+            "authorized party is not this client",
+        ),
+        (
+            json!({"aud": ["gateway", "other-client"], "azp": "other-client"}),
+            "authorized party is not this client",
+        ),
+        (
+            json!({"aud": "gateway", "azp": "other-client"}),
+            "authorized party is not this client",
+        ),
+        (json!({"sub": null}), "token names no subject"),
+        (json!({"sub": ""}), "token names no subject"),
+    ];
+    for (claims, reason) in refused {
+        let host = api_call(&cfg, &id_token(claims.clone()));
+        let r = host.reply.unwrap();
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (401, "Invalid Jwt token."),
+            "{claims}"
+        );
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .contains(&format!("error_description=\"{reason}\"")),
+            "{claims}: {r:?}"
+        );
+    }
+}
+
+/// Fails on the build before the fix: the session was made and requests
+/// went upstream with no X-Mse-Consumer.
+#[test]
+fn an_id_token_that_names_nobody_makes_no_session() {
+    for (extra, claims) in [
+        (json!({}), json!({"sub": null})),
+        (json!({"consumer_claim": "email"}), json!({"email": null})),
+        (json!({"consumer_claim": "email"}), json!({"email": ""})),
+    ] {
+        let cfg = sso_config(extra);
+        load_provider(&cfg);
+        let (nonce, mut host, exchange) = at_code_exchange(&cfg, "/app");
+        let mut claims = claims;
+        claims["nonce"] = json!(nonce);
+        let body = json!({"id_token": id_token(claims.clone()), "access_token": "at-1", "expires_in": 600});
+        assert!(answer(
+            &cfg,
+            &mut host,
+            exchange.then,
+            Some(200),
+            body.to_string().as_bytes()
+        )
+        .is_none());
+        let r = host.reply.clone().unwrap();
+        assert_eq!(r.status, 403, "{claims}");
+        assert!(
+            r.body.contains("ID token names no user"),
+            "{claims}: {}",
+            r.body
+        );
+        assert!(!sets_session(&r.headers), "{claims}");
+        assert_eq!(host.counter("sso_logins_failed"), 1);
+        assert!(host
+            .logs
+            .borrow()
+            .iter()
+            .any(|(_, l)| l == "edge-auth: sign-in refused: ID token names no user [no_identity]"));
+    }
+}
+
+/// Fails on the build before the fix: the refreshed ID token's `sub`
+/// replaced the session's user.
+#[test]
+fn a_refresh_for_another_user_ends_the_session() {
+    let cfg = sso_config(json!({"cookie_refresh": "10m", "cookie_expire": "1h"}));
+    load_provider(&cfg);
+    let login = start_login(&cfg, "/app");
+    let nonce = query_value(&login.location, "nonce");
+    let (_, headers) = finish_login(
+        &cfg,
+        &login,
+        &id_token(json!({"nonce": nonce, "sub": "bob"})),
+    );
+    let session = cookie_header(&set_cookies(&headers));
+    let refresh = |claims: serde_json::Value| {
+        let mut host = browser("/app", Some(&session));
+        host.now = NOW + 601;
+        let Decision::CallOut(call) = run(&cfg, &mut host) else {
+            panic!("expected refresh")
+        };
+        let body = json!({"id_token": id_token(claims), "access_token": "at-2", "expires_in": 600});
+        assert!(answer(
+            &cfg,
+            &mut host,
+            call.then,
+            Some(200),
+            body.to_string().as_bytes()
+        )
+        .is_none());
+        host
+    };
+    // Positive control: the same user, a new ID token.
+    let ok = json!({"sub": "bob", "iat": NOW + 601, "exp": NOW + 901});
+    let host = refresh(ok.clone());
+    assert_eq!(host.reply, None);
+    assert_eq!(host.header("x-mse-consumer"), Some("bob"));
+    for (claim, value) in [("sub", json!("mallory")), ("aud", json!(["gateway", "x"]))] {
+        let mut claims = ok.clone();
+        claims[claim] = value.clone();
+        if claim == "aud" {
+            claims["azp"] = json!("gateway");
+        }
+        let host = refresh(claims);
+        let r = host.reply.clone().unwrap();
+        assert_eq!(r.status, 302, "{claim}={value}");
+        assert!(r
+            .header("location")
+            .unwrap()
+            .starts_with("http://idp.test/auth?"));
+        assert!(
+            set_cookies(&r.headers)
+                .iter()
+                .any(|l| l.starts_with("_edge_auth_session=;") && l.contains("Max-Age=0")),
+            "{claim}={value}: {:?}",
+            r.headers
+        );
+        assert_eq!(host.header("x-mse-consumer"), None);
+        assert_eq!(host.counter("sso_refresh_failed"), 1);
+        let logs = host.logs.borrow();
+        let line = logs
+            .iter()
+            .find(|(_, l)| l.contains("session refresh failed"));
+        assert!(
+            line.is_some_and(|(_, l)| l.ends_with("[identity_changed]")),
+            "{logs:?}"
+        );
+    }
 }

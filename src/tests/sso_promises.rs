@@ -11,6 +11,7 @@
 use serde_json::json;
 
 use super::NOW;
+use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, CallOut, Decision};
 use crate::fake_host::FakeHost;
@@ -18,7 +19,7 @@ use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::oidc::flow::on_response;
 use crate::request::{on_request_headers, SsoFacts};
-use crate::token::jws::{b64url, hs256_sign};
+use crate::tests::hs256_sign;
 
 const IDP: &str = "http://idp.test";
 const KEY: &str = "idp-signing-key-0123456789abcdef0123";

@@ -6,14 +6,15 @@ use std::rc::Rc;
 
 use serde_json::json;
 
+use super::hs256_sign;
 use super::NOW;
+use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Flow};
 use crate::fake_host::FakeHost;
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::request::on_request_headers;
-use crate::token::jws::{b64url, hs256_sign};
 
 const KEY_A: &str = "key-a-0123456789abcdef0123456789abcdef";
 const KEY_B: &str = "key-b-0123456789abcdef0123456789abcdef";
@@ -341,6 +342,70 @@ fn duplicate_claims_are_malformed() {
         .header("www-authenticate")
         .unwrap()
         .contains("malformed token"));
+
+    // Duplicate header members, the time claims and a carried key in the
+    // flattened header part: refused the same way.
+    let claims = format!(r#"{{"iss":"{ISS}","exp":{},"client_id":"app1"}}"#, NOW + 60);
+    let dup_exp = format!(
+        r#"{{"iss":"{ISS}","exp":{},"exp":{},"client_id":"app1"}}"#,
+        NOW - 999,
+        NOW + 60
+    );
+    for (header, payload, reason) in [
+        (
+            r#"{"alg":"HS256","alg":"none","kid":"a"}"#,
+            claims.as_str(),
+            "malformed token",
+        ),
+        (
+            r#"{"alg":"HS256","kid":"b","kid":"a"}"#,
+            claims.as_str(),
+            "malformed token",
+        ),
+        (
+            r#"{"alg":"HS256","kid":"a","typ":"JWT","typ":"x"}"#,
+            claims.as_str(),
+            "malformed token",
+        ),
+        (
+            r#"{"alg":"HS256","kid":"a"}"#,
+            dup_exp.as_str(),
+            "malformed token",
+        ),
+        (
+            r#"{"alg":"HS256","kid":"a","x5c":["AAAA"],"x5c":null}"#,
+            claims.as_str(),
+            "malformed token",
+        ),
+        (
+            r#"{"alg":"HS256","kid":"a","cty":"CBOR"}"#,
+            claims.as_str(),
+            "malformed token",
+        ),
+    ] {
+        let input = format!(
+            "{}.{}",
+            b64url(header.as_bytes()),
+            b64url(payload.as_bytes())
+        );
+        let t = format!(
+            "{input}.{}",
+            b64url(&hs256_sign(KEY_A.as_bytes(), input.as_bytes()))
+        );
+        let (flow, host) = send(
+            &cfg,
+            &TokenCache::new(0),
+            "/x",
+            &[("authorization", &bearer(&t))],
+        );
+        assert_eq!(flow, Flow::Stop, "{header} {payload}");
+        let r = host.reply.unwrap();
+        assert_eq!(r.status, 401, "{header} {payload}");
+        assert!(
+            r.header("www-authenticate").unwrap().contains(reason),
+            "{header} {payload}: {r:?}"
+        );
+    }
 }
 
 #[test]
@@ -717,4 +782,153 @@ fn garbage_jwks_never_replaces_good_keys() {
         );
         host.now += 16; // past the longest backoff
     }
+}
+
+/// Gateway consumers and a JWT consumer reading the Higress default places
+/// (`Authorization: Bearer` and `?access_token=`).
+fn gateway_and_jwt() -> Config {
+    let jwks = json!({"keys": [oct("a", KEY_A)]}).to_string();
+    config(json!({
+        "consumers": [
+            {"name": "consumer1", "client_id": "id1", "client_secret": super::SECRET1},
+            {"name": "app-one", "issuer": ISS, "jwks": jwks, "audiences": ["api"],
+             "claims_to_headers": [{"claim": "roles", "header": "x-roles"},
+                                   {"claim": "sub", "header": "x-user"}]}
+        ],
+        "global_auth": true
+    }))
+}
+
+fn gateway_token(cfg: &Config) -> String {
+    let consumer = cfg.global.consumers.by_client_id("id1").unwrap();
+    crate::token::issue_access_token(&crate::token::issue::AccessTokenRequest {
+        consumer,
+        issuer: &cfg.global.issuer,
+        audience: "default",
+        scope: None,
+        now: NOW,
+        ttl: 600,
+        jti_random: [1; 16],
+    })
+}
+
+/// Fails on the build before the fix: the cache was keyed by scope and
+/// token only, so the second request was a hit.
+#[test]
+fn the_cache_never_changes_a_decision_a_token_valid_in_the_header_is_not_valid_in_the_query() {
+    let cfg = gateway_and_jwt();
+    let cache = TokenCache::new(8);
+    let t = gateway_token(&cfg);
+    // Without the cache: gateway tokens are only read from the gateway header.
+    let (flow, host) = send(
+        &cfg,
+        &TokenCache::new(0),
+        &format!("/x?access_token={t}"),
+        &[],
+    );
+    assert_eq!((flow, host.reply.unwrap().status), (Flow::Stop, 401));
+    let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.header("x-mse-consumer"), Some("consumer1"));
+    let (flow, host) = send(&cfg, &cache, &format!("/x?access_token={t}"), &[]);
+    assert_eq!(flow, Flow::Stop);
+    let r = host.reply.clone().unwrap();
+    assert_eq!((r.status, r.body.as_str()), (401, "Invalid Jwt token."));
+    assert_eq!(host.counter("denied_401_malformed_token"), 0);
+}
+
+/// Fails on the build before the fix: only the first token found was
+/// checked, the query one reached the upstream unchecked.
+#[test]
+fn every_token_present_must_verify() {
+    let cfg = gateway_and_jwt();
+    let cache = TokenCache::new(8);
+    let good = token("a", KEY_A, json!({}));
+    let bad = token("a", KEY_B, json!({"sub": "admin"}));
+    let (flow, host) = send(
+        &cfg,
+        &cache,
+        &format!("/x?access_token={bad}"),
+        &[("authorization", &bearer(&good))],
+    );
+    assert_eq!(flow, Flow::Stop);
+    let r = host.reply.clone().unwrap();
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("error_description=\"signature verification failed\""));
+    assert_eq!(host.counter("denied_401_bad_signature"), 1);
+    // The same valid token in both places is fine; two valid tokens of
+    // different consumers are not.
+    let (flow, _) = send(
+        &cfg,
+        &cache,
+        &format!("/x?access_token={good}"),
+        &[("authorization", &bearer(&good))],
+    );
+    assert_eq!(flow, Flow::Continue);
+    let gw = gateway_token(&cfg);
+    let (flow, host) = send(
+        &cfg,
+        &cache,
+        &format!("/x?access_token={good}"),
+        &[("authorization", &bearer(&gw))],
+    );
+    assert_eq!(flow, Flow::Stop);
+    assert_eq!(host.reply.clone().unwrap().status, 401);
+    assert_eq!(host.counter("denied_401_tokens_disagree"), 1);
+}
+
+/// Fails on the build before the fix: `["a","b,admin"]` became `a,b,admin`.
+#[test]
+fn array_claims_with_the_separator_in_an_element_give_no_header() {
+    let cfg = gateway_and_jwt();
+    let cache = TokenCache::new(0);
+    let t = token("a", KEY_A, json!({"roles": ["reader", "b,admin"]}));
+    let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.header("x-roles"), None);
+    assert_eq!(
+        host.header("x-user"),
+        Some("user-7"),
+        "other claims still pass"
+    );
+    assert!(host
+        .logs
+        .borrow()
+        .iter()
+        .any(|(_, l)| l.contains("claim \"roles\" not passed upstream")));
+    let t = token("a", KEY_A, json!({"roles": ["reader", "writer"]}));
+    let (_, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&t))]);
+    assert_eq!(host.header("x-roles"), Some("reader,writer"));
+}
+
+/// One header read through two configured prefixes is one token, not a
+/// second (malformed) one: a consumer reading the raw `Authorization` value
+/// next to the gateway's `Bearer ` location must not refuse every request.
+#[test]
+fn one_header_under_two_prefixes_is_one_token() {
+    let jwks = json!({"keys": [oct("a", KEY_A)]}).to_string();
+    let cfg = config(json!({
+        "consumers": [
+            {"name": "consumer1", "client_id": "id1", "client_secret": super::SECRET1},
+            {"name": "raw-app", "issuer": ISS, "jwks": jwks,
+             "from_headers": [{"name": "Authorization"}]}
+        ],
+        "global_auth": true
+    }));
+    let cache = TokenCache::new(0);
+    let gw = gateway_token(&cfg);
+    let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&gw))]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.header("x-mse-consumer"), Some("consumer1"));
+    let raw = token("a", KEY_A, json!({}));
+    let (flow, host) = send(&cfg, &cache, "/x", &[("authorization", &raw)]);
+    assert_eq!(flow, Flow::Continue);
+    assert_eq!(host.header("x-mse-consumer"), Some("raw-app"));
+    // A JWT consumer's token after "Bearer " is read by the gateway location
+    // only, which does not know it: refused, never let through.
+    let (flow, _) = send(&cfg, &cache, "/x", &[("authorization", &bearer(&raw))]);
+    assert_eq!(flow, Flow::Stop);
 }

@@ -1,10 +1,11 @@
 //! Vectors for verifying gateway tokens: every refusal reason, and interop
 //! with tokens in the MSE/Higress plugin's exact format.
 
+use super::hs256_sign;
 use super::{config, NOW, SECRET1, SECRET2};
+use crate::b64::b64url;
 use crate::token::issue::{issue_access_token, AccessTokenRequest};
-use crate::token::jws::{b64url, hs256_sign};
-use crate::token::{verify_gateway_token, VerifyError};
+use crate::token::{verify_gateway_token, TokenError};
 
 /// Signs arbitrary header and claims JSON with HS256 (or leaves the
 /// signature as given).
@@ -46,9 +47,10 @@ fn claims(overrides: &[(&str, &str)]) -> String {
     format!("{{{}}}", body.join(","))
 }
 
-fn verify(token: &str) -> Result<String, VerifyError> {
+fn verify(token: &str) -> Result<String, TokenError> {
     let cfg = config("");
-    verify_gateway_token(token, &cfg.global, NOW).map(|v| v.consumer.name.clone())
+    verify_gateway_token(token, &cfg.global, cfg.max_token_bytes, NOW)
+        .map(|v| v.consumer.name.clone())
 }
 
 #[test]
@@ -76,7 +78,7 @@ fn accepts_mse_format_and_own_tokens() {
         ttl: 60,
         jti_random: [1; 16],
     });
-    let v = verify_gateway_token(&token, &cfg.global, NOW + 30).unwrap();
+    let v = verify_gateway_token(&token, &cfg.global, cfg.max_token_bytes, NOW + 30).unwrap();
     assert_eq!(v.consumer.name, "consumer2");
     assert!(v.audience.contains("default"));
     assert_eq!(v.expires_at, NOW + 60);
@@ -94,67 +96,67 @@ fn refusal_table() {
     let mut bad_sig = sig.to_string();
     bad_sig.replace_range(..1, if bad_sig.starts_with('A') { "B" } else { "A" });
     let none_header = b64url(br#"{"alg":"none","typ":"application/at+jwt"}"#);
-    let cases: Vec<(&str, String, VerifyError)> = vec![
-        ("garbage", "garbage".into(), VerifyError::Malformed),
+    let cases: Vec<(&str, String, TokenError)> = vec![
+        ("garbage", "garbage".into(), TokenError::Malformed),
         (
             "two parts",
             format!("{head}.{payload}"),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "stripped signature",
             format!("{head}.{payload}."),
-            VerifyError::BadSignature,
+            TokenError::BadSignature,
         ),
         (
             "tampered signature",
             format!("{head}.{payload}.{bad_sig}"),
-            VerifyError::BadSignature,
+            TokenError::BadSignature,
         ),
         (
             "tampered payload",
             tampered_payload,
-            VerifyError::BadSignature,
+            TokenError::BadSignature,
         ),
         (
             "alg none, no sig",
             format!("{none_header}.{payload}."),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "alg none, old sig",
             format!("{none_header}.{payload}.{sig}"),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "alg None",
             sign(r#"{"alg":"None","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "alg HS512",
             sign(r#"{"alg":"HS512","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "alg RS256",
             sign(r#"{"alg":"RS256","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "alg ES256",
             sign(r#"{"alg":"ES256","typ":"at+jwt"}"#, &claims(&[]), SECRET1),
-            VerifyError::UnsupportedAlgorithm,
+            TokenError::UnsupportedAlgorithm,
         ),
         (
             "typ JWT",
             sign(r#"{"alg":"HS256","typ":"JWT"}"#, &claims(&[]), SECRET1),
-            VerifyError::WrongType,
+            TokenError::WrongType,
         ),
         (
             "typ missing",
             sign(r#"{"alg":"HS256"}"#, &claims(&[]), SECRET1),
-            VerifyError::WrongType,
+            TokenError::WrongType,
         ),
         (
             "crit",
@@ -163,7 +165,7 @@ fn refusal_table() {
                 &claims(&[]),
                 SECRET1,
             ),
-            VerifyError::UnsupportedCritical,
+            TokenError::UnsupportedCritical,
         ),
         (
             "duplicate alg",
@@ -172,47 +174,47 @@ fn refusal_table() {
                 &claims(&[]),
                 SECRET1,
             ),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "padded base64",
             format!("{head}=.{payload}.{sig}"),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "other consumer's secret",
             sign(HEADER, &claims(&[]), SECRET2),
-            VerifyError::BadSignature,
+            TokenError::BadSignature,
         ),
         (
             "unknown client_id",
             sign(HEADER, &claims(&[("client_id", r#""nobody""#)]), SECRET1),
-            VerifyError::BadSignature,
+            TokenError::BadSignature,
         ),
         (
             "no client_id",
             sign(HEADER, &claims(&[("client_id", "")]), SECRET1),
-            VerifyError::MissingClaim("client_id"),
+            TokenError::MissingClaim("client_id"),
         ),
         (
             "client_id number",
             sign(HEADER, &claims(&[("client_id", "1")]), SECRET1),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "wrong iss",
             sign(HEADER, &claims(&[("iss", r#""evil""#)]), SECRET1),
-            VerifyError::WrongIssuer,
+            TokenError::WrongIssuer,
         ),
         (
             "no iss",
             sign(HEADER, &claims(&[("iss", "")]), SECRET1),
-            VerifyError::WrongIssuer,
+            TokenError::WrongIssuer,
         ),
         (
             "sub of another consumer",
             sign(HEADER, &claims(&[("sub", r#""consumer2""#)]), SECRET1),
-            VerifyError::WrongSubject,
+            TokenError::WrongSubject,
         ),
         (
             "duplicate sub",
@@ -225,7 +227,7 @@ fn refusal_table() {
                 ),
                 SECRET1,
             ),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "expired beyond skew",
@@ -234,7 +236,7 @@ fn refusal_table() {
                 &claims(&[("exp", &(NOW - 61).to_string())]),
                 SECRET1,
             ),
-            VerifyError::Expired,
+            TokenError::Expired,
         ),
         (
             "nbf beyond skew",
@@ -243,7 +245,7 @@ fn refusal_table() {
                 &claims(&[("nbf", &(NOW + 61).to_string())]),
                 SECRET1,
             ),
-            VerifyError::NotYetValid,
+            TokenError::NotYetValid,
         ),
         (
             "iat beyond skew",
@@ -252,42 +254,43 @@ fn refusal_table() {
                 &claims(&[("iat", &(NOW + 61).to_string())]),
                 SECRET1,
             ),
-            VerifyError::IssuedInFuture,
+            TokenError::IssuedInFuture,
         ),
         (
             "no exp",
             sign(HEADER, &claims(&[("exp", "")]), SECRET1),
-            VerifyError::MissingClaim("exp"),
+            TokenError::MissingClaim("exp"),
         ),
         (
             "no iat",
             sign(HEADER, &claims(&[("iat", "")]), SECRET1),
-            VerifyError::MissingClaim("iat"),
+            TokenError::MissingClaim("iat"),
         ),
         (
             "exp as string",
             sign(HEADER, &claims(&[("exp", r#""9999999999""#)]), SECRET1),
-            VerifyError::Malformed,
-        ),
-        (
-            "exp as float",
-            sign(HEADER, &claims(&[("exp", "1.8e9")]), SECRET1),
-            VerifyError::Malformed,
+            TokenError::Malformed,
         ),
         (
             "no aud",
             sign(HEADER, &claims(&[("aud", "")]), SECRET1),
-            VerifyError::MissingClaim("aud"),
+            TokenError::MissingClaim("aud"),
         ),
         (
             "too large",
             format!("{head}.{}.{sig}", "A".repeat(9000)),
-            VerifyError::TooLarge,
+            TokenError::TooLarge,
         ),
     ];
     for (name, token, expected) in cases {
         assert_eq!(verify(&token), Err(expected), "{name}");
     }
+    // A fractional NumericDate is a date (RFC 7519 §2), read as jwt-compact
+    // reads it (whole seconds), and still checked.
+    let float = sign(HEADER, &claims(&[("exp", "1.8e9")]), SECRET1);
+    assert_eq!(verify(&float), Ok("consumer1".into()));
+    let past = sign(HEADER, &claims(&[("exp", "1.6e9")]), SECRET1);
+    assert_eq!(verify(&past), Err(TokenError::Expired));
 }
 
 #[test]
@@ -314,8 +317,8 @@ fn skew_edges_are_inclusive() {
     let cfg = config(r#","clock_skew_seconds":0"#);
     let late = sign(HEADER, &claims(&[("exp", &(NOW - 1).to_string())]), SECRET1);
     assert_eq!(
-        verify_gateway_token(&late, &cfg.global, NOW).map(|_| ()),
-        Err(VerifyError::Expired)
+        verify_gateway_token(&late, &cfg.global, cfg.max_token_bytes, NOW).map(|_| ()),
+        Err(TokenError::Expired)
     );
 }
 
@@ -323,7 +326,72 @@ fn skew_edges_are_inclusive() {
 fn audience_forms() {
     let array = sign(HEADER, &claims(&[("aud", r#"["a","route-x"]"#)]), SECRET1);
     let cfg = config("");
-    let v = verify_gateway_token(&array, &cfg.global, NOW).unwrap();
+    let v = verify_gateway_token(&array, &cfg.global, cfg.max_token_bytes, NOW).unwrap();
     assert!(v.audience.contains("route-x"));
     assert!(!v.audience.contains("route-y"));
+}
+
+/// A request with `token` on route `route` through the whole request path.
+fn on_route(cfg: &crate::config::Config, route: &str, token: &str) -> crate::fake_host::FakeHost {
+    let mut host = crate::fake_host::FakeHost::new(NOW)
+        .request("GET", "gw", "/x")
+        .with_property("route_name", route)
+        .with_header("authorization", &format!("Bearer {token}"));
+    let cache = crate::keys::cache::TokenCache::new(8);
+    let d = crate::request::on_request_headers(cfg, &cache, &mut host, true);
+    crate::decision::apply(&mut host, d);
+    host
+}
+
+/// Fails on the build before the fix: the route binding was checked only
+/// on route-scoped routes, so `aud: route-a` passed everywhere else.
+#[test]
+fn a_route_scoped_token_works_on_its_own_route_only() {
+    let scoped = sign(HEADER, &claims(&[("aud", r#""route-a""#)]), SECRET1);
+    let global = sign(HEADER, &claims(&[]), SECRET1);
+    // Global credentials everywhere, route-a's own rule route-scoped.
+    let cfg = config(
+        r#","global_auth":true,"_rules_":[{"_match_route_":["route-a"],"global_credentials":false}]"#,
+    );
+    let host = on_route(&cfg, "route-a", &scoped);
+    assert_eq!(host.reply, None, "positive control: its own route");
+    assert_eq!(host.header("x-mse-consumer"), Some("consumer1"));
+    let host = on_route(&cfg, "route-b", &scoped);
+    let r = host.reply.clone().unwrap();
+    assert_eq!((r.status, r.body.as_str()), (403, "Access Denied."));
+    assert_eq!(host.counter("denied_403_wrong_audience"), 1);
+    assert_eq!(on_route(&cfg, "route-b", &global).reply, None);
+    assert_eq!(
+        on_route(&cfg, "route-a", &global).reply.unwrap().status,
+        403
+    );
+}
+
+/// Fails on the build before the fix: gateway tokens were held to a fixed
+/// 8 KiB whatever `max_token_bytes` said.
+#[test]
+fn max_token_bytes_applies_to_gateway_tokens() {
+    let big = sign(
+        HEADER,
+        &claims(&[("scope", &format!("\"{}\"", "read ".repeat(2000).trim()))]),
+        SECRET1,
+    );
+    assert!(big.len() > 8 * 1024 && big.len() < 16 * 1024);
+    let cfg = config(r#","max_token_bytes":16384"#);
+    let v = verify_gateway_token(&big, &cfg.global, cfg.max_token_bytes, NOW);
+    assert_eq!(v.map(|v| v.consumer.name.clone()), Ok("consumer1".into()));
+    assert_eq!(
+        on_route(&cfg, "r", &big).header("x-mse-consumer"),
+        Some("consumer1")
+    );
+    // And a smaller limit refuses what the default would take.
+    let small = sign(HEADER, &claims(&[]), SECRET1);
+    let cfg = config(r#","max_token_bytes":128"#);
+    assert_eq!(
+        verify_gateway_token(&small, &cfg.global, cfg.max_token_bytes, NOW).map(|_| ()),
+        Err(TokenError::TooLarge)
+    );
+    let host = on_route(&cfg, "r", &small);
+    assert_eq!(host.reply.clone().unwrap().status, 401);
+    assert_eq!(host.counter("denied_401_token_too_large"), 1);
 }

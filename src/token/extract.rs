@@ -5,21 +5,44 @@ use crate::config::TokenLocation;
 use crate::form;
 use crate::host::Host;
 
+/// A token taken from one configured location.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Presented<'l> {
+    /// Position of the location in the scope's list (part of the
+    /// verified-token cache key: where a token was found can change the
+    /// decision).
+    pub index: usize,
+    pub location: &'l TokenLocation,
+    pub token: String,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found<'l> {
     /// No location holds a token.
     Nothing,
-    Token {
-        location: &'l TokenLocation,
-        token: String,
-    },
+    /// Every token present, in the configured order; all of them must
+    /// verify (Envoy jwt_authn's rule), so a valid token in one place
+    /// cannot carry an unchecked one in another to the upstream.
+    Tokens(Vec<Presented<'l>>),
     /// The place exists but what it holds cannot be a token (e.g. `Bearer`
     /// with nothing after it).
     Malformed(&'l TokenLocation),
 }
 
-pub fn find_token<'l, H: Host>(locations: &'l [TokenLocation], host: &H) -> Found<'l> {
-    for location in locations {
+pub fn find_tokens<'l, H: Host>(locations: &'l [TokenLocation], host: &H) -> Found<'l> {
+    let mut found: Vec<Presented<'l>> = Vec::new();
+    for (index, location) in locations.iter().enumerate() {
+        // One header value is one presentation: when a location already
+        // took a token from this header, another prefix for the same
+        // header (say "" after "Bearer ") reads nothing new.
+        if let TokenLocation::Header { name, .. } = location {
+            let taken = found
+                .iter()
+                .any(|p| matches!(p.location, TokenLocation::Header { name: n, .. } if n == name));
+            if taken {
+                continue;
+            }
+        }
         let value = match location {
             TokenLocation::Header { name, prefix } => host
                 .request_header(name)
@@ -36,10 +59,18 @@ pub fn find_token<'l, H: Host>(locations: &'l [TokenLocation], host: &H) -> Foun
             Some(token) if token.is_empty() || token.contains(char::is_whitespace) => {
                 return Found::Malformed(location)
             }
-            Some(token) => return Found::Token { location, token },
+            Some(token) => found.push(Presented {
+                index,
+                location,
+                token,
+            }),
         }
     }
-    Found::Nothing
+    if found.is_empty() {
+        Found::Nothing
+    } else {
+        Found::Tokens(found)
+    }
 }
 
 /// `Bearer ` style prefixes (a word and a space) match the scheme

@@ -1,21 +1,20 @@
 //! Issuing RFC 9068 access tokens, in the format of the MSE/Higress `oauth`
 //! plugin so tokens from either verify at the other.
 
+use chrono::{TimeZone, Utc};
+use jwt_compact::alg::{Hs256, Hs256Key};
+use jwt_compact::{AlgorithmExt, Claims, Header};
 use serde::Serialize;
 
-use super::jws::{b64url, hs256_sign};
+use super::ACCESS_TOKEN_TYPE;
 use crate::config::Consumer;
 
-/// `{"alg":"HS256","typ":"application/at+jwt"}`
-const HEADER_JSON: &str = r#"{"alg":"HS256","typ":"application/at+jwt"}"#;
-
+/// Claims besides `exp` and `iat` (which `jwt-compact` writes first).
 #[derive(Serialize)]
-struct Claims<'a> {
+struct AccessClaims<'a> {
     iss: &'a str,
     sub: &'a str,
     aud: &'a str,
-    iat: u64,
-    exp: u64,
     client_id: &'a str,
     jti: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,27 +32,32 @@ pub struct AccessTokenRequest<'a> {
     pub jti_random: [u8; 16],
 }
 
+/// Signed by `jwt-compact` (HS256 with the consumer's secret); the header
+/// is exactly `{"alg":"HS256","typ":"application/at+jwt"}`, as the MSE
+/// plugin writes it.
 pub fn issue_access_token(req: &AccessTokenRequest<'_>) -> String {
     let jti = uuid_v4(req.jti_random);
-    let claims = Claims {
+    let at = |seconds: u64| {
+        i64::try_from(seconds)
+            .ok()
+            .and_then(|s| Utc.timestamp_opt(s, 0).single())
+    };
+    let mut claims = Claims::new(AccessClaims {
         iss: req.issuer,
         sub: &req.consumer.name,
         aud: req.audience,
-        iat: req.now,
-        exp: req.now.saturating_add(req.ttl),
         client_id: &req.consumer.client_id,
         jti: &jti,
         scope: req.scope,
-    };
-    // Serializing a struct of strings and integers cannot fail.
-    let payload = serde_json::to_vec(&claims).unwrap_or_default();
-    let mut token = b64url(HEADER_JSON.as_bytes());
-    token.push('.');
-    token.push_str(&b64url(&payload));
-    let signature = hs256_sign(&req.consumer.secret, token.as_bytes());
-    token.push('.');
-    token.push_str(&b64url(&signature));
-    token
+    });
+    claims.issued_at = at(req.now);
+    claims.expiration = at(req.now.saturating_add(req.ttl));
+    let header = Header::empty().with_token_type(ACCESS_TOKEN_TYPE);
+    // Serializing strings and integers cannot fail; an empty token would
+    // simply never verify.
+    Hs256
+        .token(&header, &claims, &Hs256Key::new(&req.consumer.secret))
+        .unwrap_or_default()
 }
 
 /// RFC 9562 §5.4: version 4 in the high nibble of byte 6, variant 10 in the
@@ -74,7 +78,8 @@ pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::jws::{b64url_decode, split};
+    use crate::b64::{b64url, b64url_decode};
+    use crate::tests::{hs256_sign, segments};
 
     #[test]
     fn uuid_v4_layout() {
@@ -100,15 +105,20 @@ mod tests {
             ttl: 7200,
             jti_random: [7; 16],
         });
-        let parts = split(&token).unwrap();
+        let (header_b64, payload_b64, signature) = segments(&token);
+        // Byte for byte what the MSE plugin writes.
+        assert_eq!(
+            b64url_decode(header_b64).unwrap(),
+            br#"{"alg":"HS256","typ":"application/at+jwt"}"#
+        );
         let header: serde_json::Value =
-            serde_json::from_slice(&b64url_decode(parts.header).unwrap()).unwrap();
+            serde_json::from_slice(&b64url_decode(header_b64).unwrap()).unwrap();
         assert_eq!(
             header,
             serde_json::json!({"alg":"HS256","typ":"application/at+jwt"})
         );
         let claims: serde_json::Value =
-            serde_json::from_slice(&b64url_decode(parts.payload).unwrap()).unwrap();
+            serde_json::from_slice(&b64url_decode(payload_b64).unwrap()).unwrap();
         assert_eq!(
             claims,
             serde_json::json!({
@@ -117,9 +127,10 @@ mod tests {
                 "jti":"07070707-0707-4707-8707-070707070707","scope":"read write"
             })
         );
+        let signing_input = format!("{header_b64}.{payload_b64}");
         assert_eq!(
-            parts.signature,
-            b64url(&hs256_sign(b"secret1", parts.signing_input.as_bytes()))
+            signature,
+            b64url(&hs256_sign(b"secret1", signing_input.as_bytes()))
         );
     }
 }

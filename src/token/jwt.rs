@@ -6,72 +6,47 @@
 use std::fmt;
 use std::rc::Rc;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use jwt_compact::{Claims, TimeOptions, UntrustedToken, ValidationError};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::jws::{b64url_decode, split, Compact, Header};
+pub use super::error::TokenError;
+use super::policy::{check_claims, Policy};
 use crate::config::{JwtConsumer, KeySource};
 use crate::keys::{Algorithm, KeySet};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum JwtError {
-    // Ordered by how far verification got: the furthest is the most useful
-    // explanation when several consumers were tried.
-    TooLarge,
-    Malformed,
-    UnsupportedAlgorithm,
-    EmbeddedKey,
-    UnsupportedCritical,
-    WrongIssuer,
-    /// Remote keys never arrived: the answer is 503, not 401.
-    KeysUnavailable,
-    UnknownKid,
-    AlgorithmMismatch,
-    BadSignature,
-    /// Verified, but another consumer's token: only the answer when no
-    /// consumer's conditions matched.
-    ClaimsMismatch,
-    /// exp/nbf/iat present but not a NumericDate.
-    InvalidDate,
-    MissingExp,
-    Expired,
-    NotYetValid,
-    IssuedInFuture,
-    WrongAudience,
+/// JOSE header members `jwt-compact`'s `Header` does not name but our
+/// policy refuses: carried keys (`jwk`, `x5c`; `jku` and `x5u` it names)
+/// and critical extensions, none of which we understand.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Refused {
+    #[serde(default)]
+    jwk: Option<IgnoredAny>,
+    #[serde(default)]
+    x5c: Option<IgnoredAny>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
 }
 
-impl JwtError {
-    pub fn description(self) -> &'static str {
-        match self {
-            JwtError::TooLarge => "token too large",
-            JwtError::Malformed => "malformed token",
-            JwtError::UnsupportedAlgorithm => "unsupported algorithm",
-            JwtError::EmbeddedKey => "embedded key headers are not accepted",
-            JwtError::UnsupportedCritical => "unsupported critical header",
-            JwtError::WrongIssuer => "issuer not accepted",
-            JwtError::KeysUnavailable => "signing keys not available yet",
-            JwtError::UnknownKid => "unknown key id",
-            JwtError::AlgorithmMismatch => "algorithm does not match the key",
-            JwtError::BadSignature => "signature verification failed",
-            JwtError::InvalidDate => "exp, nbf or iat is not a number",
-            JwtError::MissingExp => "token has no expiry",
-            JwtError::Expired => "token expired",
-            JwtError::NotYetValid => "token not yet valid",
-            JwtError::IssuedInFuture => "token issued in the future",
-            JwtError::WrongAudience => "audience not accepted",
-            JwtError::ClaimsMismatch => "token claims match no consumer",
-        }
-    }
+/// `exp`, `nbf`, `iat` as `jwt-compact` read them (NumericDate seconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Times {
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
 }
 
-/// A token taken apart but not yet trusted.
+/// A token taken apart by `jwt-compact` but not yet trusted.
 pub struct ParsedJwt<'t> {
-    parts: Compact<'t>,
+    pub token: UntrustedToken<'t, Refused>,
     pub alg: Algorithm,
     pub kid: Option<String>,
+    pub typ: Option<String>,
+    /// Every claim (the times too, as integers), duplicates refused.
     pub claims: Map<String, Value>,
-    signature: Vec<u8>,
+    pub times: Times,
 }
 
 impl ParsedJwt<'_> {
@@ -107,32 +82,63 @@ impl<'de> Deserialize<'de> for StrictObject {
     }
 }
 
-pub fn parse(token: &str, max_bytes: usize) -> Result<ParsedJwt<'_>, JwtError> {
+/// Size, then `jwt-compact`'s parse (three base64url segments, a JSON
+/// header), then our header policy, then the claims.
+pub fn parse(token: &str, max_bytes: usize) -> Result<ParsedJwt<'_>, TokenError> {
     if token.len() > max_bytes {
-        return Err(JwtError::TooLarge);
+        return Err(TokenError::TooLarge);
     }
-    let parts = split(token).ok_or(JwtError::Malformed)?;
-    let header_json = b64url_decode(parts.header).ok_or(JwtError::Malformed)?;
-    let header: Header<'_> =
-        serde_json::from_slice(&header_json).map_err(|_| JwtError::Malformed)?;
-    let alg = Algorithm::from_name(&header.alg).ok_or(JwtError::UnsupportedAlgorithm)?;
+    // Not three segments, bad base64url, a header that is not JSON or
+    // lacks a string `alg`, duplicate header members: all malformed.
+    let untrusted =
+        UntrustedToken::<Refused>::try_from(token).map_err(|_| TokenError::Malformed)?;
+    let alg =
+        Algorithm::from_name(untrusted.algorithm()).ok_or(TokenError::UnsupportedAlgorithm)?;
+    let header = untrusted.header();
     // Keys come from configuration only; a token naming or carrying its own
     // key is an attack or a misconfiguration, never fetched, never trusted.
-    if header.carries_key_material() {
-        return Err(JwtError::EmbeddedKey);
+    if header.key_set_url.is_some()
+        || header.certificate_url.is_some()
+        || header.other_fields.jwk.is_some()
+        || header.other_fields.x5c.is_some()
+    {
+        return Err(TokenError::EmbeddedKey);
     }
-    if header.crit.is_some() {
-        return Err(JwtError::UnsupportedCritical);
+    if header.other_fields.crit.is_some() {
+        return Err(TokenError::UnsupportedCritical);
     }
-    let payload = b64url_decode(parts.payload).ok_or(JwtError::Malformed)?;
-    let StrictObject(claims) = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
-    let signature = b64url_decode(parts.signature).ok_or(JwtError::Malformed)?;
+    let (kid, typ) = (header.key_id.clone(), header.token_type.clone());
+    let parsed: Claims<StrictObject> =
+        untrusted
+            .deserialize_claims_unchecked()
+            .map_err(|e| match &e {
+                // exp/nbf/iat present but not a NumericDate (or out of range).
+                ValidationError::MalformedClaims(inner)
+                    if inner.to_string().contains("timestamp") =>
+                {
+                    TokenError::InvalidDate
+                }
+                _ => TokenError::Malformed,
+            })?;
+    let times = Times {
+        exp: parsed.expiration.map(|t| t.timestamp()),
+        nbf: parsed.not_before.map(|t| t.timestamp()),
+        iat: parsed.issued_at.map(|t| t.timestamp()),
+    };
+    let StrictObject(mut claims) = parsed.custom;
+    // The times stay readable as claims (conditions, claims_to_headers).
+    for (name, value) in [("exp", times.exp), ("nbf", times.nbf), ("iat", times.iat)] {
+        if let Some(v) = value {
+            claims.insert(name.into(), Value::from(v));
+        }
+    }
     Ok(ParsedJwt {
-        parts,
+        token: untrusted,
         alg,
-        kid: header.kid.map(|k| k.into_owned()),
+        kid,
+        typ,
         claims,
-        signature,
+        times,
     })
 }
 
@@ -150,12 +156,12 @@ pub fn verify<'c>(
     token: &ParsedJwt<'_>,
     candidates: impl Iterator<Item = &'c JwtConsumer>,
     now: u64,
-) -> Result<JwtVerified<'c>, JwtError> {
+) -> Result<JwtVerified<'c>, TokenError> {
     let iss = token.issuer();
-    let mut furthest: Option<JwtError> = None;
+    let mut furthest: Option<TokenError> = None;
     let mut keys_unavailable = false;
     // Consumers of one issuer often share a key set: check each set once.
-    let mut checked: Vec<(Rc<KeySet>, Result<(), JwtError>)> = Vec::new();
+    let mut checked: Vec<(Rc<KeySet>, Result<(), TokenError>)> = Vec::new();
     for consumer in candidates.filter(|c| Some(c.issuer.as_str()) == iss) {
         let outcome = check_consumer(token, consumer, now, &mut checked);
         match outcome {
@@ -165,29 +171,29 @@ pub fn verify<'c>(
                     valid_until,
                 })
             }
-            Err(JwtError::KeysUnavailable) => keys_unavailable = true,
+            Err(TokenError::KeysUnavailable) => keys_unavailable = true,
             Err(e) => furthest = furthest.max(Some(e)),
         }
     }
     // Fail closed but retryable: a consumer we could not check might own it.
     if keys_unavailable {
-        return Err(JwtError::KeysUnavailable);
+        return Err(TokenError::KeysUnavailable);
     }
-    Err(furthest.unwrap_or(JwtError::WrongIssuer))
+    Err(furthest.unwrap_or(TokenError::WrongIssuer))
 }
 
 fn check_consumer(
     token: &ParsedJwt<'_>,
     consumer: &JwtConsumer,
     now: u64,
-    checked: &mut Vec<(Rc<KeySet>, Result<(), JwtError>)>,
-) -> Result<Option<u64>, JwtError> {
-    let keys = consumer.keys().ok_or(JwtError::KeysUnavailable)?;
+    checked: &mut Vec<(Rc<KeySet>, Result<(), TokenError>)>,
+) -> Result<Option<u64>, TokenError> {
+    let keys = consumer.keys().ok_or(TokenError::KeysUnavailable)?;
     let signature = match checked.iter().find(|(set, _)| Rc::ptr_eq(set, &keys)) {
         Some((_, result)) => *result,
         None => {
             let result = check_signature(token, &keys);
-            if result == Err(JwtError::UnknownKid) {
+            if result == Err(TokenError::UnknownKid) {
                 if let KeySource::Remote(source) = &consumer.keys {
                     source.want_refetch();
                 }
@@ -197,92 +203,107 @@ fn check_consumer(
         }
     };
     signature?;
-    let valid_until = check_time(token, consumer, now)?;
-    if !consumer.audiences.is_empty()
-        && !audience_matches(token.claims.get("aud"), &consumer.audiences)
-    {
-        return Err(JwtError::WrongAudience);
-    }
+    let valid_until = check_claims(token, &Policy::jwt_consumer(consumer, usize::MAX), now)?;
     if !consumer
         .claims
         .iter()
         .all(|(name, wanted)| lookup_claim(&token.claims, name) == Some(wanted))
     {
-        return Err(JwtError::ClaimsMismatch);
+        return Err(TokenError::ClaimsMismatch);
     }
     Ok(valid_until)
 }
 
-pub(crate) fn check_signature(token: &ParsedJwt<'_>, keys: &KeySet) -> Result<(), JwtError> {
+pub(crate) fn check_signature(token: &ParsedJwt<'_>, keys: &KeySet) -> Result<(), TokenError> {
     let kid = token.kid.as_deref();
     if kid.is_some_and(|k| !keys.has_kid(k)) {
-        return Err(JwtError::UnknownKid);
+        return Err(TokenError::UnknownKid);
     }
     let mut any_permitted = false;
     for key in keys.candidates(kid).filter(|k| k.permits(token.alg)) {
         any_permitted = true;
-        if key.verify(
-            token.alg,
-            token.parts.signing_input.as_bytes(),
-            &token.signature,
-        ) {
+        if key.verify(token.alg, &token.token) {
             return Ok(());
         }
     }
     Err(if any_permitted {
-        JwtError::BadSignature
+        TokenError::BadSignature
     } else {
-        JwtError::AlgorithmMismatch
+        TokenError::AlgorithmMismatch
     })
 }
 
-/// NumericDate (RFC 7519 §2): seconds, possibly fractional; negative or
-/// non-numeric values are malformed.
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, JwtError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
-            (Some(v), _) => Ok(Some(v)),
-            (None, Some(f)) if (0.0..1.0e15).contains(&f) => Ok(Some(f as u64)),
-            _ => Err(JwtError::InvalidDate),
-        },
-        Some(_) => Err(JwtError::InvalidDate),
-    }
-}
-
-fn check_time(
-    token: &ParsedJwt<'_>,
-    consumer: &JwtConsumer,
-    now: u64,
-) -> Result<Option<u64>, JwtError> {
-    check_times(token, consumer.clock_skew, consumer.require_exp, now)
-}
-
-/// exp (required when `require_exp`), nbf and iat against `now` with skew;
-/// returns the last accepted second.
+/// exp (required when `require_exp`, through `jwt-compact`'s
+/// `validate_expiration` with Envoy's clock), nbf and iat when present,
+/// against `now` with skew; returns the last accepted second.
 pub(crate) fn check_times(
     token: &ParsedJwt<'_>,
     skew: u64,
     require_exp: bool,
     now: u64,
-) -> Result<Option<u64>, JwtError> {
-    let exp = numeric_date(&token.claims, "exp")?;
-    let nbf = numeric_date(&token.claims, "nbf")?;
-    let iat = numeric_date(&token.claims, "iat")?;
-    if exp.is_none() && require_exp {
-        return Err(JwtError::MissingExp);
+) -> Result<Option<u64>, TokenError> {
+    let times = token.times;
+    let now_signed = i64::try_from(now).unwrap_or(i64::MAX);
+    let skew_signed = i64::try_from(skew).unwrap_or(i64::MAX);
+    if let Some(exp) = times.exp {
+        let options = TimeOptions::new(
+            TimeDelta::try_seconds(skew_signed).unwrap_or(TimeDelta::MAX),
+            || clock(now_signed),
+        );
+        let mut claims = Claims::empty();
+        claims.expiration = Utc.timestamp_opt(exp, 0).single();
+        match claims.validate_expiration(&options) {
+            Ok(_) => {}
+            Err(ValidationError::Expired) => return Err(TokenError::Expired),
+            Err(_) => return Err(TokenError::InvalidDate),
+        }
+    } else if require_exp {
+        return Err(TokenError::MissingExp);
     }
-    let valid_until = exp.map(|e| e.saturating_add(skew));
-    if valid_until.is_some_and(|until| now > until) {
-        return Err(JwtError::Expired);
+    // Plain integer arithmetic for nbf and iat: no date type to overflow.
+    let latest = now_signed.saturating_add(skew_signed);
+    if times.nbf.is_some_and(|nbf| nbf > latest) {
+        return Err(TokenError::NotYetValid);
     }
-    if nbf.is_some_and(|nbf| nbf > now.saturating_add(skew)) {
-        return Err(JwtError::NotYetValid);
+    if times.iat.is_some_and(|iat| iat > latest) {
+        return Err(TokenError::IssuedInFuture);
     }
-    if iat.is_some_and(|iat| iat > now.saturating_add(skew)) {
-        return Err(JwtError::IssuedInFuture);
+    Ok(times
+        .exp
+        .map(|exp| u64::try_from(exp).unwrap_or(0).saturating_add(skew)))
+}
+
+/// Envoy's clock as `jwt-compact` wants it.
+fn clock(now: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(now, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The audience policy every token kind shares: `aud` must name one of
+/// `accepted`. With an `authorized_party` (OpenID Connect: our client id),
+/// a token for several audiences must say it was issued to us (`azp`), and
+/// an `azp` that is present must be us; a token issued to another client
+/// for an audience list that happens to include ours is not ours.
+pub(crate) fn check_audience(
+    claims: &Map<String, Value>,
+    accepted: &[String],
+    authorized_party: Option<&str>,
+) -> Result<(), TokenError> {
+    let aud = claims.get("aud");
+    if !audience_matches(aud, accepted) {
+        return Err(TokenError::WrongAudience);
     }
-    Ok(valid_until)
+    let Some(party) = authorized_party else {
+        return Ok(());
+    };
+    let several = matches!(aud, Some(Value::Array(list)) if list.len() > 1);
+    match claims.get("azp") {
+        Some(Value::String(azp)) if azp == party => Ok(()),
+        Some(_) => Err(TokenError::WrongAuthorizedParty),
+        None if several => Err(TokenError::WrongAuthorizedParty),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn audience_matches(aud: Option<&Value>, accepted: &[String]) -> bool {
@@ -310,19 +331,53 @@ pub fn lookup_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'
     Some(current)
 }
 
+/// What a claim gives as a header value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimValue {
+    Value(String),
+    /// The token has no such claim.
+    Absent,
+    /// The claim is there but cannot be passed on safely; the reason is for
+    /// the log (it names no claim value).
+    Refused(&'static str),
+}
+
 /// A claim as a header value: strings as they are, numbers and booleans as
-/// JSON text, arrays of strings joined with commas. Anything else, or a
-/// value with control characters (header injection), gives no header.
-pub fn claim_header_value(claims: &Map<String, Value>, claim: &str) -> Option<String> {
-    let value = match lookup_claim(claims, claim)? {
+/// JSON text, arrays of strings joined with commas. An array element that
+/// itself contains a comma would read as two values upstream
+/// (`["a","b,admin"]`), so the whole header is refused, as are objects,
+/// mixed arrays and values with control characters (header injection).
+pub fn claim_header(claims: &Map<String, Value>, claim: &str) -> ClaimValue {
+    let Some(value) = lookup_claim(claims, claim) else {
+        return ClaimValue::Absent;
+    };
+    let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Array(items) => {
             let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-            strings?.join(",")
+            let Some(strings) = strings else {
+                return ClaimValue::Refused("array with a value that is not a string");
+            };
+            if strings.iter().any(|s| s.contains(',')) {
+                return ClaimValue::Refused("array element contains the separator ','");
+            }
+            strings.join(",")
         }
-        _ => return None,
+        Value::Null => return ClaimValue::Absent,
+        Value::Object(_) => return ClaimValue::Refused("an object"),
     };
-    (!value.chars().any(char::is_control)).then_some(value)
+    if text.chars().any(char::is_control) {
+        return ClaimValue::Refused("control characters");
+    }
+    ClaimValue::Value(text)
+}
+
+/// [`claim_header`] when only a usable value matters.
+pub fn claim_header_value(claims: &Map<String, Value>, claim: &str) -> Option<String> {
+    match claim_header(claims, claim) {
+        ClaimValue::Value(v) => Some(v),
+        ClaimValue::Absent | ClaimValue::Refused(_) => None,
+    }
 }
