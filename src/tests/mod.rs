@@ -4,6 +4,7 @@ mod config_errors;
 mod flows;
 mod jose;
 mod sso;
+mod sso_config;
 mod third_party;
 mod verification;
 
