@@ -99,9 +99,18 @@ pub fn form_encode(params: &[(&str, &str)]) -> String {
         .finish()
 }
 
-/// One form-encoded component (RFC 6749 §2.3.1 for Basic credentials).
+/// RFC 3986 unreserved characters stay, everything else is `%XX`.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One component for Basic credentials (RFC 6749 §2.3.1). Only unreserved
+/// characters stay literal (`%20` for a space, not `+`): a valid form
+/// encoding, and the same bytes as before for servers that do not decode.
 pub fn form_encode_component(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    percent_encoding::utf8_percent_encode(value, COMPONENT).to_string()
 }
 
 #[cfg(test)]
@@ -187,8 +196,8 @@ mod tests {
         assert_eq!(with_query("not a url", &[("a", "b")]), None);
         assert_eq!(form_encode(&[("a b", "c&d=é")]), "a+b=c%26d%3D%C3%A9");
         assert_eq!(
-            form_encode_component("id:with space+plus"),
-            "id%3Awith+space%2Bplus"
+            form_encode_component("id:with space+plus~*"),
+            "id%3Awith%20space%2Bplus~%2A"
         );
     }
 }
