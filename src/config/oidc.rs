@@ -289,7 +289,10 @@ fn after_logout(value: &str, field: &str) -> Result<String, ConfigError> {
 fn redirect_domain(value: &str, field: &str) -> Result<String, ConfigError> {
     let name = value.strip_prefix('.').unwrap_or(value);
     let lower = name.to_ascii_lowercase();
-    let plain = matches!(url::Host::parse(name), Ok(url::Host::Domain(ref d)) if *d == lower);
+    // ASCII without escapes before the url crate sees it (see http_url).
+    let plain = name.is_ascii()
+        && !name.contains('%')
+        && matches!(url::Host::parse(name), Ok(url::Host::Domain(ref d)) if *d == lower);
     if !plain || lower.ends_with('.') {
         return Err(ConfigError::new(
             field,

@@ -121,6 +121,9 @@ fn urls_are_parsed_when_the_config_loads() {
         (json!({"allowed_redirect_domains": ["ex ample.com"]}), "oidc.allowed_redirect_domains[0]: must be a host name"),
         (json!({"allowed_redirect_domains": ["."]}), "oidc.allowed_redirect_domains[0]: must be a host name"),
         (json!({"allowed_redirect_domains": ["b\u{fc}cher.example"]}), "oidc.allowed_redirect_domains[0]: must be a host name"),
+        (json!({"allowed_redirect_domains": ["B\u{fc}cher.example"]}), "oidc.allowed_redirect_domains[0]: must be a host name"),
+        (json!({"allowed_redirect_domains": ["evil%2ecom"]}), "oidc.allowed_redirect_domains[0]: must be a host name"),
+        (json!({"end_session_endpoint": "https://Idp.T\u{e9}st/logout"}), "oidc.end_session_endpoint: must have an ASCII host name"),
     ];
     for (extra, expected) in cases {
         let err = error(extra.clone());
