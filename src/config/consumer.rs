@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::claim_headers::compile_claim_headers;
 use super::compile::{is_header_name, ConfigError};
 use super::raw::RawConsumer;
-use crate::keys::remote::{split_url, KeyLocation, RemoteKeySource};
+use crate::http_url::{authority_and_path, parse_absolute};
+use crate::keys::remote::{KeyLocation, RemoteKeySource};
 use crate::keys::{parse_jwks, KeySet};
 
 /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
@@ -295,8 +296,9 @@ fn remote_source(
         _ => c.oidc_issuer.as_deref(),
     }
     .unwrap_or("");
-    let (url_authority, url_path) = split_url(url)
-        .ok_or_else(|| ConfigError::new(at(source_key), "must be an http:// or https:// URL"))?;
+    let (url_authority, url_path) = parse_absolute(url)
+        .map(|parsed| authority_and_path(&parsed))
+        .map_err(|reason| ConfigError::new(at(source_key), reason))?;
     let (cluster, authority) = match (&c.cluster, &c.service_name) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::new(at("service_name"), "conflicts with cluster"))

@@ -132,6 +132,25 @@ fn urls_are_parsed_when_the_config_loads() {
             "{extra}\n  got: {err}\n  want: {expected}"
         );
     }
+    // JWT consumers' key URLs go through the same parser.
+    for (url, expected) in [
+        (
+            "https://user@idp.test/certs",
+            "consumers[0].jwks_uri: must not contain user info",
+        ),
+        (
+            "https:///idp.test/certs",
+            "consumers[0].jwks_uri: must name a host after the scheme",
+        ),
+        (
+            "http://idp.test\\certs",
+            "consumers[0].jwks_uri: must not contain spaces, control characters or backslashes",
+        ),
+    ] {
+        let jwt = json!({"name": "j", "issuer": "i", "jwks_uri": url, "cluster": "idp"});
+        let err = compile_json(json!({"consumers": [jwt]}).to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().starts_with(expected), "{url}: {err}");
+    }
 }
 
 #[test]
