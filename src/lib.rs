@@ -25,6 +25,7 @@ pub mod config;
 pub mod decision;
 pub mod form;
 pub mod host;
+pub mod http_url;
 pub mod keys;
 pub mod oidc;
 pub mod request;

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::rc::Rc;
 
+use super::claim_headers::writes_token_header;
 use super::consumer::{compile_consumers, ConsumerDefaults, Consumers, TokenLocation};
 use super::oidc::{compile_oidc, OidcConfig};
 use super::raw::RawScope;
@@ -535,11 +536,6 @@ fn compile_scope(
     id: usize,
     remote_sources: &mut Vec<Rc<RemoteKeySource>>,
 ) -> Result<Scope, ConfigError> {
-    let oidc = match (&raw.oidc, parent) {
-        (Some(block), _) => Some(Rc::new(oidc_scope(block, prefix, remote_sources)?)),
-        (None, Some(p)) => p.oidc.clone(),
-        (None, None) => None,
-    };
     let issuer = match (&raw.issuer, parent) {
         (Some(i), _) if i.is_empty() => {
             return Err(ConfigError::new(
@@ -580,6 +576,12 @@ fn compile_scope(
         (None, Some(p)) => p.auth_header.clone(),
         (None, None) => DEFAULT_AUTH_HEADER.to_string(),
     };
+    let oidc = match (&raw.oidc, parent) {
+        (Some(block), _) => Some(Rc::new(oidc_scope(block, prefix, remote_sources)?)),
+        (None, Some(p)) => p.oidc.clone(),
+        (None, None) => None,
+    };
+    check_claims_leave_token_header(raw, prefix, &auth_header, &consumers, oidc.as_deref())?;
     let token_ttl = match (raw.token_ttl, parent) {
         (Some(0), _) => {
             return Err(ConfigError::new(
@@ -641,6 +643,49 @@ fn oidc_scope(
         }
     };
     Ok(OidcScope { config, provider })
+}
+
+/// No claim may be written into the header this scope reads gateway tokens
+/// from: upstream it would read as a credential. The error names the claim
+/// entry when this scope configured it, else the auth header that a rule
+/// changed under inherited claims.
+fn check_claims_leave_token_header(
+    raw: &RawScope,
+    prefix: &str,
+    auth_header: &str,
+    consumers: &Consumers,
+    oidc: Option<&OidcScope>,
+) -> Result<(), ConfigError> {
+    let reason =
+        || format!("\"{auth_header}\" is the auth header; a claim cannot be written into it");
+    let header_key = if raw.auth_header.is_some() && raw.auth_header_name.is_none() {
+        "auth_header"
+    } else {
+        "auth_header_name"
+    };
+    if let Some(sso) = oidc {
+        if let Some(j) = writes_token_header(&sso.config.claims_to_headers, auth_header) {
+            let field = match &raw.oidc {
+                Some(_) => format!("{prefix}oidc.claims_to_headers[{j}].header"),
+                None => format!("{prefix}{header_key}"),
+            };
+            return Err(ConfigError::new(field, reason()));
+        }
+    }
+    for consumer in &consumers.jwt {
+        if let Some(j) = writes_token_header(&consumer.claims_to_headers, auth_header) {
+            let own = raw
+                .consumers
+                .as_deref()
+                .and_then(|list| list.iter().position(|c| c.name == consumer.name));
+            let field = match own {
+                Some(i) => format!("{prefix}consumers[{i}].claims_to_headers[{j}].header"),
+                None => format!("{prefix}{header_key}"),
+            };
+            return Err(ConfigError::new(field, reason()));
+        }
+    }
+    Ok(())
 }
 
 fn normalize_auth_path(path: &str, field: &str) -> Result<String, ConfigError> {

@@ -6,9 +6,11 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
+use super::claim_headers::compile_claim_headers;
 use super::compile::{is_header_name, ConfigError};
 use super::raw::RawConsumer;
-use crate::keys::remote::{split_url, KeyLocation, RemoteKeySource};
+use crate::http_url::{authority_and_path, parse_absolute};
+use crate::keys::remote::{KeyLocation, RemoteKeySource};
 use crate::keys::{parse_jwks, KeySet};
 
 /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
@@ -17,21 +19,6 @@ pub const DEFAULT_JWKS_REFRESH_SECONDS: u64 = 600;
 pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 5000;
 const MAX_JWKS_TIMEOUT_MS: u64 = 60_000;
 const MIN_JWKS_REFRESH_SECONDS: u64 = 10;
-/// Headers a claim may not be copied into: ours, or ones whose meaning to
-/// Envoy and the upstream must not be set from token contents.
-const RESERVED_HEADERS: &[&str] = &[
-    "x-mse-consumer",
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "te",
-    "upgrade",
-    "cookie",
-    "authorization",
-];
-
 /// A gateway client: gets tokens at `auth_path`, signed with its secret.
 #[derive(Debug)]
 pub struct Consumer {
@@ -59,14 +46,7 @@ pub enum TokenLocation {
     Cookie(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimHeader {
-    pub claim: String,
-    /// Lower-case.
-    pub header: String,
-    /// true replaces, false appends.
-    pub replace: bool,
-}
+pub use super::claim_headers::ClaimHeader;
 
 /// A holder of tokens from an identity provider.
 #[derive(Debug)]
@@ -316,8 +296,9 @@ fn remote_source(
         _ => c.oidc_issuer.as_deref(),
     }
     .unwrap_or("");
-    let (url_authority, url_path) = split_url(url)
-        .ok_or_else(|| ConfigError::new(at(source_key), "must be an http:// or https:// URL"))?;
+    let (url_authority, url_path) = parse_absolute(url)
+        .map(|parsed| authority_and_path(&parsed))
+        .map_err(|reason| ConfigError::new(at(source_key), reason))?;
     let (cluster, authority) = match (&c.cluster, &c.service_name) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::new(at("service_name"), "conflicts with cluster"))
@@ -399,35 +380,10 @@ fn claim_headers(
     c: &RawConsumer,
     at: &dyn Fn(&str) -> String,
 ) -> Result<Vec<ClaimHeader>, ConfigError> {
-    let mut out = Vec::new();
-    for (j, raw) in c.claims_to_headers.iter().flatten().enumerate() {
-        let field = format!("{}[{j}]", at("claims_to_headers"));
-        if raw.claim.is_empty() {
-            return Err(ConfigError::new(
-                format!("{field}.claim"),
-                "must not be empty",
-            ));
-        }
-        let header = raw.header.to_ascii_lowercase();
-        if !is_header_name(&header) {
-            return Err(ConfigError::new(
-                format!("{field}.header"),
-                "not a valid HTTP header name",
-            ));
-        }
-        if RESERVED_HEADERS.contains(&header.as_str()) {
-            return Err(ConfigError::new(
-                format!("{field}.header"),
-                format!("\"{header}\" cannot be set from a claim"),
-            ));
-        }
-        out.push(ClaimHeader {
-            claim: raw.claim.clone(),
-            header,
-            replace: raw.override_.unwrap_or(true),
-        });
-    }
-    Ok(out)
+    compile_claim_headers(
+        c.claims_to_headers.iter().flatten(),
+        &at("claims_to_headers"),
+    )
 }
 
 /// Higress defaults: `Authorization: Bearer <token>`, then `?access_token=`.

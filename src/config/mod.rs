@@ -1,6 +1,7 @@
 //! Configuration: parsed and validated once, in `on_configure`, into the
 //! compiled structures the request path uses.
 
+mod claim_headers;
 mod compile;
 mod consumer;
 pub mod oidc;

@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
+use super::claim_headers::compile_claim_headers;
 use super::compile::{is_header_name, ConfigError};
-use crate::keys::remote::split_url;
+use crate::http_url::{authority_and_path, parse_absolute};
 use crate::session::cookie::{CookieAttributes, SameSite};
 use crate::session::seal::SealKey;
 
@@ -64,8 +65,9 @@ pub enum PassAuthorization {
     Which(String),
 }
 
-/// Seconds as a number, or a Go-style duration string (`"24h"`, `"90m"`,
-/// `"1h30m"`, `"45s"`), as MSE and oauth2-proxy write them.
+/// Seconds as a number, or a duration string in Go's `time.ParseDuration`
+/// syntax (`"24h"`, `"1h30m"`, `"1.5h"`, `"500ms"`), as MSE, Higress and
+/// oauth2-proxy configs write them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duration(pub u64);
 
@@ -86,32 +88,68 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// Go's `time.ParseDuration` syntax without a sign: one or more
+/// `<decimal><unit>` (`1h30m`, `1.5h`, `500ms`, `.5s`; units `ns`, `us`,
+/// `µs`, `ms`, `s`, `m`, `h`), or `0`. Two extensions kept from earlier
+/// versions: a bare number is seconds (`"3600"`), and `d` is 24h.
+///
+/// Whole seconds, rounded up: a non-zero duration never becomes 0, which
+/// here means "off" (`500ms` is 1 second). Kept by hand rather than taken
+/// from a crate: the Go ports on crates.io accept more (signs, overflow by
+/// wrapping) or hang on long fractions; this one is exact (integer
+/// nanoseconds) and bounded.
 pub fn parse_duration(text: &str) -> Option<u64> {
     if let Ok(n) = text.parse::<u64>() {
         return Some(n);
     }
-    let mut total: u64 = 0;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            'd' => 86400,
+    let mut rest = text;
+    let mut nanos: u128 = 0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits_end = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits_end);
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_end);
+        let unit_nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
             _ => return None,
         };
-        let n: u64 = number.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        number.clear();
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+            return None;
+        }
+        // 30 digits bound u128 arithmetic; more say nothing about seconds.
+        if whole.len() > 30 || fraction.len() > 30 {
+            return None;
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let mut part = whole.checked_mul(unit_nanos)?;
+        if !fraction.is_empty() {
+            let scale = 10u128.checked_pow(u32::try_from(fraction.len()).ok()?)?;
+            let numerator: u128 = fraction.parse().ok()?;
+            // Round up: a fraction of a nanosecond still counts.
+            part = part.checked_add(numerator.checked_mul(unit_nanos)?.div_ceil(scale))?;
+        }
+        nanos = nanos.checked_add(part)?;
+        rest = next;
     }
-    number
-        .is_empty()
-        .then_some(total)
-        .filter(|_| !text.is_empty())
+    u64::try_from(nanos.div_ceil(1_000_000_000)).ok()
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,6 +279,46 @@ fn canonical(p: &str, field: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// Where to go after sign-out: a path on the request's host (one `/`, no
+/// `//`, `\\`, spaces or control characters) or an http(s) URL.
+fn after_logout(value: &str, field: &str) -> Result<String, ConfigError> {
+    if value.starts_with('/') {
+        let odd = value.starts_with("//")
+            || value
+                .chars()
+                .any(|c| c == '\\' || c.is_control() || c.is_whitespace());
+        if odd {
+            return Err(ConfigError::new(
+                field,
+                "must be a path starting with a single / (no spaces or backslashes), or an http(s) URL",
+            ));
+        }
+        return Ok(value.to_string());
+    }
+    parse_absolute(value).map(String::from).map_err(|reason| {
+        ConfigError::new(field, format!("must be a path or an http(s) URL: {reason}"))
+    })
+}
+
+/// An `allowed_redirect_domains` entry: a host name (`example.com`), or
+/// one with a leading dot for it and its subdomains (`.example.com`); lower
+/// case, as the `url` crate writes hosts.
+fn redirect_domain(value: &str, field: &str) -> Result<String, ConfigError> {
+    let name = value.strip_prefix('.').unwrap_or(value);
+    let lower = name.to_ascii_lowercase();
+    // ASCII without escapes before the url crate sees it (see http_url).
+    let plain = name.is_ascii()
+        && !name.contains('%')
+        && matches!(url::Host::parse(name), Ok(url::Host::Domain(ref d)) if *d == lower);
+    if !plain || lower.ends_with('.') {
+        return Err(ConfigError::new(
+            field,
+            "must be a host name such as example.com or .example.com (ASCII, punycode for IDN)",
+        ));
+    }
+    Ok(value.to_ascii_lowercase())
+}
+
 /// Raw or base64 (standard or URL-safe): whichever gives 32+ bytes.
 fn cookie_secret(secret: &str, field: &str) -> Result<Vec<u8>, ConfigError> {
     use base64::Engine;
@@ -289,8 +367,14 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
     // The issuer must be kept exactly as the IdP spells it (trailing slash
     // included); only the discovery URL is derived without it.
     let issuer = raw.issuer.clone().unwrap_or(issuer);
-    let (url_authority, discovery_path) = split_url(&discovery_url)
-        .ok_or_else(|| ConfigError::new(at("issuer"), "must be an http(s) URL"))?;
+    let discovery_field = at(if raw.discovery.is_some() {
+        "discovery"
+    } else {
+        "issuer"
+    });
+    let (url_authority, discovery_path) = parse_absolute(&discovery_url)
+        .map(|url| authority_and_path(&url))
+        .map_err(|reason| ConfigError::new(discovery_field, reason))?;
     let (cluster, discovery_authority) = match (&raw.cluster, &raw.service_name) {
         (Some(c), None) if !c.is_empty() => (c.clone(), url_authority),
         (None, Some(s)) if !s.is_empty() => (
@@ -317,21 +401,27 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
     if raw.client_secret.is_empty() {
         return Err(ConfigError::new(at("client_secret"), "must not be empty"));
     }
-    let redirect = match raw.redirect_url.as_deref() {
-        None => RedirectUrl::Path(DEFAULT_CALLBACK_PATH.into()),
-        Some(u) if u.starts_with('/') => RedirectUrl::Path(path(Some(u), "", &at("redirect_url"))?),
-        Some(u) => {
-            split_url(u).ok_or_else(|| {
-                ConfigError::new(at("redirect_url"), "must be a path or an http(s) URL")
-            })?;
-            RedirectUrl::Absolute(u.to_string())
+    // A full URL is sent to the IdP exactly as written (IdPs compare it
+    // with the registered one as a string); the callback is recognised by
+    // its path as a browser will send it (WHATWG-normalized).
+    let (redirect, callback_path) = match raw.redirect_url.as_deref() {
+        None => (
+            RedirectUrl::Path(DEFAULT_CALLBACK_PATH.into()),
+            DEFAULT_CALLBACK_PATH.to_string(),
+        ),
+        Some(u) if u.starts_with('/') => {
+            let p = path(Some(u), "", &at("redirect_url"))?;
+            (RedirectUrl::Path(p.clone()), p)
         }
-    };
-    let callback_path = match &redirect {
-        RedirectUrl::Path(p) => p.clone(),
-        RedirectUrl::Absolute(u) => {
-            let (_, p) = split_url(u).unwrap_or_default();
-            canonical(crate::form::path_only(&p), &at("redirect_url"))?
+        Some(u) => {
+            let url = parse_absolute(u).map_err(|reason| {
+                ConfigError::new(
+                    at("redirect_url"),
+                    format!("must be a path or an http(s) URL: {reason}"),
+                )
+            })?;
+            let callback = canonical(url.path(), &at("redirect_url"))?;
+            (RedirectUrl::Absolute(u.to_string()), callback)
         }
     };
     let scope = raw
@@ -455,19 +545,27 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
                 "conflicts with post_logout_redirect_uri",
             ))
         }
-        (Some(a), _) | (None, Some(a)) => Some(a.clone()),
+        (Some(a), _) => Some(after_logout(a, &at("post_logout_redirect_uri"))?),
+        (None, Some(a)) => Some(after_logout(a, &at("redirect_after_logout_uri"))?),
         (None, None) => None,
     };
-    let claims_to_headers = raw
-        .claims_to_headers
-        .iter()
-        .flatten()
-        .map(|h| super::ClaimHeader {
-            claim: h.claim.clone(),
-            header: h.header.to_ascii_lowercase(),
-            replace: h.override_.unwrap_or(true),
-        })
-        .collect();
+    let end_session_endpoint = match &raw.end_session_endpoint {
+        Some(u) => Some(
+            parse_absolute(u)
+                .map_err(|reason| ConfigError::new(at("end_session_endpoint"), reason))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let mut allowed_redirect_domains = Vec::new();
+    for (i, domain) in raw.allowed_redirect_domains.iter().flatten().enumerate() {
+        let field = format!("{}[{i}]", at("allowed_redirect_domains"));
+        allowed_redirect_domains.push(redirect_domain(domain, &field)?);
+    }
+    let claims_to_headers = compile_claim_headers(
+        raw.claims_to_headers.iter().flatten(),
+        &at("claims_to_headers"),
+    )?;
     Ok(OidcConfig {
         issuer,
         cluster,
@@ -497,9 +595,9 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
             DEFAULT_LOGOUT_PATH,
             &at("logout_path"),
         )?,
-        end_session_endpoint: raw.end_session_endpoint.clone(),
+        end_session_endpoint,
         post_logout_redirect_uri: post_logout,
-        allowed_redirect_domains: raw.allowed_redirect_domains.clone().unwrap_or_default(),
+        allowed_redirect_domains,
         pass_token,
         set_access_token_header: raw.set_access_token_header.unwrap_or(false),
         set_userinfo_header: raw.set_userinfo_header.unwrap_or(false),
@@ -521,15 +619,55 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("24h"), Some(86400));
-        assert_eq!(parse_duration("1h30m"), Some(5400));
-        assert_eq!(parse_duration("45s"), Some(45));
-        assert_eq!(parse_duration("3600"), Some(3600));
-        assert_eq!(parse_duration("7d"), Some(604800));
-        assert_eq!(parse_duration("h"), None);
-        assert_eq!(parse_duration("10x"), None);
-        assert_eq!(parse_duration("10"), Some(10));
-        assert_eq!(parse_duration(""), None);
-        assert_eq!(parse_duration("1h5"), None);
+        let good = [
+            ("24h", 86400),
+            ("1h30m", 5400),
+            ("45s", 45),
+            ("3600", 3600),
+            ("7d", 604800),
+            ("10", 10),
+            ("0", 0),
+            ("0s", 0),
+            // Higress oidc plugin configs (Go time.ParseDuration).
+            ("168h", 604800),
+            ("1.5h", 5400),
+            ("500ms", 1),
+            ("1500ms", 2),
+            ("2h45m30.5s", 9931),
+            (".5m", 30),
+            ("1.s", 1),
+            ("90m", 5400),
+            ("1h0m0s", 3600),
+            ("3000000us", 3),
+            ("3000000\u{b5}s", 3),
+            ("1ns", 1),
+        ];
+        for (text, seconds) in good {
+            assert_eq!(parse_duration(text), Some(seconds), "{text}");
+        }
+        let bad = [
+            "",
+            "h",
+            "10x",
+            "1h5",
+            "-1h",
+            "+1h",
+            "1H",
+            "1 h",
+            " 1h",
+            "1h ",
+            ".",
+            ".s",
+            "1..5s",
+            "1.2.3s",
+            "1hh",
+            "1e3s",
+            "9999999999999999999999999999999h",
+            "1sec",
+            "\u{661}s",
+        ];
+        for text in bad {
+            assert_eq!(parse_duration(text), None, "{text:?}");
+        }
     }
 }

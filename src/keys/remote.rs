@@ -166,20 +166,7 @@ impl RemoteKeySource {
     }
 }
 
-/// `http://host:port/path?q` → (`host:port`, `/path?q`). Only http(s).
-pub fn split_url(url: &str) -> Option<(String, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (rest.get(..i)?, rest.get(i..)?),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() || authority.contains(['@', ' ']) {
-        return None;
-    }
-    Some((authority.to_string(), path.to_string()))
-}
+pub use crate::http_url::split_url;
 
 /// What an outstanding call was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -480,11 +467,21 @@ fn parse_discovery(source: &RemoteKeySource, body: &[u8]) -> Result<ProviderMeta
             ));
         }
     }
-    if split_url(&doc.jwks_uri).is_none() {
-        return Err(format!(
-            "jwks_uri \"{}\" is not an http(s) URL",
-            doc.jwks_uri
-        ));
+    let endpoints = [
+        ("jwks_uri", Some(&doc.jwks_uri)),
+        (
+            "authorization_endpoint",
+            doc.authorization_endpoint.as_ref(),
+        ),
+        ("token_endpoint", doc.token_endpoint.as_ref()),
+        ("end_session_endpoint", doc.end_session_endpoint.as_ref()),
+    ];
+    for (name, value) in endpoints {
+        if let Some(url) = value {
+            if let Err(reason) = crate::http_url::parse_absolute(url) {
+                return Err(format!("discovery {name} \"{url}\" {reason}"));
+            }
+        }
     }
     Ok(doc)
 }

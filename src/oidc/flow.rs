@@ -23,6 +23,7 @@ use crate::decision::{
 };
 use crate::form::{self, decode_component};
 use crate::host::{Host, LogLevel};
+use crate::http_url::{form_encode, form_encode_component, with_query};
 use crate::keys::remote::{
     accept_jwks, jwks_fetch_failed, jwks_request, split_url, JwksRequest, ProviderMetadata,
 };
@@ -316,27 +317,6 @@ fn redirect_uri(oidc: &OidcConfig, req: &SsoRequest<'_>) -> String {
     }
 }
 
-fn enc(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn with_query(url: &str, params: &[(&str, &str)]) -> String {
-    let query: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
-        .collect();
-    let joiner = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{joiner}{}", query.join("&"))
-}
-
 fn unauthorized(req: &SsoRequest<'_>) -> Reply {
     Reply {
         status: 401,
@@ -424,7 +404,9 @@ fn login_or_401<'c, H: Host>(
     if oidc.scope.split(' ').any(|s| s == "offline_access") {
         params.push(("prompt", "consent"));
     }
-    let location = with_query(authorize, &params);
+    let Some(location) = with_query(authorize, &params) else {
+        return Decision::Reply(keys_unavailable());
+    };
     host.log(LogLevel::Debug, "edge-auth: sign-in started");
     host.count("sso_logins_started");
     Decision::Reply(redirect(&location, vec![cookie_line]))
@@ -509,10 +491,7 @@ fn token_call<'c>(
         .as_deref()
         .ok_or_else(keys_unavailable)?;
     let (authority, path) = split_url(endpoint).ok_or_else(keys_unavailable)?;
-    let mut body: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
-        .collect();
+    let mut body: Vec<(&str, &str)> = params.to_vec();
     let mut headers = vec![
         (":method".to_string(), "POST".to_string()),
         (":path".to_string(), path),
@@ -525,16 +504,21 @@ fn token_call<'c>(
     ];
     match oidc.client_auth {
         ClientAuth::Basic => {
-            let credentials = format!("{}:{}", enc(&oidc.client_id), enc(&oidc.client_secret));
+            // RFC 6749 §2.3.1: each part form-encoded, then base64.
+            let credentials = format!(
+                "{}:{}",
+                form_encode_component(&oidc.client_id),
+                form_encode_component(&oidc.client_secret)
+            );
             let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
             headers.push(("authorization".to_string(), format!("Basic {encoded}")));
         }
         ClientAuth::Post => {
-            body.push(format!("client_id={}", enc(&oidc.client_id)));
-            body.push(format!("client_secret={}", enc(&oidc.client_secret)));
+            body.push(("client_id", &oidc.client_id));
+            body.push(("client_secret", &oidc.client_secret));
         }
     }
-    let body = body.join("&").into_bytes();
+    let body = form_encode(&body).into_bytes();
     let timeout_ms = crate::config::DEFAULT_CALL_TIMEOUT_MS;
     Ok(Decision::CallOut(CallOut {
         cluster: oidc.cluster.clone(),
@@ -1028,7 +1012,7 @@ fn sign_out(sso: &OidcScope, req: &SsoRequest<'_>) -> Reply {
             if let Some(hint) = id_token.as_deref() {
                 params.push(("id_token_hint", hint));
             }
-            with_query(&endpoint, &params)
+            with_query(&endpoint, &params).unwrap_or(after)
         }
         None => after,
     };

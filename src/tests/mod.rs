@@ -9,6 +9,7 @@ mod higress_interop;
 mod jose;
 mod jwt_consumer_promises;
 mod sso;
+mod sso_config;
 mod sso_promises;
 mod third_party;
 mod verification;
