@@ -168,7 +168,7 @@ def test_anonymous_forward_on_an_open_route_forwards_no_identity(gw_open):
     echo = assert_passed(r, None, "GET", "/a/x")
     assert identity_seen(echo) == {}, echo["headers"]
     # Same gateway, a checked route: the real consumer only.
-    token = issue_token(gw_open, C1)
+    token = issue_token(gw_open, C1, path="/b/oauth2/token")  # served where a rule applies
     r = gw_open.get("/b/x", headers=[("Authorization", f"Bearer {token}"), *forged_headers()])
     echo = assert_passed(r, C1, "GET", "/b/x")
     assert identity_seen(echo) == {"x-mse-consumer": [("x-mse-consumer", "consumer1")]}, echo["headers"]
