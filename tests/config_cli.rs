@@ -3,7 +3,14 @@
 
 use std::process::Command;
 
+/// Exit status and stdout.
 fn run(args: &[&str]) -> (i32, String) {
+    let (code, out, _) = run_with_stderr(args);
+    (code, out)
+}
+
+/// Exit status, stdout and stderr.
+fn run_with_stderr(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_edge-auth-config"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -12,6 +19,7 @@ fn run(args: &[&str]) -> (i32, String) {
     (
         out.status.code().unwrap(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
@@ -170,19 +178,6 @@ fn strict_reports_unknown_keys() {
 
 /// Exit status 2 (usage or read errors) is not 1 (an invalid configuration):
 /// a script can tell "fix the config" from "fix the command".
-fn run_with_stderr(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_edge-auth-config"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn usage_and_read_errors_exit_2() {
     for args in [&[][..], &["--print"][..], &["--help"][..], &["-h"][..]] {
