@@ -43,13 +43,9 @@ pub fn decode_component(raw: &str) -> Result<String, FormError> {
     String::from_utf8(out).map_err(|_| FormError::Malformed)
 }
 
+/// The value of one hex digit (either case).
 fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// Picks the named parameters out of `input` (`a=1&b=2`), decoded, in the
