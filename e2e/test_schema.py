@@ -68,15 +68,15 @@ def test_readme_examples_match_the_schema_and_the_parser(checker, tmp_path):
         plugin_view(checker, f)
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"consumers": [{"name": "a", "client_id": "b"}]},
-        {"unknown": 1},
-        {"_rules_": [{"allow": ["a"]}]},
-        {"token_ttl": 0},
-    ],
-)
+BAD_CONFIGS = [
+    {"consumers": [{"name": "a", "client_id": "b"}]},
+    {"unknown": 1},
+    {"_rules_": [{"allow": ["a"]}]},
+    {"token_ttl": 0},
+]
+
+
+@pytest.mark.parametrize("bad", BAD_CONFIGS)
 def test_schema_and_parser_both_refuse(checker, tmp_path, bad):
     # The schema is as strict as `edge-auth-config --strict` (unknown keys
     # are errors there; the plugin itself warns and ignores them).
