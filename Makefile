@@ -12,7 +12,7 @@ ENVOY ?= $(CURDIR)/$(VENV)/bin/envoy
 export ENVOY
 export EDGE_AUTH_WASM := $(CURDIR)/$(WASM)
 
-.PHONY: build wasm-target venv idp unit e2e test lint fmt demo bench oci dist fuzz fuzz-short fuzz-tool soak size clean
+.PHONY: build wasm-target venv idp browser-deps unit e2e test lint fmt demo bench oci dist fuzz fuzz-short fuzz-tool soak size clean
 
 # The one version source: Cargo.toml's package version. The image tag, the
 # manifests and the README carry it (e2e/test_oci_image.py checks they agree).
@@ -41,10 +41,16 @@ $(IDP_DEPS): e2e/idp/package.json e2e/idp/package-lock.json
 
 idp: $(IDP_DEPS)
 
+# Debian's chromium and its WebDriver, for the real-browser SSO tests
+# (e2e/test_browser_sso.py); installed with apt-get when missing (as root).
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
 unit:
 	cargo test --quiet
 
-e2e: build venv idp
+e2e: build venv idp browser-deps
 	$(PYTHON) -m pytest e2e -q -p no:cacheprovider
 
 # The README's test command: native unit tests, a short fuzz pass, then the
