@@ -12,7 +12,11 @@ ENVOY ?= $(CURDIR)/$(VENV)/bin/envoy
 export ENVOY
 export EDGE_AUTH_WASM := $(CURDIR)/$(WASM)
 
-.PHONY: build wasm-target venv idp unit e2e test lint fmt demo bench oci fuzz fuzz-short fuzz-tool soak size clean
+.PHONY: build wasm-target venv idp browser-deps unit e2e test lint fmt demo bench oci dist fuzz fuzz-short fuzz-tool soak size clean
+
+# The one version source: Cargo.toml's package version. The image tag, the
+# manifests and the README carry it (e2e/test_oci_image.py checks they agree).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 
 # The local OpenID provider (npm oidc-provider) used by the JWKS/SSO tests.
 IDP_DEPS := e2e/idp/node_modules/.package-lock.json
@@ -37,10 +41,16 @@ $(IDP_DEPS): e2e/idp/package.json e2e/idp/package-lock.json
 
 idp: $(IDP_DEPS)
 
+# Debian's chromium and its WebDriver, for the real-browser SSO tests
+# (e2e/test_browser_sso.py); installed with apt-get when missing (as root).
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
 unit:
 	cargo test --quiet
 
-e2e: build venv idp
+e2e: build venv idp browser-deps
 	$(PYTHON) -m pytest e2e -q -p no:cacheprovider
 
 # The README's test command: native unit tests, a short fuzz pass, then the
@@ -91,13 +101,25 @@ SOAK_SECONDS ?= 600
 soak: build venv idp
 	$(PYTHON) e2e/soak.py --duration $(SOAK_SECONDS)
 
-# OCI image (FROM scratch, plugin.wasm) for Higress / Istio, where a container tool exists.
-IMAGE ?= edge-auth:0.1.0
+# The OCI image in the Higress Wasm plugin image layout (spec.yaml, README.md,
+# README_ZH.md, plugin.wasm last), written as an OCI image layout under
+# target/oci/layout (tag $(VERSION)) by scripts/oci_image.py: no container
+# engine needed. It prints the `oras cp` / `oras push` lines that publish it.
 oci: build
-	@tool=$$(command -v docker || command -v podman || command -v buildah); \
-	if [ -z "$$tool" ]; then echo "make oci: no docker, podman or buildah on this machine; the Dockerfile is ready for one"; exit 0; fi; \
-	case "$$tool" in *buildah) $$tool bud -t $(IMAGE) . ;; *) $$tool build -t $(IMAGE) . ;; esac || \
-	echo "make oci: $$tool could not build (no container engine running?)"
+	python3 scripts/oci_image.py --out target/oci
+
+# Release artifacts in target/dist: plugin.wasm, edge-auth-config as a static
+# (musl) x86_64 Linux binary, so checking a config needs no Rust toolchain,
+# and SHA256SUMS.
+DIST_TARGET := x86_64-unknown-linux-musl
+dist: build
+	@rustup target list --installed | grep -qx $(DIST_TARGET) || rustup target add $(DIST_TARGET)
+	cargo build --release --bin edge-auth-config --target $(DIST_TARGET)
+	rm -rf target/dist && mkdir -p target/dist
+	cp target/$(DIST_TARGET)/release/edge-auth-config target/dist/edge-auth-config
+	cp $(WASM) target/dist/plugin.wasm
+	cd target/dist && sha256sum edge-auth-config plugin.wasm > SHA256SUMS
+	@echo "edge-auth $(VERSION): target/dist/{edge-auth-config,plugin.wasm,SHA256SUMS}"
 
 clean:
 	cargo clean
