@@ -114,9 +114,9 @@ oci: build
 DIST_TARGET := x86_64-unknown-linux-musl
 dist: build
 	@rustup target list --installed | grep -qx $(DIST_TARGET) || rustup target add $(DIST_TARGET)
-	cargo build --release --bin edge-auth-config --target $(DIST_TARGET)
+	cargo build --profile dist --bin edge-auth-config --target $(DIST_TARGET)
 	rm -rf target/dist && mkdir -p target/dist
-	cp target/$(DIST_TARGET)/release/edge-auth-config target/dist/edge-auth-config
+	cp target/$(DIST_TARGET)/dist/edge-auth-config target/dist/edge-auth-config
 	cp $(WASM) target/dist/plugin.wasm
 	cd target/dist && sha256sum edge-auth-config plugin.wasm > SHA256SUMS
 	@echo "edge-auth $(VERSION): target/dist/{edge-auth-config,plugin.wasm,SHA256SUMS}"
