@@ -111,7 +111,7 @@ def claim(sites, idp, echo, wasm) -> Site:
                         match_list=[])
     config["_rules_"] = [{"_match_route_": ["route-a"], "allow": ["alice@example.test"]}]
     site.start(config, idp.port, echo.port, wasm)
-    site.wait_sso_ready("/b/ready-probe")
+    site.wait_sso_ready("/b/ready-probe", bearer_identity=False)
     return site
 
 
