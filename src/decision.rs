@@ -87,6 +87,8 @@ pub enum Hold {
     Call,
     /// A token POST waiting for its body.
     TokenBody,
+    /// Answered locally: whatever still arrives stays here.
+    Answered,
 }
 
 /// What to do with body (or trailers) that arrive.
@@ -104,7 +106,7 @@ impl Hold {
     pub fn body_flow(self) -> BodyFlow {
         match self {
             Hold::Nothing => BodyFlow::PassOn,
-            Hold::Call => BodyFlow::Buffer,
+            Hold::Call | Hold::Answered => BodyFlow::Buffer,
             Hold::TokenBody => BodyFlow::ReadTokenBody,
         }
     }
@@ -407,6 +409,7 @@ mod tests {
         assert_eq!(Hold::Nothing.body_flow(), BodyFlow::PassOn);
         assert_eq!(Hold::Call.body_flow(), BodyFlow::Buffer);
         assert_eq!(Hold::TokenBody.body_flow(), BodyFlow::ReadTokenBody);
+        assert_eq!(Hold::Answered.body_flow(), BodyFlow::Buffer);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod oidc;
 pub mod request;
 pub mod rules;
 pub mod session;
+pub mod stream;
 pub mod token;
 pub mod token_endpoint;
 

@@ -271,7 +271,7 @@ impl KeyFetcher {
             (Stage::Discovery, KeyLocation::Jwks { .. }) => return,
         };
         let headers = document_get(&authority, &path);
-        match host.dispatch_http_call(&source.cluster, &headers, source.timeout_ms) {
+        match host.dispatch_http_call(&source.cluster, &headers, &[], source.timeout_ms) {
             Ok(token) => {
                 self.in_flight.insert(
                     token,

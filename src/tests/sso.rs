@@ -15,11 +15,16 @@ use crate::keys::remote::KeyFetcher;
 use crate::oidc::flow::{on_response, Continuation};
 use crate::request::{on_request_headers, SsoFacts};
 
-const IDP: &str = "http://idp.test";
-const KEY: &str = "idp-signing-key-0123456789abcdef0123";
+pub(super) const IDP: &str = "http://idp.test";
+pub(super) const KEY: &str = "idp-signing-key-0123456789abcdef0123";
 const COOKIE_SECRET: &str = "cookie-secret-0123456789abcdef0123456789";
 
-fn sso_config(extra: serde_json::Value) -> Config {
+pub(super) fn sso_config(extra: serde_json::Value) -> Config {
+    compile_json(sso_json(extra).to_string().as_bytes()).unwrap()
+}
+
+/// The plugin configuration of [`sso_config`], as Envoy hands it over.
+pub(super) fn sso_json(extra: serde_json::Value) -> serde_json::Value {
     let mut oidc = json!({
         "issuer": IDP, "client_id": "gateway", "client_secret": "gw-secret",
         "cluster": "idp", "cookie_secret": COOKIE_SECRET,
@@ -30,7 +35,7 @@ fn sso_config(extra: serde_json::Value) -> Config {
     for (k, v) in extra.as_object().unwrap() {
         oidc[k] = v.clone();
     }
-    compile_json(json!({"oidc": oidc}).to_string().as_bytes()).unwrap()
+    json!({"oidc": oidc})
 }
 
 /// Delivers the discovery document and a JWKS, as the root context would.
@@ -59,7 +64,7 @@ fn load_provider(cfg: &Config) {
     assert!(cfg.remote_sources[0].current().is_some());
 }
 
-fn id_token(claims: serde_json::Value) -> String {
+pub(super) fn id_token(claims: serde_json::Value) -> String {
     let mut base = json!({"iss": IDP, "aud": "gateway", "sub": "alice", "email": "alice@example.com",
                           "iat": NOW, "exp": NOW + 300, "nonce": "n"});
     for (k, v) in claims.as_object().unwrap() {
@@ -82,7 +87,7 @@ fn fresh_random() -> u8 {
     NEXT.fetch_add(97, std::sync::atomic::Ordering::Relaxed)
 }
 
-fn browser(path: &str, cookie: Option<&str>) -> FakeHost {
+pub(super) fn browser(path: &str, cookie: Option<&str>) -> FakeHost {
     let mut host = FakeHost::new(NOW);
     host.random_counter = fresh_random();
     let mut host = host
@@ -98,7 +103,7 @@ fn run<'c>(cfg: &'c Config, host: &mut FakeHost) -> Decision<'c> {
     on_request_headers(cfg, &TokenCache::new(0), host, true)
 }
 
-fn set_cookies(headers: &[(String, String)]) -> Vec<String> {
+pub(super) fn set_cookies(headers: &[(String, String)]) -> Vec<String> {
     headers
         .iter()
         .filter(|(k, _)| k == "set-cookie")
@@ -107,7 +112,7 @@ fn set_cookies(headers: &[(String, String)]) -> Vec<String> {
 }
 
 /// `name=value` pairs from Set-Cookie lines that set (not clear) a cookie.
-fn cookie_header(lines: &[String]) -> String {
+pub(super) fn cookie_header(lines: &[String]) -> String {
     lines
         .iter()
         .filter(|l| !l.contains("Max-Age=0"))
@@ -116,17 +121,17 @@ fn cookie_header(lines: &[String]) -> String {
         .join("; ")
 }
 
-fn query_value(url: &str, name: &str) -> String {
+pub(super) fn query_value(url: &str, name: &str) -> String {
     let q = url.split_once('?').unwrap().1;
     crate::form::first(q, name).unwrap()
 }
 
-struct Login {
-    location: String,
-    cookie: String,
+pub(super) struct Login {
+    pub location: String,
+    pub cookie: String,
 }
 
-fn start_login(cfg: &Config, path: &str) -> Login {
+pub(super) fn start_login(cfg: &Config, path: &str) -> Login {
     let mut host = browser(path, None);
     let d = run(cfg, &mut host);
     assert_eq!(apply(&mut host, d), Flow::Stop);
@@ -139,7 +144,11 @@ fn start_login(cfg: &Config, path: &str) -> Login {
 }
 
 /// Callback → code exchange → session cookie header.
-fn finish_login(cfg: &Config, login: &Login, token: &str) -> (u32, Vec<(String, String)>) {
+pub(super) fn finish_login(
+    cfg: &Config,
+    login: &Login,
+    token: &str,
+) -> (u32, Vec<(String, String)>) {
     let state = query_value(&login.location, "state");
     let mut host = browser(
         &format!("/oauth2/callback?code=c0de&state={state}"),
