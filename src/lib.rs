@@ -24,6 +24,7 @@ pub mod canonical;
 pub mod config;
 pub mod decision;
 pub mod form;
+pub mod headers;
 pub mod host;
 pub mod http_url;
 pub mod keys;

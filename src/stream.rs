@@ -20,7 +20,7 @@ use crate::host::{CallBody, Host, LogLevel};
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
 use crate::oidc::flow::Continuation;
-use crate::request::SsoFacts;
+use crate::request::{SsoFacts, Wait};
 use crate::token_endpoint::{self, BodyStep, BodyWaits, PendingTokenRequest, MAX_FORM_BYTES};
 
 /// Remote keys are looked after once a second (fetches themselves follow
@@ -152,7 +152,7 @@ impl Worker {
                 continue; // the stream is gone
             }
             let reply = token_endpoint::body_not_received(config.token_body_timeout_ms, &*host);
-            apply(host, Decision::Reply(reply));
+            apply(host, Decision::<Wait>::Reply(reply));
         }
         // Back to the worker: key fetches dispatched next belong to it, not
         // to the last stream answered (their answers would go there).
@@ -225,7 +225,7 @@ impl Stream {
         match crate::request::on_request_headers(&config, &self.cache, host, end_of_stream) {
             // Never continue the headers of a token request: with
             // allow_on_headers_stop_iteration the body still arrives.
-            Decision::ReadBody(pending) => self.wait_for_body(host, &config, pending),
+            Decision::Wait(Wait::ReadBody(pending)) => self.wait_for_body(host, &config, pending),
             decision => self.carry_out(host, decision),
         }
     }
@@ -283,7 +283,8 @@ impl Stream {
         let facts = SsoFacts::read(&*host);
         let req = facts.request(&path);
         let fetched_keys = then.fetches_keys();
-        let decision = crate::oidc::flow::on_response(&config, then, status, &body, &req, host);
+        let decision = crate::oidc::flow::on_response(&config, then, status, &body, &req, host)
+            .map_wait(Wait::CallOut);
         if fetched_keys {
             // As on the worker's fetches: nothing verified before stands.
             self.cache.clear();
@@ -306,9 +307,9 @@ impl Stream {
 
     /// Executes a decision; keeps what must outlive this callback
     /// (response cookies, a call's continuation).
-    fn carry_out<H: Host>(&mut self, host: &mut H, mut decision: Decision<'_>) -> Flow {
+    fn carry_out<H: Host>(&mut self, host: &mut H, mut decision: Decision<'_, Wait>) -> Flow {
         match decision {
-            Decision::CallOut(call) => {
+            Decision::Wait(Wait::CallOut(call)) => {
                 let headers: Vec<(&str, &str)> = call
                     .headers
                     .iter()
@@ -339,7 +340,7 @@ impl Stream {
 
     /// Carries out a reply or a forward; a stream stopped by it (a local
     /// answer, or a forward whose header edits failed) is answered.
-    fn settle<H: Host>(&mut self, host: &mut H, decision: Decision<'_>) -> Flow {
+    fn settle<H: Host>(&mut self, host: &mut H, decision: Decision<'_, Wait>) -> Flow {
         let flow = apply(host, decision);
         if flow == Flow::Stop {
             self.answered = true;

@@ -157,8 +157,8 @@ fn a_second_reply_on_one_stream_is_refused_and_logged() {
     host.context = 3;
     let first = crate::decision::keys_unavailable();
     let second = crate::decision::server_error();
-    apply(&mut host, crate::decision::Decision::Reply(first));
-    apply(&mut host, crate::decision::Decision::Reply(second));
+    apply(&mut host, crate::decision::Decision::<()>::Reply(first));
+    apply(&mut host, crate::decision::Decision::<()>::Reply(second));
     assert_eq!(host.replies_on(3).len(), 2, "both attempts are recorded");
     assert_eq!(
         host.reply.as_ref().map(|r| r.status),
@@ -174,7 +174,7 @@ fn a_second_reply_on_one_stream_is_refused_and_logged() {
     host.context = 4;
     apply(
         &mut host,
-        crate::decision::Decision::Reply(crate::decision::server_error()),
+        crate::decision::Decision::<()>::Reply(crate::decision::server_error()),
     );
     assert_eq!(host.replies_on(4).len(), 1);
 }

@@ -8,12 +8,12 @@ use super::hs256_sign;
 use super::NOW;
 use crate::b64::b64url;
 use crate::config::{compile_json, Config};
-use crate::decision::{apply, CallOut, CookieEdit, Decision, Flow};
+use crate::decision::{apply, CookieEdit, Decision, Flow};
 use crate::fake_host::FakeHost;
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
-use crate::oidc::flow::{on_response, Continuation};
-use crate::request::{on_request_headers, SsoFacts};
+use crate::oidc::flow::{on_response, CallOut, Continuation};
+use crate::request::{on_request_headers, SsoFacts, Wait};
 
 pub(super) const IDP: &str = "http://idp.test";
 pub(super) const KEY: &str = "idp-signing-key-0123456789abcdef0123";
@@ -99,7 +99,7 @@ pub(super) fn browser(path: &str, cookie: Option<&str>) -> FakeHost {
     host
 }
 
-fn run<'c>(cfg: &'c Config, host: &mut FakeHost) -> Decision<'c> {
+fn run<'c>(cfg: &'c Config, host: &mut FakeHost) -> Decision<'c, Wait> {
     on_request_headers(cfg, &TokenCache::new(0), host, true)
 }
 
@@ -154,7 +154,7 @@ pub(super) fn finish_login(
         &format!("/oauth2/callback?code=c0de&state={state}"),
         Some(&login.cookie),
     );
-    let Decision::CallOut(call) = run(cfg, &mut host) else {
+    let Decision::Wait(Wait::CallOut(call)) = run(cfg, &mut host) else {
         panic!("expected a call to the IdP")
     };
     let body = json!({"id_token": token, "access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600});
@@ -404,7 +404,7 @@ fn callback_refusals() {
         &format!("/oauth2/callback?code=c&state={state}"),
         Some(&login.cookie),
     );
-    let Decision::CallOut(call) = run(&cfg, &mut host) else {
+    let Decision::Wait(Wait::CallOut(call)) = run(&cfg, &mut host) else {
         panic!()
     };
     let body = String::from_utf8(call.body.clone()).unwrap();
@@ -454,7 +454,7 @@ fn at_code_exchange(cfg: &Config, path: &str) -> (String, FakeHost, CallOut) {
         &format!("/oauth2/callback?code=c0de&state={state}"),
         Some(&login.cookie),
     );
-    let Decision::CallOut(exchange) = run(cfg, &mut host) else {
+    let Decision::Wait(Wait::CallOut(exchange)) = run(cfg, &mut host) else {
         panic!("expected the code exchange")
     };
     (query_value(&login.location, "nonce"), host, exchange)
@@ -472,7 +472,7 @@ fn answer(
     let facts = SsoFacts::read(host);
     let d = on_response(cfg, then, status, body, &facts.request(&path), host);
     match d {
-        Decision::CallOut(call) => Some(call),
+        Decision::Wait(call) => Some(call),
         d => {
             apply(host, d);
             None
@@ -588,7 +588,7 @@ fn refresh_and_sign_out() {
     // Past cookie_refresh: a refresh call first, then forward with a new cookie.
     let mut host = browser("/app", Some(&session));
     host.now = NOW + 601;
-    let Decision::CallOut(call) = run(&cfg, &mut host) else {
+    let Decision::Wait(Wait::CallOut(call)) = run(&cfg, &mut host) else {
         panic!("expected refresh")
     };
     assert!(String::from_utf8(call.body.clone())
@@ -616,7 +616,7 @@ fn refresh_and_sign_out() {
     // A failed refresh clears the session and sends a browser to log in.
     let mut host = browser("/app", Some(&session));
     host.now = NOW + 601;
-    let Decision::CallOut(call) = run(&cfg, &mut host) else {
+    let Decision::Wait(Wait::CallOut(call)) = run(&cfg, &mut host) else {
         panic!()
     };
     let facts = SsoFacts::read(&host);
@@ -827,7 +827,7 @@ fn a_refresh_for_another_user_ends_the_session() {
     let refresh = |claims: serde_json::Value| {
         let mut host = browser("/app", Some(&session));
         host.now = NOW + 601;
-        let Decision::CallOut(call) = run(&cfg, &mut host) else {
+        let Decision::Wait(Wait::CallOut(call)) = run(&cfg, &mut host) else {
             panic!("expected refresh")
         };
         let body = json!({"id_token": id_token(claims), "access_token": "at-2", "expires_in": 600});
