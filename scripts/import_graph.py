@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 # layers below it, never a layer above.
 LAYERS = [
     ["host", "headers", "b64", "http_url", "canonical", "form"],
-    ["keys", "cookie", "session"],
+    ["keys", "cookie"],
     ["config"],
     ["token"],
     ["decision"],

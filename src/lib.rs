@@ -22,6 +22,7 @@
 pub mod b64;
 pub mod canonical;
 pub mod config;
+pub mod cookie;
 pub mod decision;
 pub mod form;
 pub mod headers;
@@ -31,7 +32,6 @@ pub mod keys;
 pub mod oidc;
 pub mod request;
 pub mod rules;
-pub mod session;
 pub mod stream;
 pub mod token;
 pub mod token_endpoint;

@@ -17,6 +17,8 @@ use crate::b64::b64url;
 use crate::canonical::{without_parameters, CanonicalPath};
 use crate::config::oidc::{ClientAuth, MatchType, OidcConfig, PassToken, PathMatch, RedirectUrl};
 use crate::config::{AllowList, Config, OidcScope};
+use crate::cookie::jar::{self as cookie, CookieAttributes, SameSite};
+use crate::cookie::seal::NONCE_LEN;
 use crate::decision::{
     bearer_challenge, keys_unavailable, page, realm, redirect, CookieEdit, Decision, Forward, Reply,
 };
@@ -27,8 +29,6 @@ use crate::keys::remote::{
     accept_jwks, jwks_fetch_failed, jwks_request, split_url, JwksRequest, ProviderMetadata,
 };
 use crate::rules::domain_matches;
-use crate::session::cookie::{self, CookieAttributes, SameSite};
-use crate::session::seal::NONCE_LEN;
 use crate::token::jwt::{self, claim_header_value};
 use crate::token::policy::{self, OidcToken, Policy};
 use crate::token::TokenError;
