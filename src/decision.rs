@@ -1,5 +1,8 @@
-//! What the core decides for a request, and how a decision is carried out
-//! through the host. The shell only calls [`apply`].
+//! The vocabulary of decisions: forward (with header edits), reply locally,
+//! or wait (for whatever the deciding feature names), and [`apply`], which
+//! carries out a forward or a reply through the host. Also the shared reply
+//! shapes (challenges, redirects, pages, 500/503). Imports only `host` and
+//! `headers`: the features above produce decisions, `stream` applies them.
 
 use crate::headers::CONSUMER_HEADER;
 use crate::host::{Host, HostError, LogLevel};

@@ -87,7 +87,7 @@ pub trait Host {
 }
 
 /// The body of an answer to an HTTP call (IdP discovery, JWKS, code
-/// exchange, refresh), as the shell may hand it to the core.
+/// exchange, refresh), as `stream` reads it through the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallBody {
     Fits(Vec<u8>),

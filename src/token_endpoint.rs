@@ -76,7 +76,7 @@ impl PendingTokenRequest {
 }
 
 /// The token POSTs of one worker whose headers are held while their body is
-/// awaited, each with the moment it is given up on. The shell checks it on a
+/// awaited, each with the moment it is given up on. The worker checks it on a
 /// timer and answers every overdue request with [`body_not_received`]; an
 /// entry leaves when its request is answered or its stream ends.
 #[derive(Debug, Default)]
