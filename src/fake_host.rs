@@ -156,6 +156,18 @@ impl Host for FakeHost {
         self.header(name).map(str::to_string)
     }
 
+    fn request_header_values(&self, name: &str) -> Result<Vec<String>, HostError> {
+        if self.fail_header_list {
+            return Err(HostError("cannot list request headers"));
+        }
+        Ok(self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+
     fn request_header_names(&self) -> Result<Vec<String>, HostError> {
         if self.fail_header_list {
             return Err(HostError("cannot list request headers"));

@@ -25,6 +25,10 @@ pub trait Host {
     /// A request header by lower-case name (`:path`, `:authority`, ...).
     /// Envoy hands over the first value of a repeated header.
     fn request_header(&self, name: &str) -> Option<String>;
+    /// Every value of a request header, in arrival order. Envoy keeps the
+    /// values of a repeated header apart (except for a few it joins, such
+    /// as `authorization`); `request_header` gives only the first.
+    fn request_header_values(&self, name: &str) -> Result<Vec<String>, HostError>;
     /// The names of all request headers, as they arrived (repeats possible).
     fn request_header_names(&self) -> Result<Vec<String>, HostError>;
     /// An Envoy attribute such as `["route_name"]` or `["cluster_name"]`.

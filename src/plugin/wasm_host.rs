@@ -50,6 +50,18 @@ impl Host for WasmHost {
             .flatten()
     }
 
+    fn request_header_values(&self, name: &str) -> Result<Vec<String>, HostError> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .map(|pairs| {
+                pairs
+                    .into_iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+                    .collect()
+            })
+            .map_err(|_| HostError("list request headers"))
+    }
+
     fn request_header_names(&self) -> Result<Vec<String>, HostError> {
         // The byte variant: values may be any bytes (obs-text). Names are
         // tokens (Envoy's codecs refuse anything else), so they are text.

@@ -200,3 +200,20 @@ fn a_repeated_identity_header_loses_every_value() {
         .collect();
     assert_eq!(values, ["a"]);
 }
+
+#[test]
+fn the_fake_host_keeps_repeated_header_values_apart_as_envoy_does() {
+    use crate::host::Host;
+    let mut host = FakeHost::new(NOW)
+        .request("GET", "gw", "/x")
+        .with_header("x-api-token", "first")
+        .with_raw_header("X-Api-Token", "second");
+    // The single-value read gives the first, as get_header_map_value does.
+    assert_eq!(host.request_header("x-api-token").as_deref(), Some("first"));
+    assert_eq!(
+        host.request_header_values("x-api-token").unwrap(),
+        ["first", "second"]
+    );
+    host.fail_header_list = true;
+    assert!(host.request_header_values("x-api-token").is_err());
+}
