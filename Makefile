@@ -75,6 +75,7 @@ lint: wasm-target
 	cargo fmt --manifest-path fuzz/Cargo.toml --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) --quiet -- -D warnings
+	python3 scripts/import_graph.py
 
 fmt:
 	cargo fmt

@@ -1,10 +1,11 @@
-//! What the core decides for a request, and how a decision is carried out
-//! through the host. The shell only calls [`apply`].
+//! The vocabulary of decisions: forward (with header edits), reply locally,
+//! or wait (for whatever the deciding feature names), and [`apply`], which
+//! carries out a forward or a reply through the host. Also the shared reply
+//! shapes (challenges, redirects, pages, 500/503). Imports only `host` and
+//! `headers`: the features above produce decisions, `stream` applies them.
 
+use crate::headers::CONSUMER_HEADER;
 use crate::host::{Host, HostError, LogLevel};
-
-/// The header the backend learns the caller from (MSE/Higress convention).
-pub const CONSUMER_HEADER: &str = "x-mse-consumer";
 
 /// A local answer; the request never reaches the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +40,6 @@ pub enum CookieEdit {
     Remove,
 }
 
-/// An HTTP call to an IdP; the request waits, then `then` decides.
-#[derive(Debug)]
-pub struct CallOut {
-    pub cluster: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub timeout_ms: u64,
-    pub then: crate::oidc::flow::Continuation,
-}
-
 impl<'c> Forward<'c> {
     /// No identity: only scrub what a client may have forged.
     pub fn anonymous(scrub: &'c [String]) -> Self {
@@ -59,20 +50,28 @@ impl<'c> Forward<'c> {
     }
 }
 
+/// What happens to a request. `W` is what a stream may wait for; each
+/// feature names its own (the token endpoint a body, single sign-on a call
+/// to the IdP), so this vocabulary imports none of them.
 #[derive(Debug)]
-pub enum Decision<'c> {
+pub enum Decision<'c, W> {
     Forward(Forward<'c>),
     Reply(Reply),
-    /// A token request whose parameters are in the body: hold the request
-    /// (headers included: they are never continued) until the body is in,
-    /// then answer locally. Envoy >= 1.35 with `allow_on_headers_stop_iteration`
-    /// still delivers the body to a filter that paused on the headers;
-    /// without it the body never arrives, and the request is answered when
-    /// its wait runs out (`token_endpoint::BodyWaits`). Either way nothing of
-    /// it reaches the upstream.
-    ReadBody(crate::token_endpoint::PendingTokenRequest),
-    /// Ask the IdP first (code exchange, refresh).
-    CallOut(CallOut),
+    /// Hold the request (headers included: they are never continued alone)
+    /// until `W` arrives; the stream keeps it and decides then. Nothing of a
+    /// held request reaches the upstream before that decision.
+    Wait(W),
+}
+
+impl<'c, W> Decision<'c, W> {
+    /// The same decision, waiting for `f(w)` instead of `w`.
+    pub fn map_wait<V>(self, f: impl FnOnce(W) -> V) -> Decision<'c, V> {
+        match self {
+            Decision::Forward(forward) => Decision::Forward(forward),
+            Decision::Reply(reply) => Decision::Reply(reply),
+            Decision::Wait(w) => Decision::Wait(f(w)),
+        }
+    }
 }
 
 /// Why the plugin holds a request: its headers were paused and never
@@ -87,6 +86,8 @@ pub enum Hold {
     Call,
     /// A token POST waiting for its body.
     TokenBody,
+    /// Answered locally: whatever still arrives stays here.
+    Answered,
 }
 
 /// What to do with body (or trailers) that arrive.
@@ -104,7 +105,7 @@ impl Hold {
     pub fn body_flow(self) -> BodyFlow {
         match self {
             Hold::Nothing => BodyFlow::PassOn,
-            Hold::Call => BodyFlow::Buffer,
+            Hold::Call | Hold::Answered => BodyFlow::Buffer,
             Hold::TokenBody => BodyFlow::ReadTokenBody,
         }
     }
@@ -120,7 +121,7 @@ pub enum Flow {
 /// Carries out a forward or a reply. A client-sent `X-Mse-Consumer` is
 /// removed before anything else, so it can never reach the backend; if Envoy
 /// refuses that edit the request is stopped rather than forwarded.
-pub fn apply<H: Host>(host: &mut H, decision: Decision<'_>) -> Flow {
+pub fn apply<H: Host, W>(host: &mut H, decision: Decision<'_, W>) -> Flow {
     match decision {
         Decision::Forward(forward) => match edit_headers(host, &forward) {
             Ok(()) => Flow::Continue,
@@ -133,11 +134,8 @@ pub fn apply<H: Host>(host: &mut H, decision: Decision<'_>) -> Flow {
             }
         },
         Decision::Reply(reply) => send(host, &reply),
-        // The shell holds the request (never its headers alone) and keeps
-        // the pending request; it is answered locally, never forwarded.
-        Decision::ReadBody(_) => Flow::Stop,
-        // The shell keeps the call's continuation; the request waits.
-        Decision::CallOut(_) => Flow::Stop,
+        // The stream keeps what it waits for; the request is held.
+        Decision::Wait(_) => Flow::Stop,
     }
 }
 
@@ -354,7 +352,10 @@ mod tests {
                 claim_headers: vec![("x-user-email".into(), "alice@example.test".into(), true)],
                 ..Forward::anonymous(&scrub)
             };
-            assert_eq!(apply(&mut host, Decision::Forward(forward)), Flow::Continue);
+            assert_eq!(
+                apply(&mut host, Decision::<()>::Forward(forward)),
+                Flow::Continue
+            );
             assert_eq!(
                 names(&host),
                 [
@@ -380,7 +381,7 @@ mod tests {
     fn identity_headers_are_scrubbed_even_with_an_empty_scrub_list() {
         let mut host = forged_host();
         assert_eq!(
-            apply(&mut host, Decision::Forward(Forward::anonymous(&[]))),
+            apply(&mut host, Decision::<()>::Forward(Forward::anonymous(&[]))),
             Flow::Continue
         );
         assert!(!names(&host)
@@ -396,7 +397,10 @@ mod tests {
         let mut host = forged_host();
         host.fail_header_list = true;
         assert_eq!(
-            apply(&mut host, Decision::Forward(Forward::anonymous(&scrub))),
+            apply(
+                &mut host,
+                Decision::<()>::Forward(Forward::anonymous(&scrub))
+            ),
             Flow::Stop
         );
         assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500));
@@ -407,6 +411,7 @@ mod tests {
         assert_eq!(Hold::Nothing.body_flow(), BodyFlow::PassOn);
         assert_eq!(Hold::Call.body_flow(), BodyFlow::Buffer);
         assert_eq!(Hold::TokenBody.body_flow(), BodyFlow::ReadTokenBody);
+        assert_eq!(Hold::Answered.body_flow(), BodyFlow::Buffer);
     }
 
     #[test]

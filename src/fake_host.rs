@@ -1,5 +1,12 @@
 //! An in-memory [`Host`] for native tests: headers, properties, a settable
-//! clock, deterministic random bytes, and a record of replies and logs.
+//! clock, deterministic random bytes, a request body and call answers to
+//! hand over, and a record of replies, calls, response headers and logs.
+//!
+//! It can also show the failures a real host causes: a cluster that cannot
+//! be called (`fail_dispatch`), CAS contention with another worker
+//! (`fail_next_cas`), a second reply on one stream (refused and recorded in
+//! `replies`), a stream that is gone (`gone_contexts`), and repeated request
+//! headers (`with_header` twice; `request_header` gives the first, as Envoy).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -28,7 +35,10 @@ pub struct DispatchedCall {
     pub token: u32,
     pub cluster: String,
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
     pub timeout_ms: u64,
+    /// The context the call was made for (its answer goes there).
+    pub context: u32,
 }
 
 #[derive(Debug, Default)]
@@ -44,7 +54,29 @@ pub struct FakeHost {
     pub fail_random: bool,
     /// `request_header_names` fails (Envoy refused to list the headers).
     pub fail_header_list: bool,
+    /// The first reply sent on the current context.
     pub reply: Option<SentReply>,
+    /// Every reply attempted, with the context it was sent for; a second
+    /// one on the same context is refused (Envoy cannot answer twice).
+    pub replies: Vec<(u32, SentReply)>,
+    /// The context host calls act for (`act_for_context`); 0 by default.
+    pub context: u32,
+    /// Contexts that are gone (`act_for_context` fails for them).
+    pub gone_contexts: Vec<u32>,
+    /// Milliseconds past `now` (seconds) for `now_unix_millis`.
+    pub extra_ms: u64,
+    /// The request body Envoy has buffered so far.
+    pub request_body: Vec<u8>,
+    /// The call answer being delivered: `:status` and body.
+    pub call_status: Option<u32>,
+    pub call_body: Vec<u8>,
+    /// How many bytes of a call answer the code under test read.
+    pub call_body_read: RefCell<Option<usize>>,
+    pub response_headers: Vec<(String, String)>,
+    pub tick_period_ms: Option<u64>,
+    /// The next N CAS writes fail as if another worker wrote first (its
+    /// write lands: the version moves on).
+    pub fail_next_cas: u32,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     pub counters: RefCell<HashMap<String, u64>>,
 }
@@ -96,6 +128,15 @@ impl FakeHost {
         self.counters.borrow().get(name).copied().unwrap_or(0)
     }
 
+    /// Replies sent (or attempted) on `context`.
+    pub fn replies_on(&self, context: u32) -> Vec<&SentReply> {
+        self.replies
+            .iter()
+            .filter(|(c, _)| *c == context)
+            .map(|(_, r)| r)
+            .collect()
+    }
+
     pub fn header_count(&self, name: &str) -> usize {
         self.headers.iter().filter(|(k, _)| k == name).count()
     }
@@ -106,9 +147,25 @@ impl Host for FakeHost {
         self.now
     }
 
+    fn now_unix_millis(&self) -> u64 {
+        self.now * 1000 + self.extra_ms
+    }
+
     fn request_header(&self, name: &str) -> Option<String> {
-        // Envoy joins repeated headers; the first is enough for the tests.
+        // As Envoy's get_header_map_value: the first of repeated values.
         self.header(name).map(str::to_string)
+    }
+
+    fn request_header_values(&self, name: &str) -> Result<Vec<String>, HostError> {
+        if self.fail_header_list {
+            return Err(HostError("cannot list request headers"));
+        }
+        Ok(self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect())
     }
 
     fn request_header_names(&self) -> Result<Vec<String>, HostError> {
@@ -166,6 +223,7 @@ impl Host for FakeHost {
         &mut self,
         cluster: &str,
         headers: &[(&str, &str)],
+        body: &[u8],
         timeout_ms: u64,
     ) -> Result<u32, HostError> {
         if self.fail_dispatch {
@@ -179,7 +237,9 @@ impl Host for FakeHost {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            body: body.to_vec(),
             timeout_ms,
+            context: self.context,
         });
         Ok(token)
     }
@@ -198,6 +258,14 @@ impl Host for FakeHost {
         cas: Option<u32>,
     ) -> Result<(), HostError> {
         let current = self.shared.get(key).map(|(_, c)| *c);
+        if cas.is_some() && self.fail_next_cas > 0 {
+            // Another worker wrote first: its write moves the version on.
+            self.fail_next_cas -= 1;
+            if let Some((_, version)) = self.shared.get_mut(key) {
+                *version += 1;
+            }
+            return Err(HostError("cas mismatch"));
+        }
         if let (Some(wanted), Some(have)) = (cas, current) {
             if wanted != 0 && wanted != have {
                 return Err(HostError("cas mismatch"));
@@ -214,14 +282,54 @@ impl Host for FakeHost {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), HostError> {
-        self.reply = Some(SentReply {
+        let reply = SentReply {
             status,
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             body: String::from_utf8_lossy(body).into_owned(),
-        });
+        };
+        let second = self.replies.iter().any(|(c, _)| *c == self.context);
+        self.replies.push((self.context, reply.clone()));
+        if second {
+            return Err(HostError("a second reply on one stream"));
+        }
+        self.reply = Some(reply);
+        Ok(())
+    }
+
+    fn request_body(&self, max_bytes: usize) -> Option<Vec<u8>> {
+        if self.request_body.is_empty() {
+            return None;
+        }
+        Some(self.request_body.iter().take(max_bytes).copied().collect())
+    }
+
+    fn call_response_status(&self) -> Option<u32> {
+        self.call_status
+    }
+
+    fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        *self.call_body_read.borrow_mut() = Some(size);
+        Some(self.call_body.iter().take(size).copied().collect())
+    }
+
+    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.response_headers.push((name.into(), value.into()));
+        Ok(())
+    }
+
+    fn set_tick_period_ms(&mut self, period_ms: u64) -> Result<(), HostError> {
+        self.tick_period_ms = Some(period_ms);
+        Ok(())
+    }
+
+    fn act_for_context(&mut self, context: u32) -> Result<(), HostError> {
+        if self.gone_contexts.contains(&context) {
+            return Err(HostError("context gone"));
+        }
+        self.context = context;
         Ok(())
     }
 }

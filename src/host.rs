@@ -20,8 +20,15 @@ pub struct HostError(pub &'static str);
 pub trait Host {
     /// Seconds since the Unix epoch, from Envoy's clock.
     fn now_unix_seconds(&self) -> u64;
+    /// Milliseconds since the Unix epoch, from Envoy's clock.
+    fn now_unix_millis(&self) -> u64;
     /// A request header by lower-case name (`:path`, `:authority`, ...).
+    /// Envoy hands over the first value of a repeated header.
     fn request_header(&self, name: &str) -> Option<String>;
+    /// Every value of a request header, in arrival order. Envoy keeps the
+    /// values of a repeated header apart (except for a few it joins, such
+    /// as `authorization`); `request_header` gives only the first.
+    fn request_header_values(&self, name: &str) -> Result<Vec<String>, HostError>;
     /// The names of all request headers, as they arrived (repeats possible).
     fn request_header_names(&self) -> Result<Vec<String>, HostError>;
     /// An Envoy attribute such as `["route_name"]` or `["cluster_name"]`.
@@ -46,14 +53,32 @@ pub trait Host {
         body: &[u8],
     ) -> Result<(), HostError>;
 
-    /// Starts an HTTP call to an Envoy cluster; the answer arrives later on
-    /// the context that made the call, tagged with the returned token.
+    /// Starts an HTTP call to an Envoy cluster (an empty `body` sends none);
+    /// the answer arrives later on the context that made the call, tagged
+    /// with the returned token.
     fn dispatch_http_call(
         &mut self,
         cluster: &str,
         headers: &[(&str, &str)],
+        body: &[u8],
         timeout_ms: u64,
     ) -> Result<u32, HostError>;
+    /// The first `max_bytes` of the request body Envoy has buffered so far
+    /// (`None` if there is none or the host refused).
+    fn request_body(&self, max_bytes: usize) -> Option<Vec<u8>>;
+    /// The `:status` of the call answer being delivered now.
+    fn call_response_status(&self) -> Option<u32>;
+    /// The first `size` bytes of the call answer being delivered now.
+    fn call_response_body(&self, size: usize) -> Option<Vec<u8>>;
+    /// Adds a response header (e.g. `Set-Cookie`), keeping any already there.
+    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    /// How often the worker's tick runs (zero: never).
+    fn set_tick_period_ms(&mut self, period_ms: u64) -> Result<(), HostError>;
+    /// Later host calls of this callback act on `context` (a stream the
+    /// worker answers from its tick, or the worker itself again); fails if
+    /// that context is gone.
+    fn act_for_context(&mut self, context: u32) -> Result<(), HostError>;
+
     /// Shared data visible to every worker of this VM: value and CAS token.
     fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Sets shared data; with `cas`, fails if another worker wrote since.
@@ -66,7 +91,7 @@ pub trait Host {
 }
 
 /// The body of an answer to an HTTP call (IdP discovery, JWKS, code
-/// exchange, refresh), as the shell may hand it to the core.
+/// exchange, refresh), as `stream` reads it through the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallBody {
     Fits(Vec<u8>),

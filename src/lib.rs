@@ -1,11 +1,15 @@
 //! edge-auth: authentication for Envoy-based gateways as one Proxy-Wasm plugin.
 //!
 //! The crate is a functional core with a thin shell. Everything that decides
-//! (configuration, rule matching, tokens, the token endpoint, the per-request
-//! decision) is plain Rust that talks to Envoy only through [`host::Host`], so
-//! it is unit-tested natively with a fake host. The proxy-wasm shell in
-//! `plugin/` exists only in the wasm build and translates between Envoy's
-//! callbacks and the core.
+//! (configuration, rule matching, tokens, the token endpoint, single sign-on,
+//! the per-request decision and the per-stream state machine in [`stream`])
+//! is plain Rust that talks to Envoy only through [`host::Host`], so it is
+//! unit-tested natively with a fake host. The proxy-wasm shell in `plugin/`
+//! exists only in the wasm build and only translates Envoy's callbacks into
+//! [`stream`] calls. Imports run bottom to top (`scripts/import_graph.py`
+//! checks it in `make lint`): host, headers, b64, http_url, canonical, form →
+//! keys, cookie → config → token → decision → rules, token_endpoint, oidc →
+//! request → stream → plugin.
 
 // Request and IdP data must never be able to panic the plugin (a panic aborts
 // the Wasm VM and with it every request on the worker). Tests may relax this.
@@ -22,15 +26,17 @@
 pub mod b64;
 pub mod canonical;
 pub mod config;
+pub mod cookie;
 pub mod decision;
 pub mod form;
+pub mod headers;
 pub mod host;
 pub mod http_url;
 pub mod keys;
 pub mod oidc;
 pub mod request;
 pub mod rules;
-pub mod session;
+pub mod stream;
 pub mod token;
 pub mod token_endpoint;
 

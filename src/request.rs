@@ -7,11 +7,12 @@ use crate::decision::{bearer_challenge, keys_unavailable, realm, Decision, Forwa
 use crate::form;
 use crate::host::{Host, LogLevel};
 use crate::keys::cache::{Identity, TokenCache};
+use crate::oidc::flow::CallOut;
 use crate::rules::{self, Facts, Requirement};
 use crate::token::extract::{find_tokens, Found, Presented};
 use crate::token::jwt::{self, claim_header, ClaimValue};
 use crate::token::{verify_gateway_token, TokenError, GLOBAL_AUDIENCE};
-use crate::token_endpoint::{self, TokenRequestHead};
+use crate::token_endpoint::{self, PendingTokenRequest, TokenRequestHead};
 
 /// Request attributes fetched from the host on first use, then cached; the
 /// host comes from the request's canonical view.
@@ -81,12 +82,22 @@ fn is_token_endpoint(path: &CanonicalPath, auth_path: &str) -> bool {
     path.as_safe().is_some_and(|p| p.ends_with(auth_path))
 }
 
+/// What a stream may wait for after its headers.
+#[derive(Debug)]
+pub enum Wait {
+    /// A token request whose parameters are in the body: answered locally
+    /// once the body is in (or its wait runs out, `token_endpoint::BodyWaits`).
+    ReadBody(PendingTokenRequest),
+    /// Single sign-on asks the IdP first (code exchange, refresh).
+    CallOut(CallOut),
+}
+
 pub fn on_request_headers<'c, H: Host>(
     config: &'c Config,
     cache: &TokenCache,
     host: &mut H,
     end_of_stream: bool,
-) -> Decision<'c> {
+) -> Decision<'c, Wait> {
     crate::keys::remote::adopt_missing(&config.remote_sources, &*host);
     // The one canonical view of path and host every decision below reads.
     let path = host.request_header(":path").unwrap_or_default();
@@ -113,7 +124,8 @@ pub fn on_request_headers<'c, H: Host>(
                 rule.and_then(|r| config.rules.iter().position(|x| std::ptr::eq(x, r)));
             let facts = SsoFacts::with_view(host, view);
             let req = facts.request(&path);
-            return crate::oidc::flow::on_request(config, sso, rule_index, &req, host);
+            return crate::oidc::flow::on_request(config, sso, rule_index, &req, host)
+                .map_wait(Wait::CallOut);
         }
     }
 
@@ -129,7 +141,7 @@ pub fn on_request_headers<'c, H: Host>(
             route_name,
             end_of_stream,
         };
-        return token_endpoint::on_headers(scope, head, host);
+        return token_endpoint::on_headers(scope, head, host).map_wait(Wait::ReadBody);
     }
 
     match requirement {

@@ -76,7 +76,7 @@ impl PendingTokenRequest {
 }
 
 /// The token POSTs of one worker whose headers are held while their body is
-/// awaited, each with the moment it is given up on. The shell checks it on a
+/// awaited, each with the moment it is given up on. The worker checks it on a
 /// timer and answers every overdue request with [`body_not_received`]; an
 /// entry leaves when its request is answered or its stream ends.
 #[derive(Debug, Default)]
@@ -143,9 +143,9 @@ pub fn on_headers<'c, H: Host>(
     scope: &Rc<Scope>,
     head: TokenRequestHead<'_>,
     host: &mut H,
-) -> Decision<'c> {
+) -> Decision<'c, PendingTokenRequest> {
     match head_answer(scope, head, host) {
-        Ok(pending) => Decision::ReadBody(pending),
+        Ok(pending) => Decision::Wait(pending),
         Err(answer) => Decision::Reply(counted(answer, host)),
     }
 }
@@ -492,7 +492,7 @@ mod tests {
     fn held(host: &mut FakeHost) -> PendingTokenRequest {
         let cfg = Box::leak(Box::new(config("")));
         match on_request_headers(cfg, &TokenCache::new(0), host, false) {
-            Decision::ReadBody(pending) => pending,
+            Decision::Wait(crate::request::Wait::ReadBody(pending)) => pending,
             other => panic!("expected to wait for the body, got {other:?}"),
         }
     }
@@ -509,7 +509,13 @@ mod tests {
             let before = host.headers.clone();
             // The old shell continued the headers (without Authorization);
             // now the request stops and nothing is edited or answered yet.
-            assert_eq!(apply(&mut host, Decision::ReadBody(pending)), Flow::Stop);
+            assert_eq!(
+                apply(
+                    &mut host,
+                    Decision::<'_, PendingTokenRequest>::Wait(pending)
+                ),
+                Flow::Stop
+            );
             assert_eq!(host.headers, before);
             assert!(host.reply.is_none());
         }

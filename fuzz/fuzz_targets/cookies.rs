@@ -3,8 +3,8 @@
 //! bytes back (and nothing under another context or after a change), a
 //! value split across cookies joins back to itself, and `without` leaves
 //! none of the cookies it was asked to remove.
-use edge_auth::session::cookie::{self, CookieAttributes, SameSite};
-use edge_auth::session::seal::{SealKey, NONCE_LEN};
+use edge_auth::cookie::jar::{self as cookie, CookieAttributes, SameSite};
+use edge_auth::cookie::seal::{SealKey, NONCE_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

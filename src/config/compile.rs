@@ -314,7 +314,7 @@ fn unknown_keys(raw: &RawScope) -> Vec<String> {
 }
 
 fn identity_headers(global: &Scope, rules: &[Rule]) -> Vec<String> {
-    let mut headers = vec![crate::decision::CONSUMER_HEADER.to_string()];
+    let mut headers = vec![crate::headers::CONSUMER_HEADER.to_string()];
     let scopes = std::iter::once(global).chain(rules.iter().map(|r| r.scope.as_ref()));
     for scope in scopes {
         let from_claims = scope

@@ -5,9 +5,9 @@ use serde::Deserialize;
 
 use super::claim_headers::compile_claim_headers;
 use super::compile::{is_header_name, ConfigError};
+use crate::cookie::jar::{CookieAttributes, SameSite};
+use crate::cookie::seal::SealKey;
 use crate::http_url::{authority_and_path, parse_absolute};
-use crate::session::cookie::{CookieAttributes, SameSite};
-use crate::session::seal::SealKey;
 
 pub const DEFAULT_CALLBACK_PATH: &str = "/oauth2/callback";
 pub const DEFAULT_LOGOUT_PATH: &str = "/oauth2/sign_out";

@@ -4,7 +4,7 @@
 use jwt_compact::{AlgorithmExt, AlgorithmSignature, Empty, UntrustedToken};
 
 use super::ecdsa::{es384::Es384, es512::Es512};
-use super::jwk::KeyMaterial;
+use super::material::KeyMaterial;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {

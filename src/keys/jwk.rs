@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::fmt;
 
 use super::algorithm::Algorithm;
+pub use super::material::KeyMaterial;
 use crate::b64::b64url_decode;
 
 /// RFC 7518 §3.3: RSA keys of 2048 bits or larger MUST be used.
@@ -14,29 +15,6 @@ const MIN_RSA_BITS: usize = 2048;
 const MAX_RSA_BITS: usize = 8192;
 /// RFC 7518 §3.2: an HMAC key at least as long as the hash output (HS256).
 const MIN_HMAC_BYTES: usize = 32;
-
-pub enum KeyMaterial {
-    Hmac(Vec<u8>),
-    Rsa(rsa::RsaPublicKey),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
-    P521(p521::ecdsa::VerifyingKey),
-    Ed25519(ed25519_compact::PublicKey),
-}
-
-impl fmt::Debug for KeyMaterial {
-    // Never print key bytes (HMAC keys are secrets).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KeyMaterial::Hmac(_) => "Hmac(..)",
-            KeyMaterial::Rsa(_) => "Rsa(..)",
-            KeyMaterial::P256(_) => "P256(..)",
-            KeyMaterial::P384(_) => "P384(..)",
-            KeyMaterial::P521(_) => "P521(..)",
-            KeyMaterial::Ed25519(_) => "Ed25519(..)",
-        })
-    }
-}
 
 #[derive(Debug)]
 pub struct Jwk {

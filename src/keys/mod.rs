@@ -5,6 +5,7 @@ pub mod algorithm;
 pub mod cache;
 pub mod ecdsa;
 pub mod jwk;
+pub mod material;
 pub mod remote;
 pub mod schedule;
 

@@ -17,9 +17,10 @@ use crate::b64::b64url;
 use crate::canonical::{without_parameters, CanonicalPath};
 use crate::config::oidc::{ClientAuth, MatchType, OidcConfig, PassToken, PathMatch, RedirectUrl};
 use crate::config::{AllowList, Config, OidcScope};
+use crate::cookie::jar::{self as cookie, CookieAttributes, SameSite};
+use crate::cookie::seal::NONCE_LEN;
 use crate::decision::{
-    bearer_challenge, keys_unavailable, page, realm, redirect, CallOut, CookieEdit, Decision,
-    Forward, Reply,
+    bearer_challenge, keys_unavailable, page, realm, redirect, CookieEdit, Decision, Forward, Reply,
 };
 use crate::form::{self, decode_component};
 use crate::host::{Host, LogLevel};
@@ -28,8 +29,6 @@ use crate::keys::remote::{
     accept_jwks, jwks_fetch_failed, jwks_request, split_url, JwksRequest, ProviderMetadata,
 };
 use crate::rules::domain_matches;
-use crate::session::cookie::{self, CookieAttributes, SameSite};
-use crate::session::seal::NONCE_LEN;
 use crate::token::jwt::{self, claim_header_value};
 use crate::token::policy::{self, OidcToken, Policy};
 use crate::token::TokenError;
@@ -67,6 +66,17 @@ impl SsoRequest<'_> {
             && self.requested_with.is_none()
             && self.accept.is_some_and(|a| a.contains("text/html"))
     }
+}
+
+/// An HTTP call to the IdP (code exchange, refresh, keys); the request
+/// waits, then `then` decides with the answer.
+#[derive(Debug)]
+pub struct CallOut {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+    pub then: Continuation,
 }
 
 /// What to do when the IdP answers a call.
@@ -176,7 +186,7 @@ pub fn on_request<'c, H: Host>(
     rule: Option<usize>,
     req: &SsoRequest<'_>,
     host: &mut H,
-) -> Decision<'c> {
+) -> Decision<'c, CallOut> {
     let oidc = &sso.config;
     if req.canonical_path.is(&oidc.callback_path) {
         return callback(sso, req, host);
@@ -245,7 +255,7 @@ pub fn on_request<'c, H: Host>(
     }
 }
 
-fn decide(result: Result<Forward<'_>, Reply>) -> Decision<'_> {
+fn decide(result: Result<Forward<'_>, Reply>) -> Decision<'_, CallOut> {
     match result {
         Ok(forward) => Decision::Forward(forward),
         Err(reply) => Decision::Reply(reply),
@@ -335,7 +345,7 @@ fn login_or_401<'c, H: Host>(
     metadata: &ProviderMetadata,
     req: &SsoRequest<'_>,
     host: &mut H,
-) -> Decision<'c> {
+) -> Decision<'c, CallOut> {
     if !req.is_navigation() {
         return Decision::Reply(unauthorized(req));
     }
@@ -420,7 +430,11 @@ fn query_param(path: &str, name: &str) -> Option<String> {
     form::query(path).and_then(|q| form::first(q, name))
 }
 
-fn callback<'c, H: Host>(sso: &Rc<OidcScope>, req: &SsoRequest<'_>, host: &mut H) -> Decision<'c> {
+fn callback<'c, H: Host>(
+    sso: &Rc<OidcScope>,
+    req: &SsoRequest<'_>,
+    host: &mut H,
+) -> Decision<'c, CallOut> {
     let oidc = &sso.config;
     if let Some(error) = query_param(req.path, "error") {
         let detail = query_param(req.path, "error_description").unwrap_or_default();
@@ -485,7 +499,7 @@ fn token_call<'c>(
     metadata: &ProviderMetadata,
     params: &[(&str, &str)],
     then: Continuation,
-) -> Result<Decision<'c>, Reply> {
+) -> Result<Decision<'c, CallOut>, Reply> {
     let endpoint = metadata
         .token_endpoint
         .as_deref()
@@ -520,7 +534,7 @@ fn token_call<'c>(
     }
     let body = form_encode(&body).into_bytes();
     let timeout_ms = crate::config::DEFAULT_CALL_TIMEOUT_MS;
-    Ok(Decision::CallOut(CallOut {
+    Ok(Decision::Wait(CallOut {
         cluster: oidc.cluster.clone(),
         headers: headers.clone(),
         body: body.clone(),
@@ -555,7 +569,7 @@ pub fn on_response<'c, H: Host>(
     body: &[u8],
     req: &SsoRequest<'_>,
     host: &mut H,
-) -> Decision<'c> {
+) -> Decision<'c, CallOut> {
     match then {
         // No answer at all: the same call once more. Safe to repeat: a code
         // or refresh token the IdP did take is refused the second time.
@@ -570,7 +584,7 @@ pub fn on_response<'c, H: Host>(
                 LogLevel::Debug,
                 "edge-auth: no answer from the identity provider's token endpoint; trying once more",
             );
-            Decision::CallOut(CallOut {
+            Decision::Wait(CallOut {
                 cluster,
                 headers,
                 body: request,
@@ -597,7 +611,7 @@ pub fn on_response<'c, H: Host>(
         then => {
             let response = token_response(status, body);
             match response.as_ref().and_then(|r| new_keys_request(&then, r)) {
-                Some(fetch) => Decision::CallOut(CallOut {
+                Some(fetch) => Decision::Wait(CallOut {
                     cluster: fetch.cluster,
                     headers: fetch.headers,
                     body: Vec::new(),
@@ -643,7 +657,7 @@ fn on_token_response<'c, H: Host>(
     response: Option<TokenResponse>,
     req: &SsoRequest<'_>,
     host: &mut H,
-) -> Decision<'c> {
+) -> Decision<'c, CallOut> {
     let now = host.now_unix_seconds();
     match then {
         Continuation::Exchange {

@@ -1,4 +1,5 @@
-//! What the sealed cookies hold.
+//! Session data: what the sealed session and login cookies hold (the
+//! sealing and cookie plumbing are `crate::cookie`).
 
 use serde::{Deserialize, Serialize};
 

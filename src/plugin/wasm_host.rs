@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel as WasmLogLevel, MapType, MetricType};
+use proxy_wasm::types::{BufferType, LogLevel as WasmLogLevel, MapType, MetricType};
 
 use crate::host::{Host, HostError, LogLevel};
 
@@ -37,10 +37,29 @@ impl Host for WasmHost {
             .map_or(0, |d| d.as_secs())
     }
 
+    fn now_unix_millis(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
     fn request_header(&self, name: &str) -> Option<String> {
         hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
             .ok()
             .flatten()
+    }
+
+    fn request_header_values(&self, name: &str) -> Result<Vec<String>, HostError> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .map(|pairs| {
+                pairs
+                    .into_iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+                    .collect()
+            })
+            .map_err(|_| HostError("list request headers"))
     }
 
     fn request_header_names(&self) -> Result<Vec<String>, HostError> {
@@ -94,16 +113,50 @@ impl Host for WasmHost {
         &mut self,
         cluster: &str,
         headers: &[(&str, &str)],
+        body: &[u8],
         timeout_ms: u64,
     ) -> Result<u32, HostError> {
         hostcalls::dispatch_http_call(
             cluster,
             headers.to_vec(),
-            None,
+            (!body.is_empty()).then_some(body),
             vec![],
             Duration::from_millis(timeout_ms),
         )
         .map_err(|_| HostError("dispatch_http_call refused (unknown cluster?)"))
+    }
+
+    fn request_body(&self, max_bytes: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max_bytes)
+            .ok()
+            .flatten()
+    }
+
+    fn call_response_status(&self) -> Option<u32> {
+        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u32>().ok())
+    }
+
+    fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+            .ok()
+            .flatten()
+    }
+
+    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
+            .map_err(|_| HostError("add response header"))
+    }
+
+    fn set_tick_period_ms(&mut self, period_ms: u64) -> Result<(), HostError> {
+        hostcalls::set_tick_period(Duration::from_millis(period_ms))
+            .map_err(|_| HostError("set tick period"))
+    }
+
+    fn act_for_context(&mut self, context: u32) -> Result<(), HostError> {
+        hostcalls::set_effective_context(context).map_err(|_| HostError("context gone"))
     }
 
     fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

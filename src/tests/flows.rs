@@ -20,9 +20,9 @@ fn run(cfg: &Config, mut host: FakeHost, body: Option<&str>) -> (Flow, FakeHost)
     let cache = TokenCache::new(16);
     let decision = on_request_headers(cfg, &cache, &mut host, body.is_none());
     let flow = match decision {
-        Decision::ReadBody(pending) => {
+        Decision::Wait(crate::request::Wait::ReadBody(pending)) => {
             let reply = token_endpoint::on_body(&pending, body.unwrap_or("").as_bytes(), &mut host);
-            apply(&mut host, Decision::Reply(reply))
+            apply(&mut host, Decision::<crate::request::Wait>::Reply(reply))
         }
         other => apply(&mut host, other),
     };

@@ -11,6 +11,7 @@ mod jwt_consumer_promises;
 mod sso;
 mod sso_config;
 mod sso_promises;
+mod stream;
 mod third_party;
 mod verification;
 

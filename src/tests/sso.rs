@@ -8,18 +8,23 @@ use super::hs256_sign;
 use super::NOW;
 use crate::b64::b64url;
 use crate::config::{compile_json, Config};
-use crate::decision::{apply, CallOut, CookieEdit, Decision, Flow};
+use crate::decision::{apply, CookieEdit, Decision, Flow};
 use crate::fake_host::FakeHost;
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
-use crate::oidc::flow::{on_response, Continuation};
-use crate::request::{on_request_headers, SsoFacts};
+use crate::oidc::flow::{on_response, CallOut, Continuation};
+use crate::request::{on_request_headers, SsoFacts, Wait};
 
-const IDP: &str = "http://idp.test";
-const KEY: &str = "idp-signing-key-0123456789abcdef0123";
+pub(super) const IDP: &str = "http://idp.test";
+pub(super) const KEY: &str = "idp-signing-key-0123456789abcdef0123";
 const COOKIE_SECRET: &str = "cookie-secret-0123456789abcdef0123456789";
 
-fn sso_config(extra: serde_json::Value) -> Config {
+pub(super) fn sso_config(extra: serde_json::Value) -> Config {
+    compile_json(sso_json(extra).to_string().as_bytes()).unwrap()
+}
+
+/// The plugin configuration of [`sso_config`], as Envoy hands it over.
+pub(super) fn sso_json(extra: serde_json::Value) -> serde_json::Value {
     let mut oidc = json!({
         "issuer": IDP, "client_id": "gateway", "client_secret": "gw-secret",
         "cluster": "idp", "cookie_secret": COOKIE_SECRET,
@@ -30,7 +35,7 @@ fn sso_config(extra: serde_json::Value) -> Config {
     for (k, v) in extra.as_object().unwrap() {
         oidc[k] = v.clone();
     }
-    compile_json(json!({"oidc": oidc}).to_string().as_bytes()).unwrap()
+    json!({"oidc": oidc})
 }
 
 /// Delivers the discovery document and a JWKS, as the root context would.
@@ -59,7 +64,7 @@ fn load_provider(cfg: &Config) {
     assert!(cfg.remote_sources[0].current().is_some());
 }
 
-fn id_token(claims: serde_json::Value) -> String {
+pub(super) fn id_token(claims: serde_json::Value) -> String {
     let mut base = json!({"iss": IDP, "aud": "gateway", "sub": "alice", "email": "alice@example.com",
                           "iat": NOW, "exp": NOW + 300, "nonce": "n"});
     for (k, v) in claims.as_object().unwrap() {
@@ -82,7 +87,7 @@ fn fresh_random() -> u8 {
     NEXT.fetch_add(97, std::sync::atomic::Ordering::Relaxed)
 }
 
-fn browser(path: &str, cookie: Option<&str>) -> FakeHost {
+pub(super) fn browser(path: &str, cookie: Option<&str>) -> FakeHost {
     let mut host = FakeHost::new(NOW);
     host.random_counter = fresh_random();
     let mut host = host
@@ -94,11 +99,11 @@ fn browser(path: &str, cookie: Option<&str>) -> FakeHost {
     host
 }
 
-fn run<'c>(cfg: &'c Config, host: &mut FakeHost) -> Decision<'c> {
+fn run<'c>(cfg: &'c Config, host: &mut FakeHost) -> Decision<'c, Wait> {
     on_request_headers(cfg, &TokenCache::new(0), host, true)
 }
 
-fn set_cookies(headers: &[(String, String)]) -> Vec<String> {
+pub(super) fn set_cookies(headers: &[(String, String)]) -> Vec<String> {
     headers
         .iter()
         .filter(|(k, _)| k == "set-cookie")
@@ -107,7 +112,7 @@ fn set_cookies(headers: &[(String, String)]) -> Vec<String> {
 }
 
 /// `name=value` pairs from Set-Cookie lines that set (not clear) a cookie.
-fn cookie_header(lines: &[String]) -> String {
+pub(super) fn cookie_header(lines: &[String]) -> String {
     lines
         .iter()
         .filter(|l| !l.contains("Max-Age=0"))
@@ -116,17 +121,17 @@ fn cookie_header(lines: &[String]) -> String {
         .join("; ")
 }
 
-fn query_value(url: &str, name: &str) -> String {
+pub(super) fn query_value(url: &str, name: &str) -> String {
     let q = url.split_once('?').unwrap().1;
     crate::form::first(q, name).unwrap()
 }
 
-struct Login {
-    location: String,
-    cookie: String,
+pub(super) struct Login {
+    pub location: String,
+    pub cookie: String,
 }
 
-fn start_login(cfg: &Config, path: &str) -> Login {
+pub(super) fn start_login(cfg: &Config, path: &str) -> Login {
     let mut host = browser(path, None);
     let d = run(cfg, &mut host);
     assert_eq!(apply(&mut host, d), Flow::Stop);
@@ -139,13 +144,17 @@ fn start_login(cfg: &Config, path: &str) -> Login {
 }
 
 /// Callback → code exchange → session cookie header.
-fn finish_login(cfg: &Config, login: &Login, token: &str) -> (u32, Vec<(String, String)>) {
+pub(super) fn finish_login(
+    cfg: &Config,
+    login: &Login,
+    token: &str,
+) -> (u32, Vec<(String, String)>) {
     let state = query_value(&login.location, "state");
     let mut host = browser(
         &format!("/oauth2/callback?code=c0de&state={state}"),
         Some(&login.cookie),
     );
-    let Decision::CallOut(call) = run(cfg, &mut host) else {
+    let Decision::Wait(Wait::CallOut(call)) = run(cfg, &mut host) else {
         panic!("expected a call to the IdP")
     };
     let body = json!({"id_token": token, "access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600});
@@ -395,7 +404,7 @@ fn callback_refusals() {
         &format!("/oauth2/callback?code=c&state={state}"),
         Some(&login.cookie),
     );
-    let Decision::CallOut(call) = run(&cfg, &mut host) else {
+    let Decision::Wait(Wait::CallOut(call)) = run(&cfg, &mut host) else {
         panic!()
     };
     let body = String::from_utf8(call.body.clone()).unwrap();
@@ -445,7 +454,7 @@ fn at_code_exchange(cfg: &Config, path: &str) -> (String, FakeHost, CallOut) {
         &format!("/oauth2/callback?code=c0de&state={state}"),
         Some(&login.cookie),
     );
-    let Decision::CallOut(exchange) = run(cfg, &mut host) else {
+    let Decision::Wait(Wait::CallOut(exchange)) = run(cfg, &mut host) else {
         panic!("expected the code exchange")
     };
     (query_value(&login.location, "nonce"), host, exchange)
@@ -463,7 +472,7 @@ fn answer(
     let facts = SsoFacts::read(host);
     let d = on_response(cfg, then, status, body, &facts.request(&path), host);
     match d {
-        Decision::CallOut(call) => Some(call),
+        Decision::Wait(call) => Some(call),
         d => {
             apply(host, d);
             None
@@ -579,7 +588,7 @@ fn refresh_and_sign_out() {
     // Past cookie_refresh: a refresh call first, then forward with a new cookie.
     let mut host = browser("/app", Some(&session));
     host.now = NOW + 601;
-    let Decision::CallOut(call) = run(&cfg, &mut host) else {
+    let Decision::Wait(Wait::CallOut(call)) = run(&cfg, &mut host) else {
         panic!("expected refresh")
     };
     assert!(String::from_utf8(call.body.clone())
@@ -607,7 +616,7 @@ fn refresh_and_sign_out() {
     // A failed refresh clears the session and sends a browser to log in.
     let mut host = browser("/app", Some(&session));
     host.now = NOW + 601;
-    let Decision::CallOut(call) = run(&cfg, &mut host) else {
+    let Decision::Wait(Wait::CallOut(call)) = run(&cfg, &mut host) else {
         panic!()
     };
     let facts = SsoFacts::read(&host);
@@ -818,7 +827,7 @@ fn a_refresh_for_another_user_ends_the_session() {
     let refresh = |claims: serde_json::Value| {
         let mut host = browser("/app", Some(&session));
         host.now = NOW + 601;
-        let Decision::CallOut(call) = run(&cfg, &mut host) else {
+        let Decision::Wait(Wait::CallOut(call)) = run(&cfg, &mut host) else {
             panic!("expected refresh")
         };
         let body = json!({"id_token": id_token(claims), "access_token": "at-2", "expires_in": 600});

@@ -13,12 +13,12 @@ use serde_json::json;
 use super::NOW;
 use crate::b64::b64url;
 use crate::config::{compile_json, Config};
-use crate::decision::{apply, CallOut, Decision};
+use crate::decision::{apply, Decision};
 use crate::fake_host::FakeHost;
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
-use crate::oidc::flow::on_response;
-use crate::request::{on_request_headers, SsoFacts};
+use crate::oidc::flow::{on_response, CallOut};
+use crate::request::{on_request_headers, SsoFacts, Wait};
 use crate::tests::hs256_sign;
 
 const IDP: &str = "http://idp.test";
@@ -117,7 +117,8 @@ fn signed_in(cfg: &Config, answer: serde_json::Value) -> String {
         param(&location, "state")
     );
     let mut host = browser(&path, Some(&login_cookie), NOW, 5);
-    let Decision::CallOut(call) = on_request_headers(cfg, &cache, &mut host, true) else {
+    let Decision::Wait(Wait::CallOut(call)) = on_request_headers(cfg, &cache, &mut host, true)
+    else {
         panic!("expected the code exchange")
     };
     let mut body = answer;
@@ -142,7 +143,7 @@ fn signed_in(cfg: &Config, answer: serde_json::Value) -> String {
 fn refreshes_at(cfg: &Config, session: &str, now: u64) -> bool {
     let mut host = browser("/app", Some(session), now, 7);
     match on_request_headers(cfg, &TokenCache::new(0), &mut host, true) {
-        Decision::CallOut(call) => {
+        Decision::Wait(Wait::CallOut(call)) => {
             let body = String::from_utf8(call.body.clone()).unwrap();
             assert!(
                 body.contains("grant_type=refresh_token&refresh_token=rt-1"),
@@ -177,7 +178,8 @@ fn access_token_expires_in_applies_when_the_idp_omits_expires_in() {
 /// The refresh call a request with `session` at `now` starts, and its host.
 fn refresh_call(cfg: &Config, session: &str, now: u64) -> (FakeHost, CallOut) {
     let mut host = browser("/app", Some(session), now, 9);
-    let Decision::CallOut(call) = on_request_headers(cfg, &TokenCache::new(0), &mut host, true)
+    let Decision::Wait(Wait::CallOut(call)) =
+        on_request_headers(cfg, &TokenCache::new(0), &mut host, true)
     else {
         panic!("expected a refresh")
     };
@@ -190,7 +192,7 @@ fn answer<'c>(
     call: CallOut,
     status: Option<u32>,
     body: &[u8],
-) -> Decision<'c> {
+) -> Decision<'c, CallOut> {
     let facts = SsoFacts::read(host);
     on_response(cfg, call.then, status, body, &facts.request("/app"), host)
 }
@@ -205,7 +207,7 @@ fn a_refresh_without_any_answer_is_sent_once_more() {
     let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
     let (body, headers) = (call.body.clone(), call.headers.clone());
     // The connection died: no status, no body. The same call again...
-    let Decision::CallOut(again) = answer(&cfg, &mut host, call, None, b"") else {
+    let Decision::Wait(again) = answer(&cfg, &mut host, call, None, b"") else {
         panic!("expected the refresh sent again")
     };
     assert_eq!((&again.body, &again.headers), (&body, &headers));
@@ -227,11 +229,11 @@ fn a_refresh_without_any_answer_is_sent_once_more() {
 
     // Only once: a second silence is a failed refresh (session cleared, log in again).
     let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
-    let Decision::CallOut(again) = answer(&cfg, &mut host, call, None, b"") else {
+    let Decision::Wait(again) = answer(&cfg, &mut host, call, None, b"") else {
         panic!("expected the refresh sent again")
     };
     let d = answer(&cfg, &mut host, again, None, b"");
-    assert!(!matches!(d, Decision::CallOut(_)), "sent a third time");
+    assert!(!matches!(d, Decision::Wait(_)), "sent a third time");
     apply(&mut host, d);
     let r = host.reply.unwrap();
     assert_eq!(r.status, 302);
@@ -252,7 +254,7 @@ fn only_the_idps_answer_fetches_keys_at_once() {
         .request("GET", "gw.example.com", "/api")
         .with_header("authorization", &format!("Bearer {bearer}"));
     let d = on_request_headers(&cfg, &TokenCache::new(0), &mut host, true);
-    assert!(!matches!(d, Decision::CallOut(_)), "{d:?}");
+    assert!(!matches!(d, Decision::Wait(Wait::CallOut(_))), "{d:?}");
     apply(&mut host, d);
     let r = host.reply.unwrap();
     assert_eq!(r.status, 401);
@@ -282,7 +284,8 @@ fn only_the_idps_answer_fetches_keys_at_once() {
         param(&location, "state")
     );
     let mut host = browser(&path, Some(&cookies_set(&r.headers)), NOW, 13);
-    let Decision::CallOut(exchange) = on_request_headers(&cfg, &cache, &mut host, true) else {
+    let Decision::Wait(Wait::CallOut(exchange)) = on_request_headers(&cfg, &cache, &mut host, true)
+    else {
         panic!("expected the code exchange")
     };
     let rotated = signed(
@@ -300,7 +303,7 @@ fn only_the_idps_answer_fetches_keys_at_once() {
         &facts.request(&path),
         &mut host,
     );
-    let Decision::CallOut(fetch) = d else {
+    let Decision::Wait(fetch) = d else {
         panic!("expected a JWKS fetch")
     };
     assert!(fetch.then.fetches_keys());

@@ -1,7 +1,11 @@
 //! Verifying third-party JWTs (tokens from an identity provider) for JWT
-//! consumers, in Envoy jwt_authn's order: size, parse, issuer, key by kid,
-//! signature (algorithm bound to the key), time, audience; then the
-//! consumer's claim conditions decide between consumers of one issuer.
+//! consumers: size, parse, issuer (only to pick the candidate consumers and
+//! their key sets), key by kid, signature (algorithm bound to the key), then
+//! times, audience and the consumer's claim conditions (`policy`), which
+//! decide between consumers of one issuer. Unlike Envoy jwt_authn, which
+//! checks times and audiences before the signature, the signature comes
+//! first: no claim of an unverified token decides anything beyond which keys
+//! to try, and a refusal reason is only ever about a genuine token.
 
 use std::fmt;
 use std::rc::Rc;
