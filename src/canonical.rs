@@ -113,7 +113,9 @@ fn is_control(b: u8) -> bool {
 
 /// The value of one hex digit (either case).
 fn hex_value(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 fn push_escaped(out: &mut String, b: u8) {

@@ -45,7 +45,9 @@ pub fn decode_component(raw: &str) -> Result<String, FormError> {
 
 /// The value of one hex digit (either case).
 fn hex_value(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// Picks the named parameters out of `input` (`a=1&b=2`), decoded, in the
@@ -89,6 +91,17 @@ pub fn first(input: &str, name: &str) -> Option<String> {
         .filter_map(|pair| pair.split_once('='))
         .find(|(k, _)| decode_component(k).is_ok_and(|k| k == name))
         .and_then(|(_, v)| decode_component(v).ok())
+}
+
+/// Every value of `name` in a query string, in order (a value that does not
+/// decode counts too, as an empty string: it is still a second value).
+pub fn all(input: &str, name: &str) -> Vec<String> {
+    input
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| decode_component(k).is_ok_and(|k| k == name))
+        .map(|(_, v)| decode_component(v).unwrap_or_default())
+        .collect()
 }
 
 /// Client credentials from `Authorization: Basic ...` (RFC 6749 §2.3.1: the

@@ -327,6 +327,13 @@ fn authenticate<'c, H: Host>(
                 true,
             ))
         }
+        Found::Repeated(_) => {
+            return Err(Refusal::unauthorized(
+                "repeated_token",
+                "more than one token in one place",
+                true,
+            ))
+        }
         Found::Tokens(list) => list,
     };
     // Every token present must verify and name the same consumer: a valid

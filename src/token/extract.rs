@@ -27,6 +27,10 @@ pub enum Found<'l> {
     /// The place exists but what it holds cannot be a token (e.g. `Bearer`
     /// with nothing after it).
     Malformed(&'l TokenLocation),
+    /// The place holds more than one value (a header sent twice,
+    /// `?access_token=a&access_token=b`, two cookies of that name). Only one
+    /// could be checked, and an upstream may read the other: refused.
+    Repeated(&'l TokenLocation),
 }
 
 pub fn find_tokens<'l, H: Host>(locations: &'l [TokenLocation], host: &H) -> Found<'l> {
@@ -43,16 +47,18 @@ pub fn find_tokens<'l, H: Host>(locations: &'l [TokenLocation], host: &H) -> Fou
                 continue;
             }
         }
-        let value = match location {
-            TokenLocation::Header { name, prefix } => host
-                .request_header(name)
-                .and_then(|v| strip_prefix(&v, prefix)),
-            TokenLocation::Param(name) => host
-                .request_header(":path")
-                .and_then(|path| form::query(&path).and_then(|q| form::first(q, name))),
-            TokenLocation::Cookie(name) => host
-                .request_header("cookie")
-                .and_then(|c| cookie(&c, name).map(str::to_string)),
+        let values = match values_at(location, host) {
+            Ok(values) => values,
+            // Envoy would not list the headers: nothing can be vouched for.
+            Err(()) => return Found::Malformed(location),
+        };
+        if values.len() > 1 {
+            return Found::Repeated(location);
+        }
+        let value = match (location, values.into_iter().next()) {
+            (_, None) => None,
+            (TokenLocation::Header { prefix, .. }, Some(v)) => strip_prefix(&v, prefix),
+            (_, Some(v)) => Some(v),
         };
         match value {
             None => continue,
@@ -71,6 +77,24 @@ pub fn find_tokens<'l, H: Host>(locations: &'l [TokenLocation], host: &H) -> Fou
     } else {
         Found::Tokens(found)
     }
+}
+
+/// Every value this location holds in the request, in order.
+fn values_at<H: Host>(location: &TokenLocation, host: &H) -> Result<Vec<String>, ()> {
+    Ok(match location {
+        TokenLocation::Header { name, .. } => host.request_header_values(name).map_err(|_| ())?,
+        TokenLocation::Param(name) => host
+            .request_header(":path")
+            .and_then(|path| form::query(&path).map(|q| form::all(q, name)))
+            .unwrap_or_default(),
+        TokenLocation::Cookie(name) => host
+            .request_header_values("cookie")
+            .map_err(|_| ())?
+            .iter()
+            .flat_map(|header| cookies(header, name))
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 /// `Bearer ` style prefixes (a word and a space) match the scheme
@@ -93,10 +117,15 @@ fn strip_prefix(value: &str, prefix: &str) -> Option<String> {
 
 /// The first cookie called `name` in a `Cookie` header.
 pub fn cookie<'c>(header: &'c str, name: &str) -> Option<&'c str> {
+    cookies(header, name).next()
+}
+
+/// Every value of the cookie `name` in a `Cookie` header, in order.
+fn cookies<'c, 'n>(header: &'c str, name: &'n str) -> impl Iterator<Item = &'c str> + use<'c, 'n> {
     header
         .split(';')
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v.trim_matches('"'))
 }
 
