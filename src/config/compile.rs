@@ -206,7 +206,11 @@ pub fn compile_json(json: &[u8]) -> Result<Config, ConfigError> {
     compile(parse(json)?)
 }
 
-pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
+pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
+    super::oidc::lift_flat(&mut raw, "")?;
+    for (i, rule) in raw.rules.iter_mut().flatten().enumerate() {
+        super::oidc::lift_flat(rule, &format!("_rules_[{i}]."))?;
+    }
     let unknown_keys = unknown_keys(&raw);
     let mut warnings: Vec<String> = unknown_keys
         .iter()

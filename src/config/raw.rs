@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-/// Keys this version does not know, by name.
-pub type UnknownKeys = BTreeMap<String, IgnoredAny>;
+/// Keys this version does not know, by name. Values are kept: a Higress
+/// `oidc` plugin config is written flat at this level and is lifted into an
+/// `oidc` block from here (see `oidc::lift_flat`).
+pub type UnknownKeys = BTreeMap<String, serde_json::Value>;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawScope {

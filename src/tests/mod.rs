@@ -5,6 +5,7 @@ mod config_errors;
 mod expiry_clock;
 mod fake_host_failures;
 mod flows;
+mod higress_configs;
 mod higress_interop;
 mod jose;
 mod jwt_consumer_promises;

@@ -1,0 +1,238 @@
+//! Configs of the plugins edge-auth replaces, loaded unchanged: the Higress
+//! `oidc` plugin written flat, Higress `jwt-auth` consumers, Huawei APIG
+//! OIDC policy fields. Each refused key is named in the error.
+
+use serde_json::{json, Value};
+
+use crate::config::oidc::{MatchType, OidcConfig, PassToken, PathMatch};
+use crate::config::{compile_json, Config, DomainPattern};
+use crate::session::cookie::SameSite;
+
+/// The Auth0 example of the Higress oidc plugin's README, values as there.
+fn higress_auth0() -> Value {
+    json!({
+        "redirect_url": "http://foo.bar.com/oauth2/callback",
+        "oidc_issuer_url": "https://dev-o43xb1mz7ya7ach4.us.auth0.com/",
+        "client_id": "XXXXXXXXXXXXXXXX",
+        "client_secret": "XXXXXXXXXXXXXXXX",
+        "scope": "openid email offline_access",
+        "cookie_secret": "nqavJrGvRmQxWwGNptLdyUVKcBNZ2b18Guc1n_8DCfY=",
+        "service_name": "auth.dns",
+        "service_port": 443,
+        "match_type": "whitelist",
+        "match_list": [{"match_rule_domain": "*.bar.com", "match_rule_path": "/foo", "match_rule_type": "prefix"}]
+    })
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base
+}
+
+fn load(cfg: &Value) -> Result<Config, String> {
+    compile_json(cfg.to_string().as_bytes()).map_err(|e| e.to_string())
+}
+
+fn sso(cfg: &Config) -> &OidcConfig {
+    &cfg.global.oidc.as_ref().unwrap().config
+}
+
+#[test]
+fn higress_oidc_readme_auth0_example_loads_flat() {
+    let cfg = load(&higress_auth0()).unwrap();
+    let o = sso(&cfg);
+    assert_eq!(o.issuer, "https://dev-o43xb1mz7ya7ach4.us.auth0.com/");
+    assert_eq!(o.discovery_path, "/.well-known/openid-configuration");
+    assert_eq!(o.cluster, "outbound|443||auth.dns");
+    assert_eq!(o.discovery_authority, "dev-o43xb1mz7ya7ach4.us.auth0.com");
+    assert_eq!(o.scope, "openid email offline_access");
+    assert_eq!(o.callback_path, "/oauth2/callback");
+    // The plugin's defaults where ours differ: 168h, no early refresh.
+    assert_eq!(o.cookie_expire, Some(168 * 3600));
+    assert_eq!(o.cookie_refresh, None);
+    assert_eq!(o.pass_token, PassToken::IdToken);
+    assert_eq!(o.match_type, MatchType::Whitelist);
+    assert_eq!(o.match_list.len(), 1);
+    assert_eq!(o.match_list[0].path, PathMatch::Prefix("/foo".into()));
+    assert_eq!(
+        o.match_list[0].domain,
+        Some(DomainPattern::Suffix(".bar.com".into()))
+    );
+    // The flat keys are not reported as unknown.
+    assert!(cfg.unknown_keys.is_empty(), "{:?}", cfg.unknown_keys);
+}
+
+#[test]
+fn higress_oidc_readme_keycloak_example_uses_service_host() {
+    let cfg = load(&json!({
+        "redirect_url": "http://foo.bar.com/oauth2/callback",
+        "oidc_issuer_url": "http://127.0.0.1:9090/realms/myrealm",
+        "client_id": "XXXXXXXXXXXXXXXX",
+        "client_secret": "XXXXXXXXXXXXXXXX",
+        "scope": "openid email",
+        "cookie_secret": "nqavJrGvRmQxWwGNptLdyUVKcBNZ2b18Guc1n_8DCfY=",
+        "service_name": "keycloak.static",
+        "service_port": 80,
+        "service_host": "127.0.0.1:9090",
+        "match_type": "blacklist",
+        "match_list": [{"match_rule_domain": "*.bar.com", "match_rule_path": "/headers", "match_rule_type": "prefix"}]
+    }))
+    .unwrap();
+    let o = sso(&cfg);
+    assert_eq!(o.cluster, "outbound|80||keycloak.static");
+    assert_eq!(o.discovery_authority, "127.0.0.1:9090");
+    assert_eq!(
+        o.discovery_path,
+        "/realms/myrealm/.well-known/openid-configuration"
+    );
+    assert_eq!(o.match_type, MatchType::Blacklist);
+}
+
+#[test]
+fn higress_oidc_cookie_and_token_keys_map_onto_the_oidc_block() {
+    let cfg = load(&with(
+        higress_auth0(),
+        json!({
+            "cookie_name": "_oauth2_proxy",
+            "cookie_domains": ".bar.com",
+            "cookie_path": "/app",
+            "cookie_expire": "1h30m",
+            "cookie_refresh": "30m",
+            "cookie_secure": true,
+            "cookie_httponly": true,
+            "cookie_samesite": "",
+            "cookie_csrf_per_request": true,
+            "cookie_csrf_expire": "15m",
+            "pass_authorization_header": false,
+            "pass_access_token": true,
+            "oidc_verifier_request_timeout": 2000,
+            "provider": "oidc"
+        }),
+    ))
+    .unwrap();
+    let o = sso(&cfg);
+    assert_eq!(o.cookie_name, "_oauth2_proxy");
+    assert_eq!(o.cookie.domain.as_deref(), Some(".bar.com"));
+    assert_eq!(o.cookie.path, "/app");
+    assert_eq!(o.cookie_expire, Some(5400));
+    assert_eq!(o.cookie_refresh, Some(1800));
+    assert!(o.cookie.secure);
+    // "" sends no attribute in Higress: browsers then apply Lax.
+    assert_eq!(o.cookie.same_site, SameSite::Lax);
+    assert_eq!(o.pass_token, PassToken::None);
+    assert!(o.set_access_token_header);
+    assert_eq!(o.call_timeout_ms, 2000);
+    // cookie_domains as a one-element list.
+    let cfg = load(&with(
+        higress_auth0(),
+        json!({"cookie_domains": ["Bar.COM"]}),
+    ))
+    .unwrap();
+    assert_eq!(sso(&cfg).cookie.domain.as_deref(), Some("bar.com"));
+}
+
+#[test]
+fn higress_oidc_unsafe_or_unsupported_keys_are_refused_by_name() {
+    let cases = [
+        (
+            json!({"cookie_samesite": "none", "cookie_secure": false}),
+            "cookie_secure: must not be false with cookie_samesite none",
+        ),
+        (
+            json!({"cookie_httponly": false}),
+            "cookie_httponly: must not be false",
+        ),
+        (
+            json!({"match_list": [{"match_rule_path": "/api/.*", "match_rule_type": "regex"}]}),
+            "match_list[0].match_rule_type: regex is not supported",
+        ),
+        (
+            json!({"provider": "github"}),
+            "provider: \"github\" is not supported",
+        ),
+        (
+            json!({"provider": "aliyun"}),
+            "provider: \"aliyun\" is not supported",
+        ),
+        (
+            json!({"cookie_domains": [".a.com", ".b.com"]}),
+            "cookie_domains: only one domain is supported",
+        ),
+        (
+            json!({"cookie_domains": ".bar.com; Secure"}),
+            "cookie_domains: must be a host name",
+        ),
+        (
+            json!({"oidc_verifier_request_timeout": 0}),
+            "oidc_verifier_request_timeout: must be between 1 and 60000",
+        ),
+        (
+            json!({"cookie_csrf_expire": "0s"}),
+            "cookie_csrf_expire: must be above 0",
+        ),
+        (json!({"cookie_expire": "7 days"}), "cookie_expire: "),
+        (
+            json!({"client_secret": ""}),
+            "client_secret: must not be empty",
+        ),
+        (json!({"oidc_issuer_url": "ftp://x"}), "oidc_issuer_url: "),
+        (json!({"scope": "email"}), "scope: must include openid"),
+        (
+            json!({"oidc": {"issuer": "http://x", "client_id": "a", "client_secret": "b", "cluster": "c", "cookie_secret": "nqavJrGvRmQxWwGNptLdyUVKcBNZ2b18Guc1n_8DCfY="}}),
+            "oidc_issuer_url: a flat Higress oidc config and an oidc block cannot be combined",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let err = load(&with(higress_auth0(), extra.clone())).unwrap_err();
+        assert!(err.starts_with(expected), "{extra}: {err}");
+        assert!(!err.contains("XXXXXXXXXXXXXXXX"), "{err}");
+    }
+}
+
+#[test]
+fn higress_oidc_flat_in_a_rule_and_its_unknown_keys_warn() {
+    let cfg = load(&json!({
+        "_rules_": [with(higress_auth0(), json!({
+            "_match_domain_": ["foo.bar.com"],
+            "validate_service_name": "api.dns"
+        }))]
+    }))
+    .unwrap();
+    assert!(cfg.global.oidc.is_none());
+    let o = &cfg.rules[0].scope.oidc.as_ref().unwrap().config;
+    assert_eq!(o.client_id, "XXXXXXXXXXXXXXXX");
+    assert_eq!(cfg.unknown_keys, vec!["_rules_[0].validate_service_name"]);
+    // A flat rule's errors name the rule.
+    let err = load(&json!({"_rules_": [with(higress_auth0(), json!({
+        "_match_domain_": ["foo.bar.com"], "cookie_httponly": false}))]}))
+    .unwrap_err();
+    assert!(err.starts_with("_rules_[0].cookie_httponly: "), "{err}");
+}
+
+#[test]
+fn cookie_secret_of_16_24_or_32_bytes_as_oauth2_proxy_accepts() {
+    use base64::Engine;
+    let b64 = |n: usize| base64::engine::general_purpose::URL_SAFE.encode(vec![7u8; n]);
+    for secret in [
+        "0123456789abcdef".to_string(),
+        "0123456789abcdef01234567".to_string(),
+        b64(16),
+        b64(24),
+        b64(32),
+    ] {
+        load(&with(higress_auth0(), json!({"cookie_secret": secret}))).unwrap();
+    }
+    for secret in [
+        "0123456789abcde".to_string(),
+        "0123456789abcdef0123".to_string(),
+        b64(20),
+    ] {
+        let err = load(&with(higress_auth0(), json!({"cookie_secret": secret}))).unwrap_err();
+        assert_eq!(
+            err,
+            "cookie_secret: needs 16, 24 or at least 32 bytes of key material (raw or base64)"
+        );
+    }
+}
