@@ -236,3 +236,121 @@ fn cookie_secret_of_16_24_or_32_bytes_as_oauth2_proxy_accepts() {
         );
     }
 }
+
+fn jwt_config(consumers: Value) -> Value {
+    json!({"consumers": consumers})
+}
+
+fn remote_consumer(extra: Value) -> Value {
+    with(
+        json!({"name": "consumer1", "issuer": "https://issuer.example/",
+               "remote_jwks": {"service_name": "jwks.dns", "service_port": 8443,
+                               "service_host": "jwks.example.com", "path": "/.well-known/jwks.json"}}),
+        extra,
+    )
+}
+
+#[test]
+fn higress_jwt_auth_remote_jwks_maps_onto_a_remote_key_source() {
+    use crate::config::KeySource;
+    use crate::keys::remote::KeyLocation;
+    let cfg = load(&jwt_config(json!([remote_consumer(json!({
+        "jwks_cache_duration": "30m",
+        "jwks_fetch_timeout": 2500,
+        "enable_headers": ["x-jwt", {"name": "Authorization", "value_prefix": "Bearer "}]
+    }))])))
+    .unwrap();
+    let consumers = &cfg.global.consumers;
+    let consumer = &consumers.jwt[0];
+    let KeySource::Remote(source) = &consumer.keys else {
+        panic!("remote keys expected")
+    };
+    assert_eq!(source.cluster, "outbound|8443||jwks.dns");
+    assert_eq!(
+        source.location,
+        KeyLocation::Jwks {
+            authority: "jwks.example.com".into(),
+            path: "/.well-known/jwks.json".into()
+        }
+    );
+    assert_eq!(source.refresh_seconds, 1800);
+    assert_eq!(source.timeout_ms, 2500);
+    assert_eq!(
+        consumer.locations,
+        vec![
+            crate::config::TokenLocation::Header {
+                name: "x-jwt".into(),
+                prefix: String::new()
+            },
+            crate::config::TokenLocation::Header {
+                name: "authorization".into(),
+                prefix: "Bearer ".into()
+            },
+        ]
+    );
+    // Without service_host the service name is the authority; Go
+    // durations for the timeout.
+    let cfg = load(&jwt_config(json!([{"name": "c", "issuer": "i",
+        "remote_jwks": {"service_name": "keys.default.svc.cluster.local", "path": "/jwks"},
+        "jwks_fetch_timeout": "3s"}])))
+    .unwrap();
+    let KeySource::Remote(source) = &cfg.global.consumers.jwt[0].keys else {
+        panic!("remote keys expected")
+    };
+    assert_eq!(
+        source.cluster,
+        "outbound|80||keys.default.svc.cluster.local"
+    );
+    assert_eq!(source.timeout_ms, 3000);
+    assert_eq!(source.refresh_seconds, 600);
+}
+
+#[test]
+fn higress_jwt_auth_bad_remote_jwks_settings_are_named() {
+    let cases = [
+        (json!({"jwks_cache_duration": "5s"}), "consumers[0].jwks_cache_duration: must be at least 10 seconds"),
+        (json!({"jwks_fetch_timeout": 0}), "consumers[0].jwks_fetch_timeout: must be between 1 and 60000 milliseconds"),
+        (json!({"jwks_fetch_timeout": "2m"}), "consumers[0].jwks_fetch_timeout: must be between 1 and 60000 milliseconds"),
+        (json!({"jwks_fetch_timeout": 100, "jwks_timeout_ms": 100}), "consumers[0].jwks_fetch_timeout: conflicts with jwks_timeout_ms"),
+        (json!({"cluster": "x"}), "consumers[0].cluster: conflicts with remote_jwks"),
+        (json!({"jwks_uri": "http://x/jwks"}), "consumers[0].remote_jwks: a consumer takes one of jwks, jwks_uri, oidc_issuer, remote_jwks"),
+        (json!({"remote_jwks": {"service_name": "a|b", "path": "/j"}}), "consumers[0].remote_jwks.service_name: must be a service name"),
+        (json!({"remote_jwks": {"service_name": "a", "path": "j"}}), "consumers[0].remote_jwks.path: must start with /"),
+        (json!({"enable_headers": ["bad header"]}), "consumers[0].enable_headers[0].name: not a valid HTTP header name"),
+        (json!({"enable_headers": ["x"], "from_headers": [{"name": "y"}]}), "consumers[0].enable_headers: conflicts with from_headers"),
+    ];
+    for (extra, expected) in cases {
+        let err = load(&jwt_config(json!([remote_consumer(extra.clone())]))).unwrap_err();
+        assert!(err.starts_with(expected), "{extra}: {err}");
+    }
+}
+
+#[test]
+fn higress_jwt_auth_consumers_that_do_not_compile_are_skipped_with_a_warning() {
+    let cfg = load(&jwt_config(json!([
+        remote_consumer(json!({})),
+        {"name": "broken", "issuer": "i", "jwks": "{not json"},
+    ])))
+    .unwrap();
+    assert_eq!(cfg.global.consumers.jwt.len(), 1);
+    assert_eq!(cfg.global.consumers.jwt[0].name, "consumer1");
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.starts_with("consumers[1].jwks: ")
+                && w.ends_with("; this consumer is skipped")),
+        "{:?}",
+        cfg.warnings
+    );
+    // The skipped consumer is not a name rules may allow.
+    let err = load(&json!({"consumers": [remote_consumer(json!({})), {"name": "broken", "issuer": "i", "jwks": "{"}],
+        "_rules_": [{"_match_route_": ["r"], "allow": ["broken"]}]}))
+    .unwrap_err();
+    assert!(err.contains("unknown consumer \"broken\""), "{err}");
+    // Nothing valid left: the config is refused with the first error.
+    let err = load(&jwt_config(
+        json!([{"name": "broken", "issuer": "i", "jwks": "{"}]),
+    ))
+    .unwrap_err();
+    assert!(err.starts_with("consumers[0].jwks: "), "{err}");
+}
