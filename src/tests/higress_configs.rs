@@ -354,3 +354,52 @@ fn higress_jwt_auth_consumers_that_do_not_compile_are_skipped_with_a_warning() {
     .unwrap_err();
     assert!(err.starts_with("consumers[0].jwks: "), "{err}");
 }
+
+/// A Huawei APIG OIDC policy as an `oidc` block.
+fn apig(extra: Value) -> Value {
+    json!({"oidc": with(json!({
+        "discovery": "https://idp.example.com/realms/shop/.well-known/openid-configuration",
+        "client_id": "apig", "client_secret": "s3cret", "cluster": "idp",
+        "cookie_secret": "nqavJrGvRmQxWwGNptLdyUVKcBNZ2b18Guc1n_8DCfY="
+    }), extra)})
+}
+
+#[test]
+fn apig_oidc_policy_fields_map_onto_the_oidc_block() {
+    let cfg = load(&apig(json!({
+        "set_access_token_header_enabled": true,
+        "set_userinfo_header_enabled": true,
+        "jwt_cache_enabled": true,
+        "jwks_enabled": true,
+        "slient_renew_access_token_enabled": true,
+        "redirect_after_logout_uri": "/bye",
+        "auth_header_name": "Authorization"
+    })))
+    .unwrap();
+    let o = sso(&cfg);
+    // OIDC Discovery §4: the issuer is the discovery URL without its suffix.
+    assert_eq!(o.issuer, "https://idp.example.com/realms/shop");
+    assert_eq!(
+        o.discovery_path,
+        "/realms/shop/.well-known/openid-configuration"
+    );
+    assert_eq!(o.pass_token, PassToken::AccessToken);
+    assert!(o.set_userinfo_header);
+    assert_eq!(o.post_logout_redirect_uri.as_deref(), Some("/bye"));
+}
+
+#[test]
+fn apig_oidc_policy_fields_that_weaken_checks_are_refused() {
+    let cases = [
+        (json!({"discovery": "https://idp.example.com/discovery"}), "oidc.issuer: required when discovery does not end in /.well-known/openid-configuration"),
+        (json!({"jwks_enabled": false}), "oidc.jwks_enabled: ID tokens are verified against the IdP's JWKS"),
+        (json!({"public_key": "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----"}), "oidc.public_key: ID tokens are verified against the IdP's JWKS"),
+        (json!({"jwt_cache_enabled": false}), "oidc.jwt_cache_enabled: verified tokens are always cached"),
+        (json!({"auth_header_name": "X-Token"}), "oidc.auth_header_name: bearer tokens of an oidc block are read from Authorization"),
+        (json!({"set_access_token_header_enabled": true, "pass_authorization_header": false}), "oidc.set_access_token_header_enabled: conflicts with pass_authorization_header"),
+    ];
+    for (extra, expected) in cases {
+        let err = load(&apig(extra.clone())).unwrap_err();
+        assert!(err.starts_with(expected), "{extra}: {err}");
+    }
+}
