@@ -126,6 +126,12 @@ pub fn compile_consumers(
         if c.name.is_empty() {
             return Err(ConfigError::new(at("name"), "must not be empty"));
         }
+        if !is_header_safe_name(&c.name) {
+            return Err(ConfigError::new(
+                at("name"),
+                "must be printable ASCII without leading or trailing spaces: it is sent as the X-Mse-Consumer header value, where other characters arrive garbled or rejected (Higress issue 2995)",
+            ));
+        }
         if !names.insert(c.name.as_str()) {
             return Err(ConfigError::new(
                 at("name"),
@@ -164,6 +170,14 @@ pub fn compile_consumers(
         }
     }
     Ok(consumers)
+}
+
+/// Consumer names travel in `X-Mse-Consumer`. HTTP header values are
+/// bytes; UTF-8 names reach upstreams decoded as Latin-1 or are refused by
+/// proxies, and percent-encoding them would change the name upstreams and
+/// `allow` lists compare. So names are visible ASCII (inner spaces allowed).
+fn is_header_safe_name(name: &str) -> bool {
+    name.bytes().all(|b| (0x20..0x7f).contains(&b)) && name.trim() == name
 }
 
 fn gateway_consumer(

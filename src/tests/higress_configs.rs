@@ -403,3 +403,22 @@ fn apig_oidc_policy_fields_that_weaken_checks_are_refused() {
         assert!(err.starts_with(expected), "{extra}: {err}");
     }
 }
+
+#[test]
+fn consumer_names_sent_in_x_mse_consumer_must_be_printable_ascii() {
+    for name in ["张三", "caf\u{e9}", "a\tb", " lead", "trail ", "a\u{7f}"] {
+        for consumer in [
+            json!({"name": name, "client_id": "id", "client_secret": crate::tests::SECRET1}),
+            remote_consumer(json!({"name": name})),
+        ] {
+            let err = load(&jwt_config(json!([consumer]))).unwrap_err();
+            assert!(
+                err.starts_with("consumers[0].name: must be printable ASCII"),
+                "{name:?}: {err}"
+            );
+        }
+    }
+    for name in ["consumer1", "12345678-xxxx-xxxx", "team a", "a@b.c"] {
+        load(&jwt_config(json!([remote_consumer(json!({"name": name}))]))).unwrap();
+    }
+}
