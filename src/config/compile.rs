@@ -91,6 +91,22 @@ impl AllowList {
     pub fn contains(&self, consumer_name: &str) -> bool {
         self.0.iter().any(|n| n == consumer_name)
     }
+
+    /// For single sign-on, where `allow` lists values of a claim: a string
+    /// claim must be listed; an array claim (`groups`, `roles`) is admitted
+    /// when any of its string elements is listed, as oauth2-proxy's
+    /// `allowed_groups`. Numbers compare as written; other values never match.
+    pub fn admits_claim(&self, claim: Option<&serde_json::Value>) -> bool {
+        use serde_json::Value;
+        match claim {
+            Some(Value::String(s)) => self.contains(s),
+            Some(Value::Number(n)) => self.contains(&n.to_string()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .any(|item| item.as_str().is_some_and(|s| self.contains(s))),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

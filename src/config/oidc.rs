@@ -92,6 +92,10 @@ pub struct RawOidc {
     pub access_token_expires_in: Option<u64>,
     pub max_token_size: Option<usize>,
     pub consumer_claim: Option<String>,
+    /// The claim a rule's `allow` list is compared with (default:
+    /// `consumer_claim`); an array claim such as `groups` matches when any
+    /// element is listed.
+    pub allow_claim: Option<String>,
     pub clock_skew_seconds: Option<u64>,
 }
 
@@ -363,6 +367,8 @@ pub struct OidcConfig {
     pub access_token_expires_in: u64,
     pub max_token_size: usize,
     pub consumer_claim: String,
+    /// What a rule's `allow` lists values of.
+    pub allow_claim: String,
     pub clock_skew: u64,
 }
 
@@ -710,6 +716,9 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
             "must not be false: the session cookie is always HttpOnly so that scripts on the site cannot read it",
         ));
     }
+    if raw.allow_claim.as_deref() == Some("") {
+        return Err(ConfigError::new(at("allow_claim"), "must not be empty"));
+    }
     let cookie_domain = cookie_domain(raw, &at)?;
     check_apig_fields(raw, &at)?;
     match raw.provider.as_deref() {
@@ -885,6 +894,11 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
             .collect(),
         access_token_expires_in: raw.access_token_expires_in.unwrap_or(3600),
         max_token_size: raw.max_token_size.unwrap_or(5 * 1024),
+        allow_claim: raw
+            .allow_claim
+            .clone()
+            .or_else(|| raw.consumer_claim.clone())
+            .unwrap_or_else(|| "sub".into()),
         consumer_claim: raw.consumer_claim.clone().unwrap_or_else(|| "sub".into()),
         clock_skew: raw.clock_skew_seconds.unwrap_or(60),
     })
