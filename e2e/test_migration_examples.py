@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
 import yaml
 
@@ -50,6 +51,12 @@ def idp():
 def start(config: dict, echo, wasm, name: str, clusters: dict | None = None) -> harness.Envoy:
     gw = gateway_with_clusters(config, echo.port, clusters=clusters or {}, name=name, wasm=wasm)
     return gw.start()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_matches_the_schema(name):
+    schema = json.loads((harness.REPO_ROOT / "plugin-config-schema.json").read_text())
+    jsonschema.validate(example(name), schema)
 
 
 def test_every_example_is_covered_here():
