@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 import harness
-from common import C1, basic, issue_token, probe, upstream_saw  # noqa: F401
+from common import probe, upstream_saw
 from idp_control import Idp, gateway as gateway_with_clusters, poll
 
 EXAMPLES = harness.REPO_ROOT / "examples"

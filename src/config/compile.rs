@@ -652,7 +652,8 @@ fn oidc_scope(
             path: config.discovery_path.clone(),
         },
         super::consumer::DEFAULT_JWKS_REFRESH_SECONDS,
-        super::consumer::DEFAULT_JWKS_TIMEOUT_MS,
+        // `oidc_verifier_request_timeout` (Higress: the discovery request).
+        config.call_timeout_ms,
     );
     let provider = match remote_sources.iter().find(|s| s.id == candidate.id) {
         Some(existing) => Rc::clone(existing),

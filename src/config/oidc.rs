@@ -50,7 +50,7 @@ pub struct RawOidc {
     pub cookie_csrf_per_request: Option<bool>,
     /// Higress: how long a login may take (CSRF cookie lifetime).
     pub cookie_csrf_expire: Option<Duration>,
-    /// Higress: timeout of calls to the IdP, in milliseconds.
+    /// Higress: timeout of the discovery (and key) fetches, in milliseconds.
     pub oidc_verifier_request_timeout: Option<u64>,
     /// Higress: only `oidc` (the other providers are not OpenID Connect).
     pub provider: Option<String>,
@@ -344,7 +344,7 @@ pub struct OidcConfig {
     pub session_key: SealKey,
     pub csrf_key: SealKey,
     pub cookie: CookieAttributes,
-    /// Timeout of calls to the IdP (`oidc_verifier_request_timeout`).
+    /// Timeout of discovery and key fetches (`oidc_verifier_request_timeout`).
     pub call_timeout_ms: u64,
     /// None: a browser-session cookie.
     pub cookie_expire: Option<u64>,

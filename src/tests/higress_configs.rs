@@ -124,6 +124,8 @@ fn higress_oidc_cookie_and_token_keys_map_onto_the_oidc_block() {
     assert_eq!(o.pass_token, PassToken::None);
     assert!(o.set_access_token_header);
     assert_eq!(o.call_timeout_ms, 2000);
+    // Discovery and key fetches use it (the Higress plugin's meaning).
+    assert_eq!(cfg.global.oidc.as_ref().unwrap().provider.timeout_ms, 2000);
     // cookie_domains as a one-element list.
     let cfg = load(&with(
         higress_auth0(),
