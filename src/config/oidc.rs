@@ -137,17 +137,30 @@ const HIGRESS_FLAT_KEYS: &[&str] = &[
     "provider",
 ];
 
+const FLAT_MARKERS: &[&str] = &[
+    "oidc_issuer_url",
+    "client_secret",
+    "cookie_secret",
+    "redirect_url",
+];
+
 /// A Higress `oidc` plugin config is flat: its keys sit where our `oidc`
 /// block would. When `oidc_issuer_url` is among a scope's keys, they become
 /// that scope's `oidc` block, with the plugin's defaults where ours differ
 /// (`cookie_expire` 168h, no early `cookie_refresh`).
 pub fn lift_flat(scope: &mut super::raw::RawScope, prefix: &str) -> Result<(), ConfigError> {
-    if !scope.unknown.contains_key("oidc_issuer_url") {
+    // Keys only a flat oidc config has at this level: with any of them the
+    // scope is one (a missing `oidc_issuer_url` is then an error, not a
+    // config that silently authenticates nobody).
+    let Some(marker) = FLAT_MARKERS
+        .iter()
+        .find(|k| scope.unknown.contains_key(**k))
+    else {
         return Ok(());
-    }
+    };
     if scope.oidc.is_some() {
         return Err(ConfigError::new(
-            format!("{prefix}oidc_issuer_url"),
+            format!("{prefix}{marker}"),
             "a flat Higress oidc config and an oidc block cannot be combined",
         ));
     }
@@ -171,12 +184,13 @@ pub fn lift_flat(scope: &mut super::raw::RawScope, prefix: &str) -> Result<(), C
             } else {
                 err.into_inner().to_string()
             };
+            // A missing key: serde names it in the reason, the path is the block.
             let field = if field == "." {
-                "oidc_issuer_url".to_string()
+                prefix.trim_end_matches('.').to_string()
             } else {
-                field
+                format!("{prefix}{field}")
             };
-            ConfigError::new(format!("{prefix}{field}"), reason)
+            ConfigError::new(field, reason)
         })?;
     raw.flat = true;
     scope.oidc = Some(raw);

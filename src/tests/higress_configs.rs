@@ -193,6 +193,24 @@ fn higress_oidc_unsafe_or_unsupported_keys_are_refused_by_name() {
     }
 }
 
+/// A flat config whose `oidc_issuer_url` is missing (or misspelt) is an
+/// error, not a config without single sign-on.
+#[test]
+fn higress_oidc_flat_without_its_issuer_is_refused() {
+    let mut cfg = higress_auth0();
+    let issuer = cfg
+        .as_object_mut()
+        .unwrap()
+        .remove("oidc_issuer_url")
+        .unwrap();
+    cfg["oidc_issuer"] = issuer;
+    let err = load(&cfg).unwrap_err();
+    assert_eq!(err, "oidc_issuer_url: required");
+    let err = load(&json!({"cookie_secret": "nqavJrGvRmQxWwGNptLdyUVKcBNZ2b18Guc1n_8DCfY="}))
+        .unwrap_err();
+    assert!(err.starts_with("missing field `client_id`"), "{err}");
+}
+
 #[test]
 fn higress_oidc_flat_in_a_rule_and_its_unknown_keys_warn() {
     let cfg = load(&json!({
