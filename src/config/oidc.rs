@@ -493,6 +493,10 @@ fn cookie_domain(
     if value.is_empty() {
         return Ok(None);
     }
+    // An IPv4 address is a valid Domain attribute when it is the host.
+    if !value.starts_with('.') && value.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(Some(value.to_string()));
+    }
     // A `;` or space here would add attributes to every Set-Cookie.
     redirect_domain(value, &field).map(Some)
 }

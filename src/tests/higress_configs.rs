@@ -126,6 +126,13 @@ fn higress_oidc_cookie_and_token_keys_map_onto_the_oidc_block() {
     assert_eq!(o.call_timeout_ms, 2000);
     // Discovery and key fetches use it (the Higress plugin's meaning).
     assert_eq!(cfg.global.oidc.as_ref().unwrap().provider.timeout_ms, 2000);
+    // An IP address (the host itself) is kept.
+    let cfg = load(&with(
+        higress_auth0(),
+        json!({"cookie_domains": "127.0.0.1"}),
+    ))
+    .unwrap();
+    assert_eq!(sso(&cfg).cookie.domain.as_deref(), Some("127.0.0.1"));
     // cookie_domains as a one-element list.
     let cfg = load(&with(
         higress_auth0(),
@@ -164,6 +171,14 @@ fn higress_oidc_unsafe_or_unsupported_keys_are_refused_by_name() {
         ),
         (
             json!({"cookie_domains": ".bar.com; Secure"}),
+            "cookie_domains: must be a host name",
+        ),
+        (
+            json!({"cookie_domains": "127.0.0.1; Secure"}),
+            "cookie_domains: must be a host name",
+        ),
+        (
+            json!({"cookie_domains": ".127.0.0.1"}),
             "cookie_domains: must be a host name",
         ),
         (
