@@ -91,6 +91,22 @@ impl AllowList {
     pub fn contains(&self, consumer_name: &str) -> bool {
         self.0.iter().any(|n| n == consumer_name)
     }
+
+    /// For single sign-on, where `allow` lists values of a claim: a string
+    /// claim must be listed; an array claim (`groups`, `roles`) is admitted
+    /// when any of its string elements is listed, as oauth2-proxy's
+    /// `allowed_groups`. Numbers compare as written; other values never match.
+    pub fn admits_claim(&self, claim: Option<&serde_json::Value>) -> bool {
+        use serde_json::Value;
+        match claim {
+            Some(Value::String(s)) => self.contains(s),
+            Some(Value::Number(n)) => self.contains(&n.to_string()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .any(|item| item.as_str().is_some_and(|s| self.contains(s))),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,7 +222,11 @@ pub fn compile_json(json: &[u8]) -> Result<Config, ConfigError> {
     compile(parse(json)?)
 }
 
-pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
+pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
+    super::oidc::lift_flat(&mut raw, "")?;
+    for (i, rule) in raw.rules.iter_mut().flatten().enumerate() {
+        super::oidc::lift_flat(rule, &format!("_rules_[{i}]."))?;
+    }
     let unknown_keys = unknown_keys(&raw);
     let mut warnings: Vec<String> = unknown_keys
         .iter()
@@ -632,7 +652,8 @@ fn oidc_scope(
             path: config.discovery_path.clone(),
         },
         super::consumer::DEFAULT_JWKS_REFRESH_SECONDS,
-        super::consumer::DEFAULT_JWKS_TIMEOUT_MS,
+        // `oidc_verifier_request_timeout` (Higress: the discovery request).
+        config.call_timeout_ms,
     );
     let provider = match remote_sources.iter().find(|s| s.id == candidate.id) {
         Some(existing) => Rc::clone(existing),

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::claim_headers::compile_claim_headers;
 use super::compile::{is_header_name, ConfigError};
-use super::raw::RawConsumer;
+use super::raw::{RawConsumer, RawEnableHeader};
 use crate::http_url::{authority_and_path, parse_absolute};
 use crate::keys::remote::{KeyLocation, RemoteKeySource};
 use crate::keys::{parse_jwks, KeySet};
@@ -120,10 +120,17 @@ pub fn compile_consumers(
 ) -> Result<Consumers, ConfigError> {
     let mut consumers = Consumers::default();
     let mut names = HashSet::new();
+    let mut skipped: Vec<ConfigError> = Vec::new();
     for (i, c) in raw.iter().enumerate() {
         let at = |key: &str| format!("{field}[{i}].{key}");
         if c.name.is_empty() {
             return Err(ConfigError::new(at("name"), "must not be empty"));
+        }
+        if !is_header_safe_name(&c.name) {
+            return Err(ConfigError::new(
+                at("name"),
+                "must be printable ASCII without leading or trailing spaces: it is sent as the X-Mse-Consumer header value, where other characters arrive garbled or rejected (Higress issue 2995)",
+            ));
         }
         if !names.insert(c.name.as_str()) {
             return Err(ConfigError::new(
@@ -144,10 +151,33 @@ pub fn compile_consumers(
                 .insert(consumer.client_id.clone(), consumers.list.len());
             consumers.list.push(consumer);
         } else {
-            consumers.jwt.push(jwt_consumer(c, &at, defaults)?);
+            // As the Higress jwt-auth plugin does: a consumer that does not
+            // compile is skipped with a warning, unless none is left.
+            match jwt_consumer(c, &at, defaults) {
+                Ok(consumer) => consumers.jwt.push(consumer),
+                Err(e) => skipped.push(e),
+            }
+        }
+    }
+    if let Some(first) = skipped.first() {
+        if consumers.list.is_empty() && consumers.jwt.is_empty() {
+            return Err(first.clone());
+        }
+        for e in &skipped {
+            defaults
+                .warnings
+                .push(format!("{e}; this consumer is skipped"));
         }
     }
     Ok(consumers)
+}
+
+/// Consumer names travel in `X-Mse-Consumer`. HTTP header values are
+/// bytes; UTF-8 names reach upstreams decoded as Latin-1 or are refused by
+/// proxies, and percent-encoding them would change the name upstreams and
+/// `allow` lists compare. So names are visible ASCII (inner spaces allowed).
+fn is_header_safe_name(name: &str) -> bool {
+    name.bytes().all(|b| (0x20..0x7f).contains(&b)) && name.trim() == name
 }
 
 fn gateway_consumer(
@@ -209,6 +239,7 @@ fn jwt_consumer(
         ("jwks", c.jwks.is_some()),
         ("jwks_uri", c.jwks_uri.is_some()),
         ("oidc_issuer", c.oidc_issuer.is_some()),
+        ("remote_jwks", c.remote_jwks.is_some()),
     ];
     let mut present = sources.iter().filter(|(_, set)| *set).map(|(k, _)| *k);
     let source_key = match (present.next(), present.next()) {
@@ -216,13 +247,13 @@ fn jwt_consumer(
         (Some(_), Some(second)) => {
             return Err(ConfigError::new(
                 at(second),
-                "a consumer takes one of jwks, jwks_uri, oidc_issuer",
+                "a consumer takes one of jwks, jwks_uri, oidc_issuer, remote_jwks",
             ))
         }
         (None, _) => {
             return Err(ConfigError::new(
                 at("client_id"),
-                "a consumer needs client_id and client_secret, or issuer with jwks, jwks_uri or oidc_issuer",
+                "a consumer needs client_id and client_secret, or issuer with jwks, jwks_uri, oidc_issuer or remote_jwks",
             ))
         }
     };
@@ -291,6 +322,9 @@ fn remote_source(
     at: &dyn Fn(&str) -> String,
     defaults: &mut ConsumerDefaults<'_>,
 ) -> Result<Rc<RemoteKeySource>, ConfigError> {
+    if let Some(remote) = &c.remote_jwks {
+        return remote_jwks_source(c, remote, at, defaults);
+    }
     let url = match source_key {
         "jwks_uri" => c.jwks_uri.as_deref(),
         _ => c.oidc_issuer.as_deref(),
@@ -299,6 +333,23 @@ fn remote_source(
     let (url_authority, url_path) = parse_absolute(url)
         .map(|parsed| authority_and_path(&parsed))
         .map_err(|reason| ConfigError::new(at(source_key), reason))?;
+    let location_of = |authority: String| {
+        if source_key == "jwks_uri" {
+            KeyLocation::Jwks {
+                authority,
+                path: url_path.clone(),
+            }
+        } else {
+            KeyLocation::Discovery {
+                issuer: url.to_string(),
+                authority,
+                path: format!(
+                    "{}/.well-known/openid-configuration",
+                    url_path.trim_end_matches('/')
+                ),
+            }
+        }
+    };
     let (cluster, authority) = match (&c.cluster, &c.service_name) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::new(at("service_name"), "conflicts with cluster"))
@@ -315,37 +366,114 @@ fn remote_source(
             ))
         }
     };
-    let location = if source_key == "jwks_uri" {
-        KeyLocation::Jwks {
-            authority,
-            path: url_path,
+    shared_source(cluster, location_of(authority), c, at, defaults)
+}
+
+/// Higress `jwt-auth` `remote_jwks`: a path on a mesh service. The
+/// `:authority` is `service_host`, else the service name.
+fn remote_jwks_source(
+    c: &RawConsumer,
+    remote: &super::raw::RawRemoteJwks,
+    at: &dyn Fn(&str) -> String,
+    defaults: &mut ConsumerDefaults<'_>,
+) -> Result<Rc<RemoteKeySource>, ConfigError> {
+    if let Some(key) = [
+        ("cluster", c.cluster.is_some()),
+        ("service_name", c.service_name.is_some()),
+        ("service_port", c.service_port.is_some()),
+        ("service_host", c.service_host.is_some()),
+    ]
+    .iter()
+    .find_map(|(k, set)| set.then_some(*k))
+    {
+        return Err(ConfigError::new(at(key), "conflicts with remote_jwks"));
+    }
+    if remote.service_name.is_empty() || remote.service_name.contains(['|', '/', ' ']) {
+        return Err(ConfigError::new(
+            at("remote_jwks.service_name"),
+            "must be a service name such as jwks.default.svc.cluster.local or keycloak.dns",
+        ));
+    }
+    let authority = remote
+        .service_host
+        .clone()
+        .unwrap_or_else(|| remote.service_name.clone());
+    // Parsed as a URL on that host, so the path is checked (and written) as
+    // every other configured URL is.
+    let url = format!("http://{authority}{}", remote.path);
+    if !remote.path.starts_with('/') {
+        return Err(ConfigError::new(
+            at("remote_jwks.path"),
+            "must start with /",
+        ));
+    }
+    let (authority, path) = parse_absolute(&url)
+        .map(|parsed| authority_and_path(&parsed))
+        .map_err(|reason| ConfigError::new(at("remote_jwks"), reason))?;
+    let cluster = format!(
+        "outbound|{}||{}",
+        remote.service_port.unwrap_or(80),
+        remote.service_name
+    );
+    shared_source(
+        cluster,
+        KeyLocation::Jwks { authority, path },
+        c,
+        at,
+        defaults,
+    )
+}
+
+/// The fetch settings, and one source per distinct location.
+fn shared_source(
+    cluster: String,
+    location: KeyLocation,
+    c: &RawConsumer,
+    at: &dyn Fn(&str) -> String,
+    defaults: &mut ConsumerDefaults<'_>,
+) -> Result<Rc<RemoteKeySource>, ConfigError> {
+    let refresh_key = match (c.jwks_refresh_seconds, c.jwks_cache_duration) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                at("jwks_cache_duration"),
+                "conflicts with jwks_refresh_seconds",
+            ))
         }
-    } else {
-        KeyLocation::Discovery {
-            issuer: url.to_string(),
-            authority,
-            path: format!(
-                "{}/.well-known/openid-configuration",
-                url_path.trim_end_matches('/')
-            ),
-        }
+        (_, Some(_)) => "jwks_cache_duration",
+        _ => "jwks_refresh_seconds",
     };
     let refresh = c
         .jwks_refresh_seconds
+        .or(c.jwks_cache_duration.map(|d| d.0))
         .unwrap_or(DEFAULT_JWKS_REFRESH_SECONDS);
     if refresh < MIN_JWKS_REFRESH_SECONDS {
         return Err(ConfigError::new(
-            at("jwks_refresh_seconds"),
-            format!("must be at least {MIN_JWKS_REFRESH_SECONDS}"),
+            at(refresh_key),
+            format!("must be at least {MIN_JWKS_REFRESH_SECONDS} seconds"),
         ));
     }
-    let timeout = c.jwks_timeout_ms.unwrap_or(DEFAULT_JWKS_TIMEOUT_MS);
-    if timeout == 0 || timeout > MAX_JWKS_TIMEOUT_MS {
-        return Err(ConfigError::new(
-            at("jwks_timeout_ms"),
-            format!("must be between 1 and {MAX_JWKS_TIMEOUT_MS}"),
-        ));
-    }
+    let (timeout_key, timeout) = match (c.jwks_timeout_ms, &c.jwks_fetch_timeout) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                at("jwks_fetch_timeout"),
+                "conflicts with jwks_timeout_ms",
+            ))
+        }
+        (None, Some(v)) => ("jwks_fetch_timeout", fetch_timeout_ms(v)),
+        (ms, None) => (
+            "jwks_timeout_ms",
+            Some(ms.unwrap_or(DEFAULT_JWKS_TIMEOUT_MS)),
+        ),
+    };
+    let timeout = match timeout {
+        Some(t) if (1..=MAX_JWKS_TIMEOUT_MS).contains(&t) => t,
+        _ => {
+            return Err(ConfigError::new(
+                at(timeout_key),
+                format!("must be between 1 and {MAX_JWKS_TIMEOUT_MS} milliseconds"),
+            ))
+        }
+    };
     let candidate = RemoteKeySource::new(cluster, location, refresh, timeout);
     if let Some(existing) = defaults
         .remote_sources
@@ -357,6 +485,18 @@ fn remote_source(
     let source = Rc::new(candidate);
     defaults.remote_sources.push(Rc::clone(&source));
     Ok(source)
+}
+
+/// Milliseconds as a number, or a Go duration string (`"3s"`, `"500ms"`).
+fn fetch_timeout_ms(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) if s.ends_with("ms") => {
+            s.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok())
+        }
+        Value::String(s) => super::oidc::parse_duration(s)?.checked_mul(1000),
+        _ => None,
+    }
 }
 
 fn claim_conditions(
@@ -391,8 +531,16 @@ fn token_locations(
     c: &RawConsumer,
     at: &dyn Fn(&str) -> String,
 ) -> Result<Vec<TokenLocation>, ConfigError> {
-    let configured =
-        c.from_headers.is_some() || c.from_params.is_some() || c.from_cookies.is_some();
+    if c.from_headers.is_some() && c.enable_headers.is_some() {
+        return Err(ConfigError::new(
+            at("enable_headers"),
+            "conflicts with from_headers",
+        ));
+    }
+    let configured = c.from_headers.is_some()
+        || c.enable_headers.is_some()
+        || c.from_params.is_some()
+        || c.from_cookies.is_some();
     if !configured {
         return Ok(vec![
             TokenLocation::Header {
@@ -403,16 +551,25 @@ fn token_locations(
         ]);
     }
     let mut out = Vec::new();
-    for (j, h) in c.from_headers.iter().flatten().enumerate() {
-        if !is_header_name(&h.name) {
+    let from_headers = c
+        .from_headers
+        .iter()
+        .flatten()
+        .map(|h| (h.name.as_str(), h.value_prefix.as_deref(), "from_headers"));
+    let enable_headers = c.enable_headers.iter().flatten().map(|h| match h {
+        RawEnableHeader::Name(name) => (name.as_str(), None, "enable_headers"),
+        RawEnableHeader::Entry(e) => (e.name.as_str(), e.value_prefix.as_deref(), "enable_headers"),
+    });
+    for (j, (name, prefix, key)) in from_headers.chain(enable_headers).enumerate() {
+        if !is_header_name(name) {
             return Err(ConfigError::new(
-                format!("{}[{j}].name", at("from_headers")),
+                format!("{}[{j}].name", at(key)),
                 "not a valid HTTP header name",
             ));
         }
         out.push(TokenLocation::Header {
-            name: h.name.to_ascii_lowercase(),
-            prefix: h.value_prefix.clone().unwrap_or_default(),
+            name: name.to_ascii_lowercase(),
+            prefix: prefix.unwrap_or_default().to_string(),
         });
     }
     for (key, list, make) in [

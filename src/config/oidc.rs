@@ -9,15 +9,26 @@ use crate::cookie::jar::{CookieAttributes, SameSite};
 use crate::cookie::seal::SealKey;
 use crate::http_url::{authority_and_path, parse_absolute};
 
+/// How long a login may take: the lifetime of its CSRF/state cookie.
+pub const LOGIN_TTL_SECONDS: u64 = 600;
 pub const DEFAULT_CALLBACK_PATH: &str = "/oauth2/callback";
 pub const DEFAULT_LOGOUT_PATH: &str = "/oauth2/sign_out";
 pub const DEFAULT_SCOPE: &str = "openid email profile";
 pub const DEFAULT_COOKIE_NAME: &str = "_edge_auth_session";
 const MIN_COOKIE_SECRET_BYTES: usize = 32;
+const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
+/// Calls to the IdP may take at most this long (`oidc_verifier_request_timeout`).
+const CALL_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1..=60_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOidc {
+    /// Written flat at the scope level as the Higress `oidc` plugin does
+    /// (errors then name the keys without `oidc.`).
+    #[serde(skip)]
+    pub flat: bool,
+    /// `oidc_issuer_url`: the Higress `oidc` plugin's name.
+    #[serde(alias = "oidc_issuer_url")]
     pub issuer: Option<String>,
     pub discovery: Option<String>,
     pub client_id: String,
@@ -32,6 +43,18 @@ pub struct RawOidc {
     pub cookie_name: Option<String>,
     pub cookie_secret: String,
     pub cookie_domain: Option<String>,
+    /// Higress / oauth2-proxy: one domain, as a string or a one-element list.
+    pub cookie_domains: Option<OneOrMany>,
+    /// Higress: must stay true (the session cookie is always HttpOnly).
+    pub cookie_httponly: Option<bool>,
+    /// Higress: login (CSRF) cookies are always per request here.
+    pub cookie_csrf_per_request: Option<bool>,
+    /// Higress: how long a login may take (CSRF cookie lifetime).
+    pub cookie_csrf_expire: Option<Duration>,
+    /// Higress: timeout of the discovery (and key) fetches, in milliseconds.
+    pub oidc_verifier_request_timeout: Option<u64>,
+    /// Higress: only `oidc` (the other providers are not OpenID Connect).
+    pub provider: Option<String>,
     pub cookie_path: Option<String>,
     pub cookie_expire: Option<Duration>,
     pub cookie_refresh: Option<Duration>,
@@ -45,8 +68,24 @@ pub struct RawOidc {
     pub redirect_after_logout_uri: Option<String>,
     pub allowed_redirect_domains: Option<Vec<String>>,
     pub pass_authorization_header: Option<PassAuthorization>,
+    /// `pass_access_token`: the Higress `oidc` plugin's name.
+    #[serde(alias = "pass_access_token")]
     pub set_access_token_header: Option<bool>,
+    /// `set_userinfo_header_enabled`: Huawei APIG's name.
+    #[serde(alias = "set_userinfo_header_enabled")]
     pub set_userinfo_header: Option<bool>,
+    /// Huawei APIG: the access token (instead of the ID token) in `Authorization`.
+    pub set_access_token_header_enabled: Option<bool>,
+    /// Huawei APIG: ID tokens are verified against the IdP's JWKS; `false`
+    /// (a static `public_key`) is refused.
+    pub jwks_enabled: Option<bool>,
+    pub public_key: Option<String>,
+    /// Huawei APIG: verified tokens are cached (always, here).
+    pub jwt_cache_enabled: Option<bool>,
+    /// Huawei APIG, spelled as there: renew with the refresh token.
+    pub slient_renew_access_token_enabled: Option<bool>,
+    /// Huawei APIG: where bearer tokens are read; only `Authorization`.
+    pub auth_header_name: Option<String>,
     pub claims_to_headers: Option<Vec<super::raw::RawClaimToHeader>>,
     pub accept_bearer: Option<bool>,
     /// Audiences besides `client_id` that bearer tokens may carry.
@@ -54,7 +93,109 @@ pub struct RawOidc {
     pub access_token_expires_in: Option<u64>,
     pub max_token_size: Option<usize>,
     pub consumer_claim: Option<String>,
+    /// The claim a rule's `allow` list is compared with (default:
+    /// `consumer_claim`); an array claim such as `groups` matches when any
+    /// element is listed.
+    pub allow_claim: Option<String>,
     pub clock_skew_seconds: Option<u64>,
+}
+
+/// A string or a list of strings (`cookie_domains`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Keys of the Higress `oidc` plugin, lifted into an `oidc` block when a
+/// config is written flat (the plugin's own format).
+const HIGRESS_FLAT_KEYS: &[&str] = &[
+    "oidc_issuer_url",
+    "client_id",
+    "client_secret",
+    "redirect_url",
+    "scope",
+    "service_name",
+    "service_port",
+    "service_host",
+    "cookie_name",
+    "cookie_secret",
+    "cookie_domains",
+    "cookie_path",
+    "cookie_expire",
+    "cookie_refresh",
+    "cookie_secure",
+    "cookie_httponly",
+    "cookie_samesite",
+    "cookie_csrf_per_request",
+    "cookie_csrf_expire",
+    "pass_authorization_header",
+    "pass_access_token",
+    "oidc_verifier_request_timeout",
+    "match_type",
+    "match_list",
+    "provider",
+];
+
+const FLAT_MARKERS: &[&str] = &[
+    "oidc_issuer_url",
+    "client_secret",
+    "cookie_secret",
+    "redirect_url",
+];
+
+/// A Higress `oidc` plugin config is flat: its keys sit where our `oidc`
+/// block would. When `oidc_issuer_url` is among a scope's keys, they become
+/// that scope's `oidc` block, with the plugin's defaults where ours differ
+/// (`cookie_expire` 168h, no early `cookie_refresh`).
+pub fn lift_flat(scope: &mut super::raw::RawScope, prefix: &str) -> Result<(), ConfigError> {
+    // Keys only a flat oidc config has at this level: with any of them the
+    // scope is one (a missing `oidc_issuer_url` is then an error, not a
+    // config that silently authenticates nobody).
+    let Some(marker) = FLAT_MARKERS
+        .iter()
+        .find(|k| scope.unknown.contains_key(**k))
+    else {
+        return Ok(());
+    };
+    if scope.oidc.is_some() {
+        return Err(ConfigError::new(
+            format!("{prefix}{marker}"),
+            "a flat Higress oidc config and an oidc block cannot be combined",
+        ));
+    }
+    let mut block = serde_json::Map::new();
+    for key in HIGRESS_FLAT_KEYS {
+        if let Some(value) = scope.unknown.remove(*key) {
+            block.insert((*key).to_string(), value);
+        }
+    }
+    block
+        .entry("cookie_expire")
+        .or_insert_with(|| serde_json::Value::from("168h"));
+    block
+        .entry("cookie_refresh")
+        .or_insert_with(|| serde_json::Value::from(0));
+    let mut raw: RawOidc = serde_path_to_error::deserialize(serde_json::Value::Object(block))
+        .map_err(|err| {
+            let field = err.path().to_string();
+            let reason = if field.ends_with("secret") {
+                "invalid value, expected a non-empty string".to_string()
+            } else {
+                err.into_inner().to_string()
+            };
+            // A missing key: serde names it in the reason, the path is the block.
+            let field = if field == "." {
+                prefix.trim_end_matches('.').to_string()
+            } else {
+                format!("{prefix}{field}")
+            };
+            ConfigError::new(field, reason)
+        })?;
+    raw.flat = true;
+    scope.oidc = Some(raw);
+    Ok(())
 }
 
 /// `true`/`false`, or which token to pass: `"id_token"` / `"access_token"`.
@@ -218,6 +359,8 @@ pub struct OidcConfig {
     pub session_key: SealKey,
     pub csrf_key: SealKey,
     pub cookie: CookieAttributes,
+    /// Timeout of discovery and key fetches (`oidc_verifier_request_timeout`).
+    pub call_timeout_ms: u64,
     /// None: a browser-session cookie.
     pub cookie_expire: Option<u64>,
     /// None: never refresh early.
@@ -239,6 +382,8 @@ pub struct OidcConfig {
     pub access_token_expires_in: u64,
     pub max_token_size: usize,
     pub consumer_claim: String,
+    /// What a rule's `allow` lists values of.
+    pub allow_claim: String,
     pub clock_skew: u64,
 }
 
@@ -319,7 +464,80 @@ fn redirect_domain(value: &str, field: &str) -> Result<String, ConfigError> {
     Ok(value.to_ascii_lowercase())
 }
 
-/// Raw or base64 (standard or URL-safe): whichever gives 32+ bytes.
+/// `cookie_domain`, or `cookie_domains` (Higress) holding one domain:
+/// oauth2-proxy picks the longest of several per request, which this plugin
+/// does not (yet); several are refused rather than one silently chosen.
+fn cookie_domain(
+    raw: &RawOidc,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Option<String>, ConfigError> {
+    let (field, value) =
+        match (&raw.cookie_domain, &raw.cookie_domains) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    at("cookie_domains"),
+                    "conflicts with cookie_domain",
+                ))
+            }
+            (Some(d), None) => (at("cookie_domain"), d.as_str()),
+            (None, Some(OneOrMany::One(d))) => (at("cookie_domains"), d.as_str()),
+            (None, Some(OneOrMany::Many(list))) => match list.as_slice() {
+                [] => return Ok(None),
+                [d] => (at("cookie_domains"), d.as_str()),
+                _ => return Err(ConfigError::new(
+                    at("cookie_domains"),
+                    "only one domain is supported (several would be chosen per request by host)",
+                )),
+            },
+            (None, None) => return Ok(None),
+        };
+    if value.is_empty() {
+        return Ok(None);
+    }
+    // An IPv4 address is a valid Domain attribute when it is the host.
+    if !value.starts_with('.') && value.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(Some(value.to_string()));
+    }
+    // A `;` or space here would add attributes to every Set-Cookie.
+    redirect_domain(value, &field).map(Some)
+}
+
+/// Huawei APIG policy fields that map onto this plugin's behaviour only in
+/// their secure setting.
+fn check_apig_fields(raw: &RawOidc, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    if raw.jwks_enabled == Some(false) || raw.public_key.is_some() {
+        return Err(ConfigError::new(
+            at(if raw.public_key.is_some() { "public_key" } else { "jwks_enabled" }),
+            "ID tokens are verified against the IdP's JWKS (from discovery); a static public_key is not supported",
+        ));
+    }
+    if raw.jwt_cache_enabled == Some(false) {
+        return Err(ConfigError::new(
+            at("jwt_cache_enabled"),
+            "verified tokens are always cached until they expire; set token_cache_size at the top level instead",
+        ));
+    }
+    if let Some(name) = &raw.auth_header_name {
+        if !name.eq_ignore_ascii_case("authorization") {
+            return Err(ConfigError::new(
+                at("auth_header_name"),
+                "bearer tokens of an oidc block are read from Authorization; set auth_header_name at the top level for gateway tokens",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Key lengths oauth2-proxy accepts for its cookie secret (AES-128/192/256)
+/// besides 32 and more: migrated configs keep their secret. The session and
+/// CSRF keys are derived with HKDF-SHA256, so a 16-byte secret gives the
+/// same 128-bit strength oauth2-proxy's AES-128 does; other short lengths
+/// are most likely typed passwords and are refused.
+fn secret_length_ok(len: usize) -> bool {
+    len == 16 || len == 24 || len >= MIN_COOKIE_SECRET_BYTES
+}
+
+/// Raw or base64 (standard or URL-safe): whichever gives 16, 24 or 32+ bytes.
 fn cookie_secret(secret: &str, field: &str) -> Result<Vec<u8>, ConfigError> {
     use base64::Engine;
     let engines = [
@@ -330,22 +548,33 @@ fn cookie_secret(secret: &str, field: &str) -> Result<Vec<u8>, ConfigError> {
     ];
     for engine in engines {
         if let Ok(bytes) = engine.decode(secret) {
-            if bytes.len() >= MIN_COOKIE_SECRET_BYTES {
+            if secret_length_ok(bytes.len()) {
                 return Ok(bytes);
             }
         }
     }
-    if secret.len() >= MIN_COOKIE_SECRET_BYTES {
+    if secret_length_ok(secret.len()) {
         return Ok(secret.as_bytes().to_vec());
     }
     Err(ConfigError::new(
         field,
-        format!("needs at least {MIN_COOKIE_SECRET_BYTES} bytes of key material (raw or base64)"),
+        format!("needs 16, 24 or at least {MIN_COOKIE_SECRET_BYTES} bytes of key material (raw or base64)"),
     ))
 }
 
 pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigError> {
-    let at = |k: &str| format!("{prefix}oidc.{k}");
+    let at = |k: &str| {
+        if raw.flat {
+            let flat_name = match k {
+                "issuer" => "oidc_issuer_url",
+                "set_access_token_header" => "pass_access_token",
+                other => other,
+            };
+            format!("{prefix}{flat_name}")
+        } else {
+            format!("{prefix}oidc.{k}")
+        }
+    };
     let (issuer, discovery_url) = match (&raw.issuer, &raw.discovery) {
         (Some(i), d) => (
             i.trim_end_matches('/').to_string(),
@@ -356,12 +585,19 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
                 )
             }),
         ),
-        (None, Some(_)) => {
-            return Err(ConfigError::new(
-                at("issuer"),
-                "required (tokens are checked against it)",
-            ))
-        }
+        // OpenID Connect Discovery 1.0 §4: the document lives at the
+        // issuer + `/.well-known/openid-configuration`, and the issuer it
+        // names must equal that prefix; so the prefix is the issuer (Huawei
+        // APIG configures `discovery` alone).
+        (None, Some(d)) => match d.strip_suffix(DISCOVERY_SUFFIX) {
+            Some(issuer) if !issuer.is_empty() => (issuer.to_string(), d.clone()),
+            _ => {
+                return Err(ConfigError::new(
+                    at("issuer"),
+                    format!("required when discovery does not end in {DISCOVERY_SUFFIX} (tokens are checked against it)"),
+                ))
+            }
+        },
         (None, None) => return Err(ConfigError::new(at("issuer"), "required")),
     };
     // The issuer must be kept exactly as the IdP spells it (trailing slash
@@ -475,7 +711,9 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
         .map(str::to_ascii_lowercase)
         .as_deref()
     {
-        None | Some("lax") => SameSite::Lax,
+        // `""` (the Higress default) sends no attribute, which browsers
+        // treat as Lax; Lax is written explicitly.
+        None | Some("lax") | Some("") => SameSite::Lax,
         Some("strict") => SameSite::Strict,
         Some("none") => SameSite::None,
         Some(other) => {
@@ -485,6 +723,54 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
             ))
         }
     };
+    if raw.cookie_secure == Some(false) && same_site == SameSite::None {
+        return Err(ConfigError::new(
+            at("cookie_secure"),
+            "must not be false with cookie_samesite none (browsers drop such cookies; a session cookie sent cross-site must be Secure)",
+        ));
+    }
+    if raw.cookie_httponly == Some(false) {
+        return Err(ConfigError::new(
+            at("cookie_httponly"),
+            "must not be false: the session cookie is always HttpOnly so that scripts on the site cannot read it",
+        ));
+    }
+    if raw.allow_claim.as_deref() == Some("") {
+        return Err(ConfigError::new(at("allow_claim"), "must not be empty"));
+    }
+    let cookie_domain = cookie_domain(raw, &at)?;
+    check_apig_fields(raw, &at)?;
+    match raw.provider.as_deref() {
+        None | Some("oidc") => {}
+        Some(other) => {
+            return Err(ConfigError::new(
+                at("provider"),
+                format!("\"{other}\" is not supported: only OpenID Connect providers (\"oidc\"), whose ID tokens can be verified"),
+            ))
+        }
+    }
+    let call_timeout_ms = raw
+        .oidc_verifier_request_timeout
+        .unwrap_or(super::DEFAULT_CALL_TIMEOUT_MS);
+    if !CALL_TIMEOUT_RANGE_MS.contains(&call_timeout_ms) {
+        return Err(ConfigError::new(
+            at("oidc_verifier_request_timeout"),
+            format!(
+                "must be between {} and {} milliseconds",
+                CALL_TIMEOUT_RANGE_MS.start(),
+                CALL_TIMEOUT_RANGE_MS.end()
+            ),
+        ));
+    }
+    // A login must finish within LOGIN_TTL_SECONDS whatever is configured
+    // (Higress' default 15m is longer: logins time out earlier here, which
+    // only ever shortens a CSRF cookie's life). 0 would be no login at all.
+    if raw.cookie_csrf_expire.is_some_and(|d| d.0 == 0) {
+        return Err(ConfigError::new(
+            at("cookie_csrf_expire"),
+            format!("must be above 0 (logins may take up to {LOGIN_TTL_SECONDS}s)"),
+        ));
+    }
     let match_type = match raw.match_type.as_deref() {
         None | Some("whitelist") => MatchType::Whitelist,
         Some("blacklist") => MatchType::Blacklist,
@@ -509,6 +795,12 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
         let path = match rule.match_rule_type.as_deref() {
             None | Some("prefix") => PathMatch::Prefix(p),
             Some("exact") => PathMatch::Exact(p),
+            Some("regex") => {
+                return Err(ConfigError::new(
+                    format!("{field}.match_rule_type"),
+                    "regex is not supported: a path regex is matched against the raw path in the Higress plugin (/a/../b, %2e and case bypass it) and is easy to leave unanchored; list the paths with exact or prefix rules",
+                ))
+            }
             Some(other) => {
                 return Err(ConfigError::new(
                     format!("{field}.match_rule_type"),
@@ -524,6 +816,18 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
         match_list.push(MatchRule { domain, path });
     }
     let pass_token = match &raw.pass_authorization_header {
+        _ if raw.set_access_token_header_enabled == Some(true) => {
+            if matches!(
+                raw.pass_authorization_header,
+                Some(PassAuthorization::Flag(false)) | Some(PassAuthorization::Which(_))
+            ) {
+                return Err(ConfigError::new(
+                    at("set_access_token_header_enabled"),
+                    "conflicts with pass_authorization_header",
+                ));
+            }
+            PassToken::AccessToken
+        }
         None | Some(PassAuthorization::Flag(true)) => PassToken::IdToken,
         Some(PassAuthorization::Flag(false)) => PassToken::None,
         Some(PassAuthorization::Which(w)) if w == "id_token" => PassToken::IdToken,
@@ -580,8 +884,9 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
         session_key: SealKey::derive(&secret, "session"),
         csrf_key: SealKey::derive(&secret, "csrf"),
         cookie_name,
+        call_timeout_ms,
         cookie: CookieAttributes {
-            domain: raw.cookie_domain.clone(),
+            domain: cookie_domain,
             path: raw.cookie_path.clone().unwrap_or_else(|| "/".into()),
             secure: raw.cookie_secure.unwrap_or(true),
             same_site,
@@ -608,6 +913,11 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
             .collect(),
         access_token_expires_in: raw.access_token_expires_in.unwrap_or(3600),
         max_token_size: raw.max_token_size.unwrap_or(5 * 1024),
+        allow_claim: raw
+            .allow_claim
+            .clone()
+            .or_else(|| raw.consumer_claim.clone())
+            .unwrap_or_else(|| "sub".into()),
         consumer_claim: raw.consumer_claim.clone().unwrap_or_else(|| "sub".into()),
         clock_skew: raw.clock_skew_seconds.unwrap_or(60),
     })

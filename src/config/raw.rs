@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-/// Keys this version does not know, by name.
-pub type UnknownKeys = BTreeMap<String, IgnoredAny>;
+/// Keys this version does not know, by name. Values are kept: a Higress
+/// `oidc` plugin config is written flat at this level and is lifted into an
+/// `oidc` block from here (see `oidc::lift_flat`).
+pub type UnknownKeys = BTreeMap<String, serde_json::Value>;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawScope {
@@ -84,6 +85,15 @@ pub struct RawConsumer {
     pub require_exp: Option<bool>,
     pub jwks_refresh_seconds: Option<u64>,
     pub jwks_timeout_ms: Option<u64>,
+    /// Higress `jwt-auth`: the JWKS served by a mesh service.
+    pub remote_jwks: Option<RawRemoteJwks>,
+    /// Higress `jwt-auth`: alias of `jwks_refresh_seconds` (seconds or a Go duration).
+    pub jwks_cache_duration: Option<super::oidc::Duration>,
+    /// Higress `jwt-auth`: alias of `jwks_timeout_ms` (milliseconds or a Go duration).
+    pub jwks_fetch_timeout: Option<serde_json::Value>,
+    /// Higress `jwt-auth`: headers the token is read from, as names (the
+    /// whole value) or `from_headers` entries.
+    pub enable_headers: Option<Vec<RawEnableHeader>>,
 
     #[serde(flatten)]
     pub unknown: UnknownKeys,
@@ -103,4 +113,22 @@ pub struct RawClaimToHeader {
 pub struct RawFromHeader {
     pub name: String,
     pub value_prefix: Option<String>,
+}
+
+/// Higress `jwt-auth` `remote_jwks`: `http://<service_host>/<path>` through
+/// the cluster `outbound|<service_port>||<service_name>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteJwks {
+    pub service_name: String,
+    pub service_port: Option<u16>,
+    pub service_host: Option<String>,
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawEnableHeader {
+    Name(String),
+    Entry(RawFromHeader),
 }

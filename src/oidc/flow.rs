@@ -932,7 +932,8 @@ fn identity_forward<'c>(
     let Some(consumer) = claim_header_value(claims, &oidc.consumer_claim) else {
         return Err(denied());
     };
-    if allow.is_some_and(|list| !list.contains(&consumer)) {
+    let claim = crate::token::jwt::lookup_claim(claims, &oidc.allow_claim);
+    if allow.is_some_and(|list| !list.admits_claim(claim)) {
         return Err(denied());
     }
     let claim_headers = oidc

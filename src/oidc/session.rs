@@ -29,5 +29,6 @@ pub struct LoginState {
     pub created_at: u64,
 }
 
-/// Logins older than this are refused at the callback.
-pub const LOGIN_TTL_SECONDS: u64 = 600;
+/// How long a login may take (the login cookie's lifetime); the config
+/// checks `cookie_csrf_expire` against it.
+pub use crate::config::oidc::LOGIN_TTL_SECONDS;

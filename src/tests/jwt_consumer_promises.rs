@@ -55,7 +55,7 @@ fn assert_error(extra: serde_json::Value, fixed: serde_json::Value, want: &str) 
 
 #[test]
 fn exactly_one_key_source() {
-    let one_of = "a consumer takes one of jwks, jwks_uri, oidc_issuer";
+    let one_of = "a consumer takes one of jwks, jwks_uri, oidc_issuer, remote_jwks";
     assert_error(
         json!({"jwks": jwks()}),
         json!({"jwks": null}),
@@ -75,7 +75,7 @@ fn exactly_one_key_source() {
     assert_error(
         json!({"jwks_uri": null}),
         json!({"jwks": jwks()}),
-        "consumers[0].client_id: a consumer needs client_id and client_secret, or issuer with jwks, jwks_uri or oidc_issuer",
+        "consumers[0].client_id: a consumer needs client_id and client_secret, or issuer with jwks, jwks_uri, oidc_issuer or remote_jwks",
     );
 }
 
@@ -84,7 +84,7 @@ fn jwks_refresh_seconds_is_at_least_ten() {
     assert_error(
         json!({"jwks_refresh_seconds": 9}),
         json!({"jwks_refresh_seconds": 10}),
-        "consumers[0].jwks_refresh_seconds: must be at least 10",
+        "consumers[0].jwks_refresh_seconds: must be at least 10 seconds",
     );
 }
 

@@ -687,7 +687,7 @@ fn match_lists_and_config_errors() {
     };
     assert_eq!(
         err(json!({"cookie_secret": "short"})),
-        "oidc.cookie_secret: needs at least 32 bytes of key material (raw or base64)"
+        "oidc.cookie_secret: needs 16, 24 or at least 32 bytes of key material (raw or base64)"
     );
     assert_eq!(
         err(json!({"cookie_refresh": "2h", "cookie_expire": "1h"})),

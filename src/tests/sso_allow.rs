@@ -1,0 +1,114 @@
+//! A rule's `allow` under single sign-on lists values of `allow_claim`
+//! (default `consumer_claim`); for an array claim (`groups`, `roles`) any listed element admits the
+//! request, as oauth2-proxy's `allowed_groups` does.
+
+use serde_json::json;
+
+use super::{hs256_sign, NOW};
+use crate::b64::b64url;
+use crate::config::{compile_json, Config};
+use crate::decision::apply;
+use crate::fake_host::FakeHost;
+use crate::keys::cache::TokenCache;
+use crate::keys::remote::KeyFetcher;
+use crate::request::on_request_headers;
+
+const IDP: &str = "http://idp.test";
+const KEY: &str = "idp-signing-key-0123456789abcdef0123";
+
+fn config(allow_claim: &str) -> Config {
+    let cfg = json!({
+        "oidc": {"issuer": IDP, "client_id": "gateway", "client_secret": "gw-secret",
+                 "cluster": "idp", "cookie_secret": "cookie-secret-0123456789abcdef0123456789",
+                 "accept_bearer": true, "allow_claim": allow_claim},
+        "_rules_": [{"_match_domain_": ["gw.example.com"], "allow": ["admins", "42"]}]
+    });
+    let cfg = compile_json(cfg.to_string().as_bytes()).unwrap();
+    let mut host = FakeHost::new(NOW);
+    let mut fetcher = KeyFetcher::default();
+    fetcher.on_tick(&cfg.remote_sources, &mut host);
+    let doc = json!({"issuer": IDP, "jwks_uri": format!("{IDP}/jwks"),
+        "authorization_endpoint": format!("{IDP}/auth"), "token_endpoint": format!("{IDP}/token")});
+    fetcher.on_response(
+        &cfg.remote_sources,
+        1,
+        Some(200),
+        doc.to_string().as_bytes(),
+        &mut host,
+    );
+    let jwks = json!({"keys": [{"kty": "oct", "kid": "k1", "k": b64url(KEY.as_bytes())}]});
+    fetcher.on_response(
+        &cfg.remote_sources,
+        2,
+        Some(200),
+        jwks.to_string().as_bytes(),
+        &mut host,
+    );
+    assert!(cfg.remote_sources[0].current().is_some());
+    cfg
+}
+
+fn token(claims: serde_json::Value) -> String {
+    let mut base =
+        json!({"iss": IDP, "aud": "gateway", "sub": "alice", "iat": NOW, "exp": NOW + 300});
+    for (k, v) in claims.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    let input = format!(
+        "{}.{}",
+        b64url(br#"{"alg":"HS256","kid":"k1"}"#),
+        b64url(base.to_string().as_bytes())
+    );
+    format!(
+        "{input}.{}",
+        b64url(&hs256_sign(KEY.as_bytes(), input.as_bytes()))
+    )
+}
+
+fn call(cfg: &Config, claims: serde_json::Value) -> FakeHost {
+    let mut host = FakeHost::new(NOW)
+        .request("GET", "gw.example.com", "/api")
+        .with_header("authorization", &format!("Bearer {}", token(claims)));
+    let d = on_request_headers(cfg, &TokenCache::new(0), &mut host, true);
+    apply(&mut host, d);
+    host
+}
+
+/// Fails on the code before: allow was compared with consumer_claim only,
+/// which must name the user (a non-empty string), so groups could not be
+/// allowed at all.
+#[test]
+fn an_array_claim_is_allowed_when_any_element_is_listed() {
+    let cfg = config("groups");
+    for groups in [
+        json!(["users", "admins"]),
+        json!(["admins"]),
+        json!("admins"),
+    ] {
+        let host = call(&cfg, json!({"groups": groups}));
+        assert_eq!(host.reply, None, "{groups}");
+        // The consumer is still the user (consumer_claim, sub).
+        assert_eq!(host.header("x-mse-consumer"), Some("alice"), "{groups}");
+    }
+    for groups in [
+        json!(["users"]),
+        json!([]),
+        json!("users,admins"),
+        json!(["Admins"]),
+        json!([["admins"]]),
+        json!({"admins": true}),
+        json!(null),
+    ] {
+        let host = call(&cfg, json!({"groups": groups}));
+        let reply = host.reply.as_ref().expect("denied");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (403, "Access Denied."),
+            "{groups}"
+        );
+    }
+    // Numbers compare as written (as before).
+    let cfg = config("uid");
+    assert_eq!(call(&cfg, json!({"uid": 42})).reply, None);
+    assert_eq!(call(&cfg, json!({"uid": 43})).reply.unwrap().status, 403);
+}
