@@ -125,6 +125,32 @@ def test_every_token_present_must_verify(gw, echo):
     assert r.status == 200 and r.json()["headers"].get("x-mse-consumer") == JWT_APP, r
 
 
+def test_a_token_place_with_two_values_is_refused(gw, echo):
+    """A header sent twice or a repeated query parameter: only one value could
+    be checked and an upstream may read the other (a forged second value went
+    upstream unverified before)."""
+    good = es512_token()
+    forged = jf.tamper_signature(es512_token(sub="admin"))
+    # Envoy joins a repeated Authorization header into one value ("Bearer a,Bearer
+    # b"), which is no token; other headers and query parameters stay apart.
+    joined, repeated = "malformed token", "more than one token in one place"
+    cases = [
+        ("/x", h(good, ("Authorization", f"Bearer {forged}")), joined),
+        ("/x", h(good, ("Authorization", f"Bearer {good}")), joined),
+        (f"/x?access_token={good}&access_token={forged}", [("Host", REALM_HOST)], repeated),
+        (f"/x?access_token={good}&access%5Ftoken={forged}", [("Host", REALM_HOST)], repeated),
+        (f"/x?access_token={forged}&access_token={good}", [("Host", REALM_HOST)], repeated),
+    ]
+    for path, headers, why in cases:
+        p = probe()
+        r = gw.get(path, headers=with_probe(headers, p))
+        assert_unauthorized(r, path, description=why)
+        assert upstream_saw(echo, p) == [], path
+    # positive controls: each place once
+    assert gw.get("/x", headers=h(good)).status == 200
+    assert gw.get(f"/x?access_token={good}", headers=[("Host", REALM_HOST)]).status == 200
+
+
 def test_array_claim_element_with_the_separator_sets_no_header(gw):
     r = gw.get("/x", headers=h(es512_token(roles=["reader", "b,admin"])))
     assert r.status == 200, r
