@@ -98,7 +98,10 @@ pub fn on_request_headers<'c, H: Host>(
     host: &mut H,
     end_of_stream: bool,
 ) -> Decision<'c, Wait> {
-    crate::keys::remote::adopt_missing(&config.remote_sources, &*host);
+    let now = host.now_unix_seconds();
+    if crate::keys::remote::adopt_published_keys(&config.remote_sources, &*host, now) {
+        cache.clear();
+    }
     // The one canonical view of path and host every decision below reads.
     let path = host.request_header(":path").unwrap_or_default();
     let authority = host.request_header(":authority").unwrap_or_default();

@@ -588,6 +588,58 @@ fn remote_keys_503_until_fetched_then_shared_across_workers() {
     assert!(cfg2.remote_sources[0].current().is_some());
 }
 
+/// A key removed from the JWKS (revoked) stops its tokens on every worker
+/// within a second of the fetch that saw it go, even on a worker whose own
+/// tick is late (found by the soak under load: the other worker kept
+/// accepting for 7.5 s more) and even for a token it had cached.
+#[test]
+fn a_revoked_key_stops_on_every_worker_within_a_second_without_their_tick() {
+    let cfg1 = remote_config();
+    let cfg2 = remote_config();
+    let cache2 = TokenCache::new(100);
+    let t = token("a", KEY_A, json!({}));
+    let both = json!({"keys": [oct("a", KEY_A), oct("b", KEY_B)]}).to_string();
+    let only_b = json!({"keys": [oct("b", KEY_B)]}).to_string();
+
+    // Worker 1 fetches keys a and b and publishes them.
+    let mut worker1 = FakeHost::new(NOW);
+    assert!(crate::keys::remote::accept_jwks(
+        &cfg1.remote_sources[0],
+        both.as_bytes(),
+        &mut worker1
+    ));
+    // Worker 2 (never ticks here) serves and caches a token of key a.
+    let on_worker2 = |now: u64, shared: &FakeHost| {
+        let mut host = FakeHost::new(now)
+            .request("GET", "gw", "/x")
+            .with_property("route_name", "r")
+            .with_header("authorization", &bearer(&t));
+        host.shared = shared.shared.clone();
+        let decision = on_request_headers(&cfg2, &cache2, &mut host, true);
+        apply(&mut host, decision);
+        host
+    };
+    for now in [NOW, NOW + 1] {
+        let host = on_worker2(now, &worker1);
+        assert!(host.reply.is_none(), "{:?}", host.reply);
+        assert_eq!(host.header("x-mse-consumer"), Some("idp-app"));
+    }
+
+    // Worker 1's refresh at NOW + 10 finds key a gone.
+    let mut refreshed = FakeHost::new(NOW + 10);
+    refreshed.shared = worker1.shared.clone();
+    assert!(crate::keys::remote::accept_jwks(
+        &cfg1.remote_sources[0],
+        only_b.as_bytes(),
+        &mut refreshed
+    ));
+    // Worker 2, one second later and without a tick: refused, cache or not.
+    let host = on_worker2(NOW + 11, &refreshed);
+    let reply = host.reply.as_ref().expect("refused");
+    assert_eq!(reply.status, 401);
+    assert_eq!(host.header("x-mse-consumer"), None);
+}
+
 #[test]
 fn a_reloaded_config_serves_with_published_keys_before_its_first_tick() {
     let cfg = remote_config();

@@ -14,4 +14,4 @@ pub use fetcher::{
     jwks_fetch_failed, jwks_request, Changes, JwksRequest, KeyFetcher, Outstanding, Stage,
     MAX_DOCUMENT_BYTES,
 };
-pub use source::{accept_jwks, adopt_missing, KeyLocation, RemoteKeySource};
+pub use source::{accept_jwks, adopt_published_keys, KeyLocation, RemoteKeySource};

@@ -43,6 +43,8 @@ pub struct RemoteKeySource {
     pub(super) discovered: RefCell<Option<(String, String)>>,
     /// The provider's endpoints, from its discovery document.
     pub(super) metadata: RefCell<Option<Rc<ProviderMetadata>>>,
+    /// When the request path last looked for a newer published key set.
+    pub(super) checked_at: Cell<u64>,
 }
 
 impl RemoteKeySource {
@@ -73,6 +75,7 @@ impl RemoteKeySource {
             refetch_wanted: Cell::new(false),
             discovered: RefCell::new(None),
             metadata: RefCell::new(None),
+            checked_at: Cell::new(0),
         }
     }
 
@@ -199,12 +202,25 @@ pub fn accept_jwks<H: Host>(source: &RemoteKeySource, body: &[u8], host: &mut H)
 /// the request path, so a reloaded configuration or a new worker serves at
 /// once instead of answering 503 until its first tick; costs a shared-data
 /// read only while something is missing.
-pub fn adopt_missing<H: Host>(sources: &[Rc<RemoteKeySource>], host: &H) {
+/// How often a worker's request path looks for a key set another worker
+/// published, besides its own tick (which runs late under load).
+pub const ADOPT_CHECK_SECONDS: u64 = 1;
+
+/// On the request path: takes the key sets other workers published that
+/// this worker lacks (a reloaded config or a new worker serves at once), and
+/// at most once a second per source a newer one (a rotation or a revoked key
+/// reaches every worker within a second of its fetch, not at its next tick).
+/// True when a key set was replaced: nothing verified before stands.
+pub fn adopt_published_keys<H: Host>(sources: &[Rc<RemoteKeySource>], host: &H, now: u64) -> bool {
+    let mut replaced = false;
     for source in sources {
-        if !source.is_complete() {
-            adopt_published(source, host);
+        let due = now >= source.checked_at.get().saturating_add(ADOPT_CHECK_SECONDS);
+        if !source.is_complete() || due {
+            source.checked_at.set(now);
+            replaced |= adopt_published(source, host);
         }
     }
+    replaced
 }
 
 /// Installs the key set (and discovery document) another worker published,
