@@ -89,7 +89,7 @@ size: wasm-target venv
 # BENCHMARKS.md. SOAK_SECONDS shortens it for a try-out.
 SOAK_SECONDS ?= 600
 soak: build venv idp
-	$(PYTHON) e2e/soak.py --duration $(SOAK_SECONDS)
+	$(PYTHON) e2e/soak --duration $(SOAK_SECONDS)
 
 # OCI image (FROM scratch, plugin.wasm) for Higress / Istio, where a container tool exists.
 IMAGE ?= edge-auth:0.1.0
