@@ -28,6 +28,7 @@ RELOAD_WAIT = 20.0  # seconds for a reload to show
 ROTATION_WAIT = JWKS_REFRESH_SECONDS + 20.0
 # Above every call timeout of the plugin (5 s for SSO calls, jwks_timeout_ms for keys).
 SLOW_DELAY = 7.0
+ROTATION_SETTLE = 3.0  # seconds from the new keys' first acceptance until their tokens are sent
 SLOWLORIS_SLACK = 3.0  # seconds over token_body_timeout_ms a held stream may take to be answered
 SLOWLORIS_KIND = "token POST, body never finished (slowloris)"
 
@@ -121,6 +122,9 @@ class Conductor(threading.Thread):
             self.timeline.rotated_at = back
             took = wait_accepted(self.gw, self.traffic.users.by_generation[1][0], ROTATION_WAIT, in_a_row=8)
             self.timeline.rotation_accepted_after = took
+            # The worker that fetched the keys publishes them; the others
+            # take them on their next key tick (1 s).
+            time.sleep(ROTATION_SETTLE)
             self.traffic.users.generation = 1
             self.traffic.fetch_idp_tokens(1)
         fault.end = self.ledger.now()

@@ -126,7 +126,8 @@ def served_as(consumer: str) -> Callable[[Answer], str | None]:
     """Check of a must-pass upstream request: the echo answered, for ``consumer``."""
     def check(r: Answer) -> str | None:
         if r.status != 200:
-            return f"{r.status} {r.text[:100]}"
+            challenge = r.get("www-authenticate")
+            return f"{r.status} {r.text[:100]}" + (f" ({challenge})" if challenge else "")
         seen = r.json()["headers"].get("x-mse-consumer")
         return None if seen == consumer else f"{WRONG_IDENTITY}: {seen!r}, not {consumer!r}"
     return check
