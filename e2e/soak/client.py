@@ -63,6 +63,8 @@ class Connection:
         self.reusable = True
         self.used = 0  # requests sent on it so far
         self.closed_by_peer = False  # an answer said "Connection: close"
+        self.last_kind = ""  # what the previous request on it was (to tell a desync's cause)
+        self.last_status = 0
         self.head_seen = False  # the current answer's head has arrived
 
     async def exchange(self, data: bytes, rest: bytes = b"", delay: float = 0.0, head_only: bool = False) -> Answer:

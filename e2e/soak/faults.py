@@ -193,10 +193,12 @@ class Conductor(threading.Thread):
         fault.end = self.ledger.now()
         took = sorted(self.slowloris_times)
         on_time = sum(1 for t in took if t <= limit)
+        late = [t for t in took if t > limit]
         fault.ok = on_time == n
         fault.detail = (f"{n} token POSTs held open; {on_time} answered 400 invalid_request within "
                         f"{limit:.0f} s (token_body_timeout_ms {TOKEN_BODY_TIMEOUT_MS} + {SLOWLORIS_SLACK:.0f} s)"
-                        + (f", slowest {took[-1]:.1f} s" if took else ""))
+                        + (f", slowest {took[-1]:.1f} s" if took else "")
+                        + (f"; {len(late)} answered late, from {late[0]:.1f} s" if late else ""))
         self.say(fault.detail)
 
     def _held_token_post(self, i: int, limit: float) -> None:
@@ -219,8 +221,9 @@ class Conductor(threading.Thread):
         ok = right and took <= limit
         if right:
             self.slowloris_times.append(took)
+        variant = "chunked" if chunked else "Content-Length: 200"
         self.ledger.add(Result(SLOWLORIS_KIND, DENY, t0, t1, r.status, ok, let_through=200 <= r.status < 300,
-                               note="" if ok else f"after {took:.1f} s: {r.text[:100]}"))
+                               note="" if ok else f"{variant}, answered after {took:.1f} s: {r.text[:100]}"))
 
     # -- configuration reloads ------------------------------------------------------------------
 

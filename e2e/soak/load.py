@@ -76,13 +76,18 @@ class Load:
                         raise
                     self.stats.resent += 1
         except Exception as e:  # noqa: BLE001 - no answer: recorded as such
+            note = error_note(e)
             if conn is not None:
                 conn.close()
+                if conn.used > 1:
+                    note += (f" (request {conn.used} on its connection, after {conn.last_kind!r} answered "
+                             f"{conn.last_status}; answer head {'seen' if conn.head_seen else 'not seen'})")
             t1 = self.ledger.now()
-            self.traffic.settle(s, None, due, t1, error_note(e))
+            self.traffic.settle(s, None, due, t1, note)
             return None
         if conn.closed_by_peer:
             self.stats.closed_after[s.kind] += 1
+        conn.last_kind, conn.last_status = s.kind, answer.status
         self.pool.release(conn)
         t1 = self.ledger.now()
         try:

@@ -55,7 +55,7 @@ def run(args) -> int:
     services = Services()
     threads: list[threading.Thread] = []
     try:
-        services.start(args.concurrency)
+        services.start(args.concurrency, args.access_log)
         gw, idp = services.gw, services.idp
         ledger, timeline = Ledger(time.monotonic()), Timeline()
         print(f"soak: Envoy pid {gw.envoy.pid}, listener {gw.port}, admin {gw.admin_port}, IdP {idp.port} "
@@ -166,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--users", type=int, default=USERS, help=f"distinct IdP users (default {USERS})")
     ap.add_argument("--login-interval", type=float, default=3, help="seconds between browser logins (default 3)")
     ap.add_argument("--concurrency", type=int, default=CONCURRENCY, help="Envoy worker threads (default 2)")
+    ap.add_argument("--access-log", action="store_true", help="Envoy's access log in its log (to look into a run)")
     args = ap.parse_args(argv)
     if args.duration < 30 or not 0 < args.share <= 1 or args.connections < 1:
         ap.error("need --duration >= 30, 0 < --share <= 1, --connections >= 1")

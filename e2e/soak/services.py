@@ -244,8 +244,9 @@ class Gateway:
     """Envoy with edge-auth, its listener (and plugin configuration) on LDS."""
 
     def __init__(self, issuer: str, idp_cluster_port: int, echo_port: int, listener_port: int,
-                 concurrency: int, taken: set[int]) -> None:
+                 concurrency: int, taken: set[int], access_log: bool = False) -> None:
         self.issuer = issuer
+        self.access_log = access_log
         self.echo_port = echo_port
         self.port = listener_port
         # Every reload reads the .wasm again: a snapshot keeps a rebuild
@@ -264,13 +265,13 @@ class Gateway:
                                extra_args=["--drain-time-s", str(DRAIN_SECONDS)], concurrency=concurrency)
 
     def _render(self, generation: int) -> dict:
-        """The harness bootstrap with configuration ``generation`` (no
-        access log: at thousands of requests per second it is a cost of its
-        own, and the ledger has every request)."""
+        """The harness bootstrap with configuration ``generation`` (the
+        access log only on request: at thousands of requests per second it
+        is a cost of its own, and the ledger has every request)."""
         return harness.build_bootstrap(
             listener_port=self.port, admin_port=self.admin_port, upstream_port=self.echo_port,
             http_filters=harness.gateway_filters(plugin_config(self.issuer, generation), self.wasm),
-            routes=ROUTES, access_log=False)
+            routes=ROUTES, access_log=self.access_log)
 
     def reload(self) -> int:
         """Write the next configuration generation to the LDS file."""
@@ -312,7 +313,7 @@ class Services:
         self.gw: Gateway | None = None
         self.keys = KeyPlan()
 
-    def start(self, concurrency: int) -> "Services":
+    def start(self, concurrency: int, access_log: bool = False) -> "Services":
         self.echo = EchoProcess()
         listener = harness.free_port()
         taken = {listener, self.echo.port}
@@ -325,7 +326,7 @@ class Services:
         self.idp.start()
         self.proxy = SlowProxy(idp_port).start()
         taken.add(self.proxy.port)
-        self.gw = Gateway(self.idp.issuer, self.proxy.port, self.echo.port, listener, concurrency, taken)
+        self.gw = Gateway(self.idp.issuer, self.proxy.port, self.echo.port, listener, concurrency, taken, access_log)
         self.gw.envoy.start()
         return self
 
