@@ -18,6 +18,7 @@ EITHER = "pass or deny (revocation window)"
 # Where a probe may show up at the upstream.
 REACHES, NEVER, CLEAN = "reaches", "never", "clean"
 WRONG_IDENTITY = "served as another consumer"
+REACHES_SUFFIX = "-r"  # ends the probe of a request that may reach the upstream
 
 
 def error_note(e: BaseException) -> str:
@@ -59,7 +60,10 @@ class Ledger:
         return time.monotonic() - self.start
 
     def new_probe(self, kind: str, upstream: str) -> str:
-        p = f"soak-{self._tag}-{next(self._ids)}"
+        """A unique probe value. Those of requests that may reach the
+        upstream end in REACHES_SUFFIX: the upstream's recorder keeps every
+        other one (see services.EchoProcess), so its memory stays flat."""
+        p = f"soak-{self._tag}-{next(self._ids)}{REACHES_SUFFIX if upstream == REACHES else '-x'}"
         if upstream != REACHES:
             with self.lock:
                 self.probes[p] = Probe(kind, upstream)

@@ -19,6 +19,7 @@ import jose_forge as jf
 from common import C1, C2, PROBE_HEADER, Consumer
 from idp_control import APP1, ES256_RESOURCE, IDP_CLUSTER, RS256_RESOURCE, Idp
 
+from soak.records import REACHES_SUFFIX
 from soak.slow_proxy import SlowProxy
 
 CONCURRENCY = 2
@@ -112,18 +113,41 @@ class KeyPlan:
 def _echo_child(conn) -> None:
     from echo_server import EchoServer
 
-    echo = EchoServer().start()
+    class LeakRecorder(EchoServer):
+        """The echo, keeping (at header time, as EchoServer does) only the
+        requests whose probe does not say they may reach it: a soak sends
+        hundreds of thousands of requests, and keeping them all would grow
+        this process by gigabytes and stall it in garbage collection."""
+
+        passed = 0
+
+        def _record(self, rec: dict) -> None:
+            p = _probe_of(rec)
+            if p is None or p.endswith(REACHES_SUFFIX):
+                self.passed += 1
+                return
+            super()._record(rec)
+
+    echo = LeakRecorder().start()
     conn.send(echo.port)
     while True:
         cmd = conn.recv()
         if cmd == "probes":
             conn.send(_probes_seen(echo.requests))
         elif cmd == "count":
-            conn.send(echo.count())
+            conn.send(echo.count() + echo.passed)
         else:
             echo.stop()
             conn.send("stopped")
             return
+
+
+def _probe_of(r: dict) -> str | None:
+    """The request's probe: its header, or a ``probe`` query parameter (browser navigations)."""
+    p = r["headers"].get(PROBE_HEADER.lower())
+    if p is None and "probe=" in r["path"]:
+        p = parse_qs(urlsplit(r["path"]).query).get("probe", [None])[0]
+    return p if isinstance(p, str) else None
 
 
 def _probes_seen(requests: list[dict]) -> list[tuple]:
@@ -131,13 +155,10 @@ def _probes_seen(requests: list[dict]) -> list[tuple]:
     has a body) of each request that carried a probe (header, or ``probe``
     query parameter for browser navigations)."""
     out = []
-    key = PROBE_HEADER.lower()
     for r in requests:
         h = r["headers"]
-        p = h.get(key)
-        if p is None and "probe=" in r["path"]:
-            p = parse_qs(urlsplit(r["path"]).query).get("probe", [None])[0]
-        if isinstance(p, str):
+        p = _probe_of(r)
+        if p is not None:
             out.append((p, r["method"], r["path"], r.get("state"), "authorization" in h, "x-mse-consumer" in h,
                         bool(r.get("body"))))
     return out
