@@ -128,7 +128,13 @@ def _echo_child(conn) -> None:
                 return
             super()._record(rec)
 
-    echo = LeakRecorder().start()
+    echo = LeakRecorder()
+    # socketserver listens with a backlog of 5: when Envoy opens dozens of
+    # upstream connections at once, the rest time out in the SYN queue
+    # (503 "upstream connect error ... connection timeout"). Listening
+    # again on the bound socket only raises the backlog.
+    echo._httpd.socket.listen(1024)
+    echo.start()
     conn.send(echo.port)
     while True:
         cmd = conn.recv()
