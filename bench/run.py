@@ -50,6 +50,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT / "e2e"))
 
 import harness  # noqa: E402  (e2e/harness.py)
+from envoy_process import envoy_pid, envoy_version  # noqa: E402  (shared with e2e/soak)
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import report_section  # noqa: E402  (scripts/report_section.py)
@@ -450,33 +451,6 @@ class EchoProcess:
                 self.proc.wait(timeout=10)
 
 
-def envoy_pid(envoy: harness.Envoy) -> int | None:
-    """The pid of the envoy binary itself (the launcher may exec it or not)."""
-    root = envoy.pid
-    if root is None:
-        return None
-    todo, seen = [root], set()
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    while todo:
-        pid = todo.pop(0)
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip().startswith("envoy"):
-                return pid
-        except OSError:
-            pass
-        todo.extend(children.get(pid, []))
-    return None
-
-
 def machine_busy_seconds() -> float | None:
     """User+nice+system CPU time of the whole machine (first line of /proc/stat)."""
     try:
@@ -609,7 +583,7 @@ class Load:
 
     def run(self, envoy: harness.Envoy, token: str | None, duration: int) -> WrkResult:
         url = f"http://127.0.0.1:{envoy.listener_port}{BENCH_PATH}"
-        pid = envoy_pid(envoy)
+        pid = envoy_pid(envoy.pid)
         before_child = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy0, cpu0, t0 = machine_busy_seconds(), cpu_seconds(pid), time.monotonic()
         try:
@@ -687,20 +661,6 @@ def pick_cpus(pin: bool) -> tuple[str | None, str | None]:
     if len(allowed) < 2:
         return None, None
     return str(allowed[0]), ",".join(map(str, allowed[1:]))
-
-
-def envoy_version() -> str:
-    try:
-        out = subprocess.run(
-            harness.envoy_command() + ["--version"], capture_output=True, text=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"unknown ({e})"
-    m = re.search(r"version:\s*(\S+)", out)
-    if not m:
-        return "unknown"
-    parts = m.group(1).split("/")
-    return f"{parts[1]} ({'/'.join(parts[2:])}, {parts[0][:12]})" if len(parts) >= 3 else m.group(1)
 
 
 def cpu_model() -> str:
