@@ -394,7 +394,9 @@ fn identify<H: Host>(
                 );
             }
             if let Some(k) = key {
-                cache.insert(k, identity.clone(), valid_until);
+                for _ in 0..cache.insert(k, identity.clone(), valid_until) {
+                    facts.host.count("cache_evictions");
+                }
             }
             identity
         }

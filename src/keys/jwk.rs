@@ -17,7 +17,7 @@ const MIN_HMAC_BYTES: usize = 32;
 
 pub enum KeyMaterial {
     Hmac(Vec<u8>),
-    Rsa(rsa::RsaPublicKey),
+    Rsa(super::rsa_ring::RsaKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     P521(p521::ecdsa::VerifyingKey),
@@ -182,9 +182,13 @@ fn parse_key(key: RawJwk) -> Result<Option<Jwk>, String> {
             if n.bits() < MIN_RSA_BITS {
                 return Err(format!("RSA key shorter than {MIN_RSA_BITS} bits"));
             }
+            // `rsa` checks the key (size, exponent); ring verifies with it.
             let public = rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
                 .map_err(|e| format!("invalid RSA key: {e}"))?;
-            KeyMaterial::Rsa(public)
+            KeyMaterial::Rsa(super::rsa_ring::RsaKey {
+                n: rsa::traits::PublicKeyParts::n(&public).to_bytes_be(),
+                e: rsa::traits::PublicKeyParts::e(&public).to_bytes_be(),
+            })
         }
         "EC" => {
             let x = field(key.x, "x")?;

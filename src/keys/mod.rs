@@ -6,6 +6,7 @@ pub mod cache;
 pub mod ecdsa;
 pub mod jwk;
 pub mod remote;
+pub mod rsa_ring;
 pub mod schedule;
 
 pub use algorithm::Algorithm;

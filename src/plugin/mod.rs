@@ -155,7 +155,10 @@ impl RootContext for EdgeAuthRoot {
                 for warning in &config.warnings {
                     host.log(LogLevel::Warn, &format!("edge-auth: {warning}"));
                 }
-                self.cache = Rc::new(TokenCache::new(config.token_cache_size));
+                self.cache = Rc::new(TokenCache::with_budget(
+                    config.token_cache_size,
+                    config.token_cache_bytes,
+                ));
                 self.fetcher = KeyFetcher::default();
                 self.config = Some(Rc::new(config));
                 // Envoy cannot dispatch calls during on_configure: the first
