@@ -138,6 +138,9 @@ pub struct Rule {
 
 #[derive(Debug)]
 pub struct Config {
+    /// SHA-256 of the configuration text: with the remote key sets' digests
+    /// it versions the shared verified-token cache (keys::shared_cache).
+    pub digest: [u8; 32],
     pub global: Rc<Scope>,
     pub rules: Vec<Rule>,
     /// `global_auth` as written (`None` when absent): `rules::requirement`
@@ -210,7 +213,9 @@ fn strip_position(message: &str) -> String {
 
 /// Parses and compiles in one step: what `on_configure` calls.
 pub fn compile_json(json: &[u8]) -> Result<Config, ConfigError> {
-    compile(parse(json)?)
+    let mut config = compile(parse(json)?)?;
+    config.digest = <sha2::Sha256 as sha2::Digest>::digest(json).into();
+    Ok(config)
 }
 
 pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
@@ -297,6 +302,7 @@ pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
         rules,
         global_auth: raw.global_auth,
         max_token_bytes,
+        digest: [0; 32],
         token_cache_size,
         token_cache_bytes,
         token_body_timeout_ms,

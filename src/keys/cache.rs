@@ -16,8 +16,12 @@ use std::cell::{Cell, RefCell};
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 
+use super::shared_cache::{key_set_fingerprint, SharedTokenCache};
+use crate::config::Config;
+use crate::host::Host;
+
 /// What verification established, reusable while the token is valid.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub consumer: String,
     pub audience: Vec<String>,
@@ -69,11 +73,11 @@ impl Identity {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    scope: usize,
+    pub(super) scope: usize,
     /// Index of the token location in the scope's list.
-    location: usize,
+    pub(super) location: usize,
     generation: u64,
-    token: [u8; 32],
+    pub(super) token: [u8; 32],
 }
 
 /// Disabled when created with an entry cap or a byte budget of 0.
@@ -88,7 +92,16 @@ pub struct TokenCache {
     bytes: Cell<usize>,
     /// Bumped by [`TokenCache::clear`]; part of every key.
     generation: Cell<u64>,
+    /// The gateway-wide ring this worker reads on a miss and publishes to.
+    shared: SharedTokenCache,
+    /// Identities verified during this callback, published to the shared
+    /// ring by [`TokenCache::publish_shared`] (the request path only reads
+    /// the host; the shell writes).
+    outbox: RefCell<Vec<([u8; 32], Identity, u64)>>,
 }
+
+/// Most identities waiting to be published (a request presents few tokens).
+const MAX_OUTBOX: usize = 16;
 
 /// Default byte budget when a test or caller gives only an entry count.
 const UNBOUNDED_BYTES: usize = usize::MAX;
@@ -109,6 +122,81 @@ impl TokenCache {
             max_bytes,
             bytes: Cell::new(0),
             generation: Cell::new(0),
+            shared: SharedTokenCache::new(0),
+            outbox: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Also reads and publishes through the workers' shared ring (only when
+    /// this cache is enabled).
+    pub fn with_sharing(mut self, shared: SharedTokenCache) -> Self {
+        if self.enabled() {
+            self.shared = shared;
+        }
+        self
+    }
+
+    /// The identity verified earlier for `key`: from this worker's cache,
+    /// else from the shared ring under the key set this worker holds now.
+    /// Counts `cache_hits`, `cache_shared_hits` or `cache_misses`.
+    pub fn lookup<H: Host>(
+        &self,
+        config: &Config,
+        host: &H,
+        key: &CacheKey,
+        now: u64,
+    ) -> Option<Identity> {
+        if let Some(identity) = self.get(key, now) {
+            host.count("cache_hits");
+            return Some(identity);
+        }
+        if self.shared.enabled() {
+            let shared_key = key.shared(&key_set_fingerprint(config));
+            if let Some(hit) = self.shared.get(host, &shared_key, now) {
+                host.count("cache_shared_hits");
+                self.insert_counted(host, *key, hit.identity.clone(), hit.valid_until);
+                return Some(hit.identity);
+            }
+        }
+        host.count("cache_misses");
+        None
+    }
+
+    /// Keeps a freshly verified identity here and queues it for the shared
+    /// ring; counts `cache_evictions`.
+    pub fn store<H: Host>(
+        &self,
+        config: &Config,
+        host: &H,
+        key: CacheKey,
+        identity: Identity,
+        valid_until: u64,
+    ) {
+        if self.shared.enabled() {
+            if let Ok(mut outbox) = self.outbox.try_borrow_mut() {
+                if outbox.len() < MAX_OUTBOX {
+                    let shared_key = key.shared(&key_set_fingerprint(config));
+                    outbox.push((shared_key, identity.clone(), valid_until));
+                }
+            }
+        }
+        self.insert_counted(host, key, identity, valid_until);
+    }
+
+    /// Writes what this callback verified to the shared ring.
+    pub fn publish_shared<H: Host>(&self, host: &mut H) {
+        let pending = match self.outbox.try_borrow_mut() {
+            Ok(mut outbox) => std::mem::take(&mut *outbox),
+            Err(_) => return,
+        };
+        for (key, identity, valid_until) in pending {
+            self.shared.put(host, &key, &identity, valid_until);
+        }
+    }
+
+    fn insert_counted<H: Host>(&self, host: &H, key: CacheKey, identity: Identity, until: u64) {
+        for _ in 0..self.insert(key, identity, until) {
+            host.count("cache_evictions");
         }
     }
 
@@ -186,6 +274,11 @@ impl TokenCache {
     /// cannot be dropped right now.
     pub fn clear(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
+        // Queued identities were verified under the old keys (their shared
+        // keys name the old key set, so they could not be found; drop them).
+        if let Ok(mut outbox) = self.outbox.try_borrow_mut() {
+            outbox.clear();
+        }
         if let Some(Ok(mut entries)) = self.entries.as_ref().map(RefCell::try_borrow_mut) {
             entries.clear();
             self.bytes.set(0);

@@ -8,6 +8,7 @@ pub mod jwk;
 pub mod remote;
 pub mod rsa_ring;
 pub mod schedule;
+pub mod shared_cache;
 
 pub use algorithm::Algorithm;
 pub use jwk::{parse_jwks, Jwk, JwkError, KeySet};

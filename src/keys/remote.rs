@@ -40,6 +40,9 @@ pub struct RemoteKeySource {
     keys: RefCell<Option<Rc<KeySet>>>,
     /// `fetched_at` of the copy this worker holds.
     held_at: Cell<Option<u64>>,
+    /// SHA-256 of the JWKS body this worker holds: names this key set across
+    /// workers (the shared verified-token cache is versioned by it).
+    held_digest: Cell<Option<[u8; 32]>>,
     refetch_wanted: Cell<bool>,
     /// The `jwks_uri` a discovery document named (authority, path).
     discovered: RefCell<Option<(String, String)>>,
@@ -85,6 +88,7 @@ impl RemoteKeySource {
             timeout_ms,
             keys: RefCell::new(None),
             held_at: Cell::new(None),
+            held_digest: Cell::new(None),
             refetch_wanted: Cell::new(false),
             discovered: RefCell::new(None),
             metadata: RefCell::new(None),
@@ -146,11 +150,18 @@ impl RemoteKeySource {
         self.refetch_wanted.set(true);
     }
 
-    fn install(&self, keys: KeySet, fetched_at: u64) -> bool {
+    /// SHA-256 of the JWKS body in use here, if any.
+    pub fn key_set_digest(&self) -> Option<[u8; 32]> {
+        self.held_digest.get()
+    }
+
+    fn install(&self, keys: KeySet, fetched_at: u64, body: &[u8]) -> bool {
         match self.keys.try_borrow_mut() {
             Ok(mut slot) => {
                 *slot = Some(Rc::new(keys));
                 self.held_at.set(Some(fetched_at));
+                self.held_digest
+                    .set(Some(<sha2::Sha256 as sha2::Digest>::digest(body).into()));
                 true
             }
             Err(_) => false,
@@ -370,7 +381,7 @@ pub fn accept_jwks<H: Host>(source: &RemoteKeySource, body: &[u8], host: &mut H)
         &format!("edge-auth: {}: {} keys loaded", source.id, keys.keys.len()),
     );
     host.count("jwks_fetch_ok");
-    source.install(keys, now)
+    source.install(keys, now, body)
 }
 
 /// A GET of a source's JWKS, for a caller that makes the call itself.
@@ -449,8 +460,9 @@ fn adopt_published<H: Host>(source: &RemoteKeySource, host: &H) -> bool {
     if source.held_at.get().is_some_and(|held| held >= fetched_at) {
         return false;
     }
-    match parse_jwks(body.get(1..).unwrap_or_default()) {
-        Ok(keys) => source.install(keys, fetched_at),
+    let body = body.get(1..).unwrap_or_default();
+    match parse_jwks(body) {
+        Ok(keys) => source.install(keys, fetched_at, body),
         Err(_) => false,
     }
 }

@@ -18,6 +18,7 @@ use crate::decision::{
 use crate::host::{CallBody, Host, LogLevel};
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
+use crate::keys::shared_cache::SharedTokenCache;
 use crate::oidc::flow::Continuation;
 use crate::request::SsoFacts;
 use crate::token_endpoint::{self, BodyStep, BodyWaits, PendingTokenRequest, MAX_FORM_BYTES};
@@ -155,10 +156,10 @@ impl RootContext for EdgeAuthRoot {
                 for warning in &config.warnings {
                     host.log(LogLevel::Warn, &format!("edge-auth: {warning}"));
                 }
-                self.cache = Rc::new(TokenCache::with_budget(
-                    config.token_cache_size,
-                    config.token_cache_bytes,
-                ));
+                self.cache = Rc::new(
+                    TokenCache::with_budget(config.token_cache_size, config.token_cache_bytes)
+                        .with_sharing(SharedTokenCache::for_budget(config.token_cache_bytes)),
+                );
                 self.fetcher = KeyFetcher::default();
                 self.config = Some(Rc::new(config));
                 // Envoy cannot dispatch calls during on_configure: the first
@@ -416,7 +417,11 @@ impl HttpContext for EdgeAuthHttp {
             };
             return to_action(apply(&mut host, Decision::Reply(reply)));
         };
-        match crate::request::on_request_headers(&config, &self.cache, &mut host, end_of_stream) {
+        let decision =
+            crate::request::on_request_headers(&config, &self.cache, &mut host, end_of_stream);
+        // Identities verified just now, for the other workers.
+        self.cache.publish_shared(&mut host);
+        match decision {
             // Never continue the headers of a token request: with
             // allow_on_headers_stop_iteration the body still arrives.
             Decision::ReadBody(pending) => self.wait_for_body(&mut host, &config, pending),

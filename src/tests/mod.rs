@@ -8,6 +8,7 @@ mod flows;
 mod higress_interop;
 mod jose;
 mod jwt_consumer_promises;
+mod shared_cache;
 mod sso;
 mod sso_config;
 mod sso_promises;
