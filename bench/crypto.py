@@ -68,8 +68,8 @@ def main() -> int:
         alg, backend = name.split()
         lines.append(f"| {alg} | {backend} | {statistics.median(values):,.0f} | "
                      f"{min(values):,.0f}–{max(values):,.0f} |")
-    lines += ["", "`plugin` is what the plugin runs as built: ring for RSA (src/keys/rsa_ring.rs), "
-              "p256 for ES256 (jwt-compact's Es256).", ""]
+    lines += ["", "`plugin` is what the plugin runs as built: ring for RSA (src/keys/rsa_ring.rs) "
+              "and for ES256 (src/keys/ecdsa/es256_ring.rs).", ""]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:

@@ -3,7 +3,7 @@
 
 use jwt_compact::{AlgorithmExt, AlgorithmSignature, Empty, UntrustedToken};
 
-use super::ecdsa::{es384::Es384, es512::Es512};
+use super::ecdsa::{es256_ring::Es256Ring, es384::Es384, es512::Es512};
 use super::jwk::KeyMaterial;
 use super::rsa_ring::RingRsa;
 
@@ -141,7 +141,7 @@ macro_rules! with_algorithm {
                 $body
             }
             (ES256, KeyMaterial::P256($k)) => {
-                let $a = alg::Es256;
+                let $a = Es256Ring;
                 $body
             }
             (ES384, KeyMaterial::P384($k)) => {

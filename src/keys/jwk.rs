@@ -18,7 +18,7 @@ const MIN_HMAC_BYTES: usize = 32;
 pub enum KeyMaterial {
     Hmac(Vec<u8>),
     Rsa(super::rsa_ring::RsaKey),
-    P256(p256::ecdsa::VerifyingKey),
+    P256(super::ecdsa::es256_ring::P256Point),
     P384(p384::ecdsa::VerifyingKey),
     P521(p521::ecdsa::VerifyingKey),
     Ed25519(ed25519_compact::PublicKey),
@@ -210,9 +210,11 @@ fn parse_key(key: RawJwk) -> Result<Option<Jwk>, String> {
             point.extend_from_slice(&y);
             let off_curve = || format!("point is not on {crv}");
             match crv {
-                "P-256" => KeyMaterial::P256(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?,
-                ),
+                // p256 checks the point is on the curve; ring verifies with it.
+                "P-256" => {
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?;
+                    KeyMaterial::P256(super::ecdsa::es256_ring::P256Point(point))
+                }
                 "P-384" => KeyMaterial::P384(
                     p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?,
                 ),
