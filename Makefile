@@ -21,8 +21,10 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 # The local OpenID provider (npm oidc-provider) used by the JWKS/SSO tests.
 IDP_DEPS := e2e/idp/node_modules/.package-lock.json
 
+# ring (RSA verification) compiles C and assembly for wasm32-wasip1 with clang.
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@command -v clang >/dev/null || (apt-get update -qq && apt-get install -y -qq clang)
 
 build: wasm-target
 	cargo build --release --lib --target $(WASM_TARGET)

@@ -103,7 +103,7 @@ BAD_CONFIGS = [
     {"oidc": without(OIDC, service_name="sso.svc")},
     {"oidc": without(OIDC, scope="email profile")},
     {"oidc": without(OIDC, scope="openidx email")},
-    {"oidc": without(OIDC, cookie_secret="c" * 31)},
+    {"oidc": without(OIDC, cookie_secret="c" * 15)},
     {"oidc": without(OIDC, "issuer")},
 ]
 

@@ -80,6 +80,20 @@ class SchemaError(ValueError):
     pass
 
 
+def resolve_ref(ref: str, defs: dict[str, Any], where: str) -> Any:
+    """The node a local ``#/$defs/...`` JSON pointer names (e.g.
+    ``#/$defs/oidc/properties/cookie_secret``); anything else is refused."""
+    m = re.fullmatch(r"#/\$defs/([A-Za-z0-9_]+)((?:/[A-Za-z0-9_]+)*)", ref)
+    if not m or m.group(1) not in defs:
+        raise SchemaError(f"{where}: unsupported $ref {ref!r}")
+    node: Any = defs[m.group(1)]
+    for part in filter(None, m.group(2).split("/")):
+        if not isinstance(node, dict) or part not in node:
+            raise SchemaError(f"{where}: unsupported $ref {ref!r}")
+        node = node[part]
+    return node
+
+
 def to_openapi(node: Any, defs: dict[str, Any], where: str = "#") -> Any:
     """One JSON Schema 2020-12 node as an OpenAPI 3.0 schema node."""
     if not isinstance(node, dict):
@@ -87,10 +101,7 @@ def to_openapi(node: Any, defs: dict[str, Any], where: str = "#") -> Any:
     out: dict[str, Any] = {}
     if "$ref" in node:
         ref = node["$ref"]
-        m = re.fullmatch(r"#/\$defs/([A-Za-z0-9_]+)", ref)
-        if not m or m.group(1) not in defs:
-            raise SchemaError(f"{where}: unsupported $ref {ref!r}")
-        out.update(to_openapi(defs[m.group(1)], defs, f"{where}->{ref}"))
+        out.update(to_openapi(resolve_ref(ref, defs, where), defs, f"{where}->{ref}"))
     conditions: list[Any] = []
     multi_type: list[str] = []
     for key, value in node.items():

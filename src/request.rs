@@ -396,14 +396,9 @@ fn identify<H: Host>(
     let key = cache
         .enabled()
         .then(|| cache.key(scope.id, presented.index, token));
-    let cached = key.as_ref().and_then(|k| cache.get(k, now));
-    if key.is_some() {
-        facts.host.count(if cached.is_some() {
-            "cache_hits"
-        } else {
-            "cache_misses"
-        });
-    }
+    let cached = key
+        .as_ref()
+        .and_then(|k| cache.lookup(config, facts.host, k, now));
     let identity = match cached {
         Some(identity) => identity,
         None => {
@@ -416,7 +411,7 @@ fn identify<H: Host>(
                 );
             }
             if let Some(k) = key {
-                cache.insert(k, identity.clone(), valid_until);
+                cache.store(config, facts.host, k, identity.clone(), valid_until);
             }
             identity
         }

@@ -19,6 +19,7 @@ use crate::decision::{
 use crate::host::{CallBody, Host, LogLevel};
 use crate::keys::cache::TokenCache;
 use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
+use crate::keys::shared_cache::SharedTokenCache;
 use crate::oidc::flow::Continuation;
 use crate::request::{SsoFacts, Wait};
 use crate::token_endpoint::{self, BodyStep, BodyWaits, PendingTokenRequest, MAX_FORM_BYTES};
@@ -95,7 +96,10 @@ impl Worker {
                 for warning in &config.warnings {
                     host.log(LogLevel::Warn, &format!("edge-auth: {warning}"));
                 }
-                self.cache = Rc::new(TokenCache::new(config.token_cache_size));
+                self.cache = Rc::new(
+                    TokenCache::with_budget(config.token_cache_size, config.token_cache_bytes)
+                        .with_sharing(SharedTokenCache::for_budget(config.token_cache_bytes)),
+                );
                 self.fetcher = KeyFetcher::default();
                 self.config = Some(Rc::new(config));
                 // Envoy cannot dispatch calls during on_configure: the first
@@ -222,7 +226,11 @@ impl Stream {
             };
             return self.settle(host, Decision::Reply(reply));
         };
-        match crate::request::on_request_headers(&config, &self.cache, host, end_of_stream) {
+        let decision =
+            crate::request::on_request_headers(&config, &self.cache, host, end_of_stream);
+        // Identities verified just now, for the other workers.
+        self.cache.publish_shared(host);
+        match decision {
             // Never continue the headers of a token request: with
             // allow_on_headers_stop_iteration the body still arrives.
             Decision::Wait(Wait::ReadBody(pending)) => self.wait_for_body(host, &config, pending),

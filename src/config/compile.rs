@@ -21,7 +21,12 @@ pub const DEFAULT_AUTH_HEADER: &str = "authorization";
 pub const DEFAULT_TOKEN_TTL: u64 = 7200;
 pub const DEFAULT_CLOCK_SKEW: u64 = 60;
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
-pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 1024;
+/// Entry cap per worker; the byte budget below binds first for any
+/// realistic identity (about 400-600 bytes each).
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 100_000;
+/// Verified-token cache memory per worker: about 30,000 typical identities.
+pub const DEFAULT_TOKEN_CACHE_BYTES: usize = 16 * 1024 * 1024;
+const MAX_TOKEN_CACHE_BYTES: usize = 1024 * 1024 * 1024;
 /// Timeout of calls to an IdP's token endpoint.
 pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 5000;
 const MAX_TOKEN_CACHE_SIZE: usize = 1_000_000;
@@ -149,6 +154,9 @@ pub struct Rule {
 
 #[derive(Debug)]
 pub struct Config {
+    /// SHA-256 of the configuration text: with the remote key sets' digests
+    /// it versions the shared verified-token cache (keys::shared_cache).
+    pub digest: [u8; 32],
     pub global: Rc<Scope>,
     pub rules: Vec<Rule>,
     /// `global_auth` as written (`None` when absent): `rules::requirement`
@@ -158,6 +166,8 @@ pub struct Config {
     pub max_token_bytes: usize,
     /// Verified-token cache entries per worker; 0 turns the cache off.
     pub token_cache_size: usize,
+    /// Verified-token cache bytes per worker; 0 turns the cache off.
+    pub token_cache_bytes: usize,
     /// Longest a token POST is held waiting for its body before it is
     /// refused (the body may never reach the plugin: see token_endpoint).
     pub token_body_timeout_ms: u64,
@@ -219,7 +229,9 @@ fn strip_position(message: &str) -> String {
 
 /// Parses and compiles in one step: what `on_configure` calls.
 pub fn compile_json(json: &[u8]) -> Result<Config, ConfigError> {
-    compile(parse(json)?)
+    let mut config = compile(parse(json)?)?;
+    config.digest = <sha2::Sha256 as sha2::Digest>::digest(json).into();
+    Ok(config)
 }
 
 pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
@@ -284,6 +296,13 @@ pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
             format!("must be at most {MAX_TOKEN_CACHE_SIZE}"),
         ));
     }
+    let token_cache_bytes = raw.token_cache_bytes.unwrap_or(DEFAULT_TOKEN_CACHE_BYTES);
+    if token_cache_bytes > MAX_TOKEN_CACHE_BYTES {
+        return Err(ConfigError::new(
+            "token_cache_bytes",
+            format!("must be at most {MAX_TOKEN_CACHE_BYTES}"),
+        ));
+    }
     let token_body_timeout_ms = raw
         .token_body_timeout_ms
         .unwrap_or(DEFAULT_TOKEN_BODY_TIMEOUT_MS);
@@ -303,7 +322,9 @@ pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
         rules,
         global_auth: raw.global_auth,
         max_token_bytes,
+        digest: [0; 32],
         token_cache_size,
+        token_cache_bytes,
         token_body_timeout_ms,
         remote_sources,
         identity_headers,
@@ -398,6 +419,7 @@ fn compile_rule(
         ("global_auth", raw.global_auth.is_some()),
         ("max_token_bytes", raw.max_token_bytes.is_some()),
         ("token_cache_size", raw.token_cache_size.is_some()),
+        ("token_cache_bytes", raw.token_cache_bytes.is_some()),
         ("token_body_timeout_ms", raw.token_body_timeout_ms.is_some()),
     ];
     if let Some((key, _)) = top_level_only.iter().find(|(_, set)| *set) {

@@ -35,6 +35,7 @@ pub struct RawScope {
     pub global_auth: Option<bool>,
     pub max_token_bytes: Option<usize>,
     pub token_cache_size: Option<usize>,
+    pub token_cache_bytes: Option<usize>,
     pub token_body_timeout_ms: Option<u64>,
     #[serde(rename = "_rules_")]
     pub rules: Option<Vec<RawScope>>,

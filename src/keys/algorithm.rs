@@ -3,8 +3,9 @@
 
 use jwt_compact::{AlgorithmExt, AlgorithmSignature, Empty, UntrustedToken};
 
-use super::ecdsa::{es384::Es384, es512::Es512};
+use super::ecdsa::{es256_ring::Es256Ring, es384::Es384, es512::Es512};
 use super::material::KeyMaterial;
+use super::rsa_ring::RingRsa;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -130,17 +131,17 @@ macro_rules! with_algorithm {
             }
             (RS256 | RS384 | RS512 | PS256 | PS384 | PS512, KeyMaterial::Rsa($k)) => {
                 let $a = match $alg {
-                    RS256 => alg::Rsa::rs256(),
-                    RS384 => alg::Rsa::rs384(),
-                    RS512 => alg::Rsa::rs512(),
-                    PS256 => alg::Rsa::ps256(),
-                    PS384 => alg::Rsa::ps384(),
-                    _ => alg::Rsa::ps512(),
+                    RS256 => RingRsa::rs256(),
+                    RS384 => RingRsa::rs384(),
+                    RS512 => RingRsa::rs512(),
+                    PS256 => RingRsa::ps256(),
+                    PS384 => RingRsa::ps384(),
+                    _ => RingRsa::ps512(),
                 };
                 $body
             }
             (ES256, KeyMaterial::P256($k)) => {
-                let $a = alg::Es256;
+                let $a = Es256Ring;
                 $body
             }
             (ES384, KeyMaterial::P384($k)) => {

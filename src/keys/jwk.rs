@@ -160,9 +160,13 @@ fn parse_key(key: RawJwk) -> Result<Option<Jwk>, String> {
             if n.bits() < MIN_RSA_BITS {
                 return Err(format!("RSA key shorter than {MIN_RSA_BITS} bits"));
             }
+            // `rsa` checks the key (size, exponent); ring verifies with it.
             let public = rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
                 .map_err(|e| format!("invalid RSA key: {e}"))?;
-            KeyMaterial::Rsa(public)
+            KeyMaterial::Rsa(super::rsa_ring::RsaKey {
+                n: rsa::traits::PublicKeyParts::n(&public).to_bytes_be(),
+                e: rsa::traits::PublicKeyParts::e(&public).to_bytes_be(),
+            })
         }
         "EC" => {
             let x = field(key.x, "x")?;
@@ -184,9 +188,11 @@ fn parse_key(key: RawJwk) -> Result<Option<Jwk>, String> {
             point.extend_from_slice(&y);
             let off_curve = || format!("point is not on {crv}");
             match crv {
-                "P-256" => KeyMaterial::P256(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?,
-                ),
+                // p256 checks the point is on the curve; ring verifies with it.
+                "P-256" => {
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?;
+                    KeyMaterial::P256(super::ecdsa::es256_ring::P256Point(point))
+                }
                 "P-384" => KeyMaterial::P384(
                     p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| off_curve())?,
                 ),

@@ -6,8 +6,8 @@ use std::fmt;
 /// A key of one type; which algorithms it may verify follows from the type.
 pub enum KeyMaterial {
     Hmac(Vec<u8>),
-    Rsa(rsa::RsaPublicKey),
-    P256(p256::ecdsa::VerifyingKey),
+    Rsa(super::rsa_ring::RsaKey),
+    P256(super::ecdsa::es256_ring::P256Point),
     P384(p384::ecdsa::VerifyingKey),
     P521(p521::ecdsa::VerifyingKey),
     Ed25519(ed25519_compact::PublicKey),

@@ -7,7 +7,9 @@ pub mod ecdsa;
 pub mod jwk;
 pub mod material;
 pub mod remote;
+pub mod rsa_ring;
 pub mod schedule;
+pub mod shared_cache;
 
 pub use algorithm::Algorithm;
 pub use jwk::{parse_jwks, Jwk, JwkError, KeySet};

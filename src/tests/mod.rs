@@ -10,6 +10,7 @@ mod higress_interop;
 mod jose;
 mod jwt_consumer_promises;
 mod repeated_tokens;
+mod shared_cache;
 mod sso;
 mod sso_allow;
 mod sso_config;

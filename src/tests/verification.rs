@@ -395,3 +395,47 @@ fn max_token_bytes_applies_to_gateway_tokens() {
     assert_eq!(host.reply.clone().unwrap().status, 401);
     assert_eq!(host.counter("denied_401_token_too_large"), 1);
 }
+
+/// Fails without the eviction counter: a cache full by its byte budget
+/// evicts the least recently used identity, and says so in
+/// `cache_evictions`; the evicted token verifies again (a miss), correctly.
+#[test]
+fn a_full_cache_evicts_and_counts() {
+    let cfg = config("");
+    let tokens: Vec<String> = (0..3)
+        .map(|i| sign(HEADER, &claims(&[("jti", &format!("\"{i}\""))]), SECRET1))
+        .collect();
+    // Room for two identities of consumer1 (their size is what is accounted).
+    let one = crate::keys::cache::Identity {
+        consumer: "consumer1".into(),
+        audience: vec!["default".into()],
+        claim_headers: vec![],
+        strip_header: None,
+        gateway_token: true,
+    }
+    .entry_bytes();
+    let cache = crate::keys::cache::TokenCache::with_budget(100, 2 * one + one / 2);
+    let run = |token: &str| {
+        let mut host = crate::fake_host::FakeHost::new(NOW)
+            .request("GET", "gw", "/x")
+            .with_header("authorization", &format!("Bearer {token}"));
+        let d = crate::request::on_request_headers(&cfg, &cache, &mut host, true);
+        crate::decision::apply(&mut host, d);
+        assert_eq!(host.reply, None);
+        assert_eq!(host.header("x-mse-consumer"), Some("consumer1"));
+        host
+    };
+    let counts = |h: &crate::fake_host::FakeHost| {
+        (
+            h.counter("cache_hits"),
+            h.counter("cache_misses"),
+            h.counter("cache_evictions"),
+        )
+    };
+    assert_eq!(counts(&run(&tokens[0])), (0, 1, 0));
+    assert_eq!(counts(&run(&tokens[1])), (0, 1, 0));
+    assert_eq!(counts(&run(&tokens[0])), (1, 0, 0));
+    assert_eq!(counts(&run(&tokens[2])), (0, 1, 1), "tokens[1] evicted");
+    assert_eq!(counts(&run(&tokens[1])), (0, 1, 1), "verified again");
+    assert_eq!(counts(&run(&tokens[2])), (1, 0, 0));
+}

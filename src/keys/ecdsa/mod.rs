@@ -2,6 +2,7 @@
 //! `Algorithm` trait so they verify through the same validator as the rest.
 //! Verification only: their signing key type has no values.
 
+pub mod es256_ring;
 pub mod es384;
 pub mod es512;
 

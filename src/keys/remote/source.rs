@@ -38,6 +38,9 @@ pub struct RemoteKeySource {
     pub(super) keys: RefCell<Option<Rc<KeySet>>>,
     /// `fetched_at` of the copy this worker holds.
     pub(super) held_at: Cell<Option<u64>>,
+    /// SHA-256 of the JWKS body this worker holds: names this key set across
+    /// workers (the shared verified-token cache is versioned by it).
+    pub(super) held_digest: Cell<Option<[u8; 32]>>,
     pub(super) refetch_wanted: Cell<bool>,
     /// The `jwks_uri` a discovery document named (authority, path).
     pub(super) discovered: RefCell<Option<(String, String)>>,
@@ -72,6 +75,7 @@ impl RemoteKeySource {
             timeout_ms,
             keys: RefCell::new(None),
             held_at: Cell::new(None),
+            held_digest: Cell::new(None),
             refetch_wanted: Cell::new(false),
             discovered: RefCell::new(None),
             metadata: RefCell::new(None),
@@ -142,11 +146,18 @@ impl RemoteKeySource {
         self.refetch_wanted.set(true);
     }
 
-    pub(super) fn install(&self, keys: KeySet, fetched_at: u64) -> bool {
+    /// SHA-256 of the JWKS body in use here, if any.
+    pub fn key_set_digest(&self) -> Option<[u8; 32]> {
+        self.held_digest.get()
+    }
+
+    pub(super) fn install(&self, keys: KeySet, fetched_at: u64, body: &[u8]) -> bool {
         match self.keys.try_borrow_mut() {
             Ok(mut slot) => {
                 *slot = Some(Rc::new(keys));
                 self.held_at.set(Some(fetched_at));
+                self.held_digest
+                    .set(Some(<sha2::Sha256 as sha2::Digest>::digest(body).into()));
                 true
             }
             Err(_) => false,
@@ -194,7 +205,7 @@ pub fn accept_jwks<H: Host>(source: &RemoteKeySource, body: &[u8], host: &mut H)
         &format!("edge-auth: {}: {} keys loaded", source.id, keys.keys.len()),
     );
     host.count("jwks_fetch_ok");
-    source.install(keys, now)
+    source.install(keys, now, body)
 }
 
 /// Takes what another worker, or this plugin under its previous
@@ -249,8 +260,9 @@ pub(super) fn adopt_published<H: Host>(source: &RemoteKeySource, host: &H) -> bo
     if source.held_at.get().is_some_and(|held| held >= fetched_at) {
         return false;
     }
-    match parse_jwks(body.get(1..).unwrap_or_default()) {
-        Ok(keys) => source.install(keys, fetched_at),
+    let body = body.get(1..).unwrap_or_default();
+    match parse_jwks(body) {
+        Ok(keys) => source.install(keys, fetched_at, body),
         Err(_) => false,
     }
 }
