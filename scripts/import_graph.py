@@ -19,7 +19,7 @@ LAYERS = [
     ["host", "headers", "b64", "http_url", "canonical", "form"],
     ["keys", "cookie"],
     ["config"],
-    ["token"],
+    ["token", "verified"],
     ["decision"],
     ["rules", "token_endpoint", "oidc"],
     ["request"],

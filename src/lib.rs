@@ -39,6 +39,7 @@ pub mod rules;
 pub mod stream;
 pub mod token;
 pub mod token_endpoint;
+pub mod verified;
 
 #[cfg(test)]
 pub mod fake_host;

@@ -6,13 +6,13 @@ use crate::config::{AllowList, Config, Scope, TokenLocation};
 use crate::decision::{bearer_challenge, keys_unavailable, realm, Decision, Forward, Reply};
 use crate::form;
 use crate::host::{Host, LogLevel};
-use crate::keys::cache::{Identity, TokenCache};
 use crate::oidc::flow::CallOut;
 use crate::rules::{self, Facts, Requirement};
 use crate::token::extract::{find_tokens, Found, Presented};
 use crate::token::jwt::{self, claim_header, ClaimValue};
 use crate::token::{verify_gateway_token, TokenError, GLOBAL_AUDIENCE};
 use crate::token_endpoint::{self, PendingTokenRequest, TokenRequestHead};
+use crate::verified::cache::{Identity, TokenCache};
 
 /// Request attributes fetched from the host on first use, then cached; the
 /// host comes from the request's canonical view.

@@ -17,12 +17,12 @@ use crate::decision::{
     apply, keys_unavailable, server_error, BodyFlow, Decision, Flow, Hold, Reply,
 };
 use crate::host::{CallBody, Host, LogLevel};
-use crate::keys::cache::TokenCache;
 use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
-use crate::keys::shared_cache::SharedTokenCache;
 use crate::oidc::flow::Continuation;
 use crate::request::{SsoFacts, Wait};
 use crate::token_endpoint::{self, BodyStep, BodyWaits, PendingTokenRequest, MAX_FORM_BYTES};
+use crate::verified::cache::TokenCache;
+use crate::verified::shared_cache::SharedTokenCache;
 
 /// Remote keys are looked after once a second (fetches themselves follow
 /// their own schedule).

@@ -470,9 +470,9 @@ mod tests {
     use super::*;
     use crate::decision::{apply, Flow};
     use crate::fake_host::FakeHost;
-    use crate::keys::cache::TokenCache;
     use crate::request::on_request_headers;
     use crate::tests::{config, NOW, SECRET1};
+    use crate::verified::cache::TokenCache;
 
     const FORM: &str = "application/x-www-form-urlencoded";
 

@@ -155,7 +155,7 @@ pub struct Rule {
 #[derive(Debug)]
 pub struct Config {
     /// SHA-256 of the configuration text: with the remote key sets' digests
-    /// it versions the shared verified-token cache (keys::shared_cache).
+    /// it versions the shared verified-token cache (verified::shared_cache).
     pub digest: [u8; 32],
     pub global: Rc<Scope>,
     pub rules: Vec<Rule>,

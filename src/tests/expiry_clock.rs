@@ -7,8 +7,8 @@ use super::{config, NOW, SECRET1};
 use crate::config::Config;
 use crate::decision::apply;
 use crate::fake_host::FakeHost;
-use crate::keys::cache::TokenCache;
 use crate::request::on_request_headers;
+use crate::verified::cache::TokenCache;
 
 /// One GET at `now` on route `route` (a verified-token cache shared by the
 /// calls that pass it, as one worker's).

@@ -14,10 +14,10 @@ use crate::config::{compile_json, Config};
 use crate::decision::apply;
 use crate::fake_host::FakeHost;
 use crate::host::LogLevel;
-use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::request::on_request_headers;
 use crate::tests::hs256_sign;
+use crate::verified::cache::TokenCache;
 
 const KEY: &str = "key-a-0123456789abcdef0123456789abcdef";
 const ISS: &str = "https://idp.example";

@@ -10,9 +10,9 @@ use crate::config::Config;
 use crate::decision::{apply, Decision, Flow};
 use crate::fake_host::{FakeHost, SentReply};
 use crate::host::LogLevel;
-use crate::keys::cache::TokenCache;
 use crate::request::on_request_headers;
 use crate::token_endpoint;
+use crate::verified::cache::TokenCache;
 
 /// Runs the headers phase (and the body phase when asked for) and returns
 /// the flow plus the host to inspect.

@@ -7,8 +7,8 @@
 use crate::config::compile_json;
 use crate::decision::{apply, Flow};
 use crate::fake_host::FakeHost;
-use crate::keys::cache::TokenCache;
 use crate::request::on_request_headers;
+use crate::verified::cache::TokenCache;
 
 /// From `plugins/wasm-cpp/extensions/oauth/README.md` (issued by the C++
 /// plugin for consumer1, `exp` 1687951463 = 2023-06-28).

@@ -10,9 +10,9 @@ use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Flow};
 use crate::fake_host::FakeHost;
-use crate::keys::cache::TokenCache;
 use crate::request::on_request_headers;
 use crate::token::issue::{issue_access_token, AccessTokenRequest};
+use crate::verified::cache::TokenCache;
 
 const KEY: &str = "key-a-0123456789abcdef0123456789abcdef";
 const ISS: &str = "https://idp.example";

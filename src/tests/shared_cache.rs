@@ -12,10 +12,10 @@ use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Flow};
 use crate::fake_host::FakeHost;
-use crate::keys::cache::TokenCache;
 use crate::keys::remote::{accept_jwks, KeyFetcher};
-use crate::keys::shared_cache::SharedTokenCache;
 use crate::request::on_request_headers;
+use crate::verified::cache::TokenCache;
+use crate::verified::shared_cache::SharedTokenCache;
 
 const KEY_A: &str = "key-a-0123456789abcdef0123456789abcdef";
 const KEY_A2: &str = "key-a2-0123456789abcdef0123456789abcde";

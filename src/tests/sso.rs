@@ -10,10 +10,10 @@ use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, CookieEdit, Decision, Flow};
 use crate::fake_host::FakeHost;
-use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::oidc::flow::{on_response, CallOut, Continuation};
 use crate::request::{on_request_headers, SsoFacts, Wait};
+use crate::verified::cache::TokenCache;
 
 pub(super) const IDP: &str = "http://idp.test";
 pub(super) const KEY: &str = "idp-signing-key-0123456789abcdef0123";

@@ -9,9 +9,9 @@ use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::apply;
 use crate::fake_host::FakeHost;
-use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::request::on_request_headers;
+use crate::verified::cache::TokenCache;
 
 const IDP: &str = "http://idp.test";
 const KEY: &str = "idp-signing-key-0123456789abcdef0123";

@@ -15,11 +15,11 @@ use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Decision};
 use crate::fake_host::FakeHost;
-use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::oidc::flow::{on_response, CallOut};
 use crate::request::{on_request_headers, SsoFacts, Wait};
 use crate::tests::hs256_sign;
+use crate::verified::cache::TokenCache;
 
 const IDP: &str = "http://idp.test";
 const KEY: &str = "idp-signing-key-0123456789abcdef0123";

@@ -12,9 +12,9 @@ use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Flow};
 use crate::fake_host::FakeHost;
-use crate::keys::cache::TokenCache;
 use crate::keys::remote::KeyFetcher;
 use crate::request::on_request_headers;
+use crate::verified::cache::TokenCache;
 
 const KEY_A: &str = "key-a-0123456789abcdef0123456789abcdef";
 const KEY_B: &str = "key-b-0123456789abcdef0123456789abcdef";

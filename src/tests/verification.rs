@@ -337,7 +337,7 @@ fn on_route(cfg: &crate::config::Config, route: &str, token: &str) -> crate::fak
         .request("GET", "gw", "/x")
         .with_property("route_name", route)
         .with_header("authorization", &format!("Bearer {token}"));
-    let cache = crate::keys::cache::TokenCache::new(8);
+    let cache = crate::verified::cache::TokenCache::new(8);
     let d = crate::request::on_request_headers(cfg, &cache, &mut host, true);
     crate::decision::apply(&mut host, d);
     host
@@ -406,7 +406,7 @@ fn a_full_cache_evicts_and_counts() {
         .map(|i| sign(HEADER, &claims(&[("jti", &format!("\"{i}\""))]), SECRET1))
         .collect();
     // Room for two identities of consumer1 (their size is what is accounted).
-    let one = crate::keys::cache::Identity {
+    let one = crate::verified::cache::Identity {
         consumer: "consumer1".into(),
         audience: vec!["default".into()],
         claim_headers: vec![],
@@ -414,7 +414,7 @@ fn a_full_cache_evicts_and_counts() {
         gateway_token: true,
     }
     .entry_bytes();
-    let cache = crate::keys::cache::TokenCache::with_budget(100, 2 * one + one / 2);
+    let cache = crate::verified::cache::TokenCache::with_budget(100, 2 * one + one / 2);
     let run = |token: &str| {
         let mut host = crate::fake_host::FakeHost::new(NOW)
             .request("GET", "gw", "/x")

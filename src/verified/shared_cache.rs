@@ -18,7 +18,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::cache::{CacheKey, Identity};
+use super::identity::{CacheKey, Identity};
 use crate::config::Config;
 use crate::host::Host;
 

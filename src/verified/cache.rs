@@ -16,22 +16,10 @@ use std::cell::{Cell, RefCell};
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 
+pub use super::identity::{CacheKey, Identity};
 use super::shared_cache::{key_set_fingerprint, SharedTokenCache};
 use crate::config::Config;
 use crate::host::Host;
-
-/// What verification established, reusable while the token is valid.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Identity {
-    pub consumer: String,
-    pub audience: Vec<String>,
-    /// Headers from claims: (header, value, override).
-    pub claim_headers: Vec<(String, String, bool)>,
-    /// Header to remove before forwarding (`keep_token: false`).
-    pub strip_header: Option<String>,
-    /// Issued by this gateway (its `aud` may bind it to a route).
-    pub gateway_token: bool,
-}
 
 #[derive(Debug)]
 struct Entry {
@@ -47,21 +35,6 @@ struct Entry {
 const ENTRY_OVERHEAD_BYTES: usize = 64;
 
 impl Identity {
-    /// Heap bytes this identity holds (capacities: what is allocated).
-    fn heap_bytes(&self) -> usize {
-        let s = |v: &String| v.capacity();
-        s(&self.consumer)
-            + self.audience.capacity() * std::mem::size_of::<String>()
-            + self.audience.iter().map(s).sum::<usize>()
-            + self.claim_headers.capacity() * std::mem::size_of::<(String, String, bool)>()
-            + self
-                .claim_headers
-                .iter()
-                .map(|(h, v, _)| s(h) + s(v))
-                .sum::<usize>()
-            + self.strip_header.as_ref().map_or(0, s)
-    }
-
     /// What an entry holding this identity costs in the cache.
     pub fn entry_bytes(&self) -> usize {
         std::mem::size_of::<CacheKey>()
@@ -69,15 +42,6 @@ impl Identity {
             + self.heap_bytes()
             + ENTRY_OVERHEAD_BYTES
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CacheKey {
-    pub(super) scope: usize,
-    /// Index of the token location in the scope's list.
-    pub(super) location: usize,
-    generation: u64,
-    pub(super) token: [u8; 32],
 }
 
 /// Disabled when created with an entry cap or a byte budget of 0.
