@@ -114,11 +114,12 @@ oci: build
 
 # Release artifacts in target/dist: plugin.wasm, edge-auth-config as a static
 # (musl) x86_64 Linux binary, so checking a config needs no Rust toolchain,
-# and SHA256SUMS.
+# and SHA256SUMS. ring's C and assembly are compiled with Debian's musl-gcc.
 DIST_TARGET := x86_64-unknown-linux-musl
 dist: build
 	@rustup target list --installed | grep -qx $(DIST_TARGET) || rustup target add $(DIST_TARGET)
-	cargo build --profile dist --bin edge-auth-config --target $(DIST_TARGET)
+	@command -v musl-gcc >/dev/null || (apt-get update -qq && apt-get install -y -qq musl-tools)
+	CC_x86_64_unknown_linux_musl=musl-gcc cargo build --profile dist --bin edge-auth-config --target $(DIST_TARGET)
 	rm -rf target/dist && mkdir -p target/dist
 	cp target/$(DIST_TARGET)/dist/edge-auth-config target/dist/edge-auth-config
 	cp $(WASM) target/dist/plugin.wasm
