@@ -123,7 +123,7 @@ def replace_section(name: str, body: str, report: Path = REPORT, *, require_clea
     """Write ``body`` (stamped, see :func:`stamp`) as section ``name`` of
     ``report``; :class:`DirtyTree` instead when the tree is not clean and
     ``require_clean`` (default: EDGE_AUTH_REPORT_REQUIRE_CLEAN=1)."""
-    if not re.fullmatch(r"[a-z0-9-]+", name):
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
         raise ValueError(f"bad section name {name!r}")
     commit, dirty = provenance(report.resolve().parent)
     if dirty and (require_clean_from_env() if require_clean is None else require_clean):
@@ -144,7 +144,8 @@ def main(argv: list[str]) -> int:
     report = REPORT
     if len(args) == 3 and args[0] == "--report":
         report, args = Path(args[1]), args[2:]
-    if len(args) != 1:
+    if len(args) != 1 or args[0].startswith("-"):
+        # `--help` is not a section name (it once became one).
         print(__doc__, file=sys.stderr)
         return 2
     try:
