@@ -15,6 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+import harness
 import jose_forge as jf
 
 CLIENT_ID = "edge-auth-limit-app"
@@ -113,3 +114,24 @@ class FakeIdp:
         self.httpd.server_close()
 
 
+def sso_gateway(idp: "FakeIdp", upstream_port: int, wasm, name: str, cookie_name: str,
+                cookie_secret: str, **oidc: object) -> harness.Envoy:
+    """A started Envoy whose edge-auth signs browsers in at ``idp`` (cluster
+    ``idp``), with ``oidc`` added to the SSO settings."""
+    listener, admin = harness.free_port(), harness.free_port()
+    config = {"oidc": {
+        "issuer": idp.issuer,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "cluster": "idp",
+        "cookie_secret": cookie_secret,
+        "cookie_secure": False,
+        "cookie_name": cookie_name,
+        **oidc,
+    }}
+    bootstrap = harness.build_bootstrap(listener_port=listener, admin_port=admin, upstream_port=upstream_port,
+                                        http_filters=harness.gateway_filters(config, wasm))
+    bootstrap["static_resources"]["clusters"].append(harness.static_cluster("idp", idp.port))
+    gw = harness.Envoy(bootstrap, listener, admin, name=name)
+    gw.start()
+    return gw

@@ -19,7 +19,7 @@ import pytest
 
 import harness
 from common import probe
-from fake_idp import CLIENT_ID, CLIENT_SECRET, FakeIdp
+from fake_idp import FakeIdp, sso_gateway
 from harness import SlowRequest
 from sso_browser import Browser
 
@@ -35,23 +35,10 @@ def idp():
 
 @pytest.fixture(scope="module")
 def site(idp, echo, wasm):
-    listener, admin = harness.free_port(), harness.free_port()
-    config = {"oidc": {
-        "issuer": idp.issuer,
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "cluster": "idp",
-        "cookie_secret": "edge-auth-e2e-cookie-secret-H-0123456789abcdef01",
-        "cookie_secure": False,
-        "cookie_name": COOKIE,
-        "match_type": "whitelist",
-        "match_list": [{"match_rule_domain": "", "match_rule_path": "/open", "match_rule_type": "prefix"}],
-    }}
-    bootstrap = harness.build_bootstrap(listener_port=listener, admin_port=admin, upstream_port=echo.port,
-                                        http_filters=harness.gateway_filters(config, wasm))
-    bootstrap["static_resources"]["clusters"].append(harness.static_cluster("idp", idp.port))
-    gw = harness.Envoy(bootstrap, listener, admin, name="test_held_requests")
-    gw.start()
+    gw = sso_gateway(idp, echo.port, wasm, "test_held_requests", COOKIE,
+                     "edge-auth-e2e-cookie-secret-H-0123456789abcdef01",
+                     match_type="whitelist",
+                     match_list=[{"match_rule_domain": "", "match_rule_path": "/open", "match_rule_type": "prefix"}])
     yield gw
     gw.stop()
 

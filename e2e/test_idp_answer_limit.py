@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 import harness
-from fake_idp import CLIENT_ID, CLIENT_SECRET, FakeIdp
+from fake_idp import FakeIdp, sso_gateway
 from sso_browser import Browser
 
 LIMIT = 512 * 1024
@@ -32,21 +32,8 @@ def idp():
 
 @pytest.fixture(scope="module")
 def site(idp, echo, wasm):
-    listener, admin = harness.free_port(), harness.free_port()
-    config = {"oidc": {
-        "issuer": idp.issuer,
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "cluster": "idp",
-        "cookie_secret": "edge-auth-e2e-cookie-secret-L-0123456789abcdef01",
-        "cookie_secure": False,
-        "cookie_name": COOKIE,
-    }}
-    bootstrap = harness.build_bootstrap(listener_port=listener, admin_port=admin, upstream_port=echo.port,
-                                        http_filters=harness.gateway_filters(config, wasm))
-    bootstrap["static_resources"]["clusters"].append(harness.static_cluster("idp", idp.port))
-    gw = harness.Envoy(bootstrap, listener, admin, name="test_idp_answer_limit")
-    gw.start()
+    gw = sso_gateway(idp, echo.port, wasm, "test_idp_answer_limit", COOKIE,
+                     "edge-auth-e2e-cookie-secret-L-0123456789abcdef01")
     yield gw
     gw.stop()
 

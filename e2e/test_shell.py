@@ -22,7 +22,7 @@ import pytest
 
 import harness
 from common import C1, FORM, assert_token_response, consumers, cred_params, probe
-from fake_idp import CLIENT_ID, CLIENT_SECRET, FakeIdp
+from fake_idp import FakeIdp, sso_gateway
 from harness import SlowRequest, form
 from sso_browser import Browser
 
@@ -43,23 +43,10 @@ def idp():
 
 @pytest.fixture(scope="module")
 def site(idp, echo, wasm):
-    listener, admin = harness.free_port(), harness.free_port()
-    config = {"oidc": {
-        "issuer": idp.issuer,
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "cluster": "idp",
-        "cookie_secret": "edge-auth-e2e-cookie-secret-S-0123456789abcdef01",
-        "cookie_secure": False,
-        "cookie_name": COOKIE,
-    }}
-    bootstrap = harness.build_bootstrap(listener_port=listener, admin_port=admin, upstream_port=echo.port,
-                                        http_filters=harness.gateway_filters(config, wasm))
-    bootstrap["static_resources"]["clusters"].append(harness.static_cluster("idp", idp.port))
-    envoy = harness.Envoy(bootstrap, listener, admin, name="test_shell")
-    envoy.start()
-    yield envoy
-    envoy.stop()
+    gw = sso_gateway(idp, echo.port, wasm, "test_shell", COOKIE,
+                     "edge-auth-e2e-cookie-secret-S-0123456789abcdef01")
+    yield gw
+    gw.stop()
 
 
 def token_post(gw: harness.Envoy, chunked: bool = False) -> SlowRequest:

@@ -39,7 +39,7 @@ pub(super) fn sso_json(extra: serde_json::Value) -> serde_json::Value {
 }
 
 /// Delivers the discovery document and a JWKS, as the root context would.
-fn load_provider(cfg: &Config) {
+pub(super) fn load_provider(cfg: &Config) {
     let mut host = FakeHost::new(NOW);
     let mut fetcher = KeyFetcher::default();
     fetcher.on_tick(&cfg.remote_sources, &mut host);

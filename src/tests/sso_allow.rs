@@ -9,12 +9,10 @@ use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::apply;
 use crate::fake_host::FakeHost;
-use crate::keys::remote::KeyFetcher;
 use crate::request::on_request_headers;
 use crate::verified::cache::TokenCache;
 
-const IDP: &str = "http://idp.test";
-const KEY: &str = "idp-signing-key-0123456789abcdef0123";
+use super::sso::{load_provider, IDP, KEY};
 
 fn config(allow_claim: &str) -> Config {
     let cfg = json!({
@@ -24,27 +22,7 @@ fn config(allow_claim: &str) -> Config {
         "_rules_": [{"_match_domain_": ["gw.example.com"], "allow": ["admins", "42"]}]
     });
     let cfg = compile_json(cfg.to_string().as_bytes()).unwrap();
-    let mut host = FakeHost::new(NOW);
-    let mut fetcher = KeyFetcher::default();
-    fetcher.on_tick(&cfg.remote_sources, &mut host);
-    let doc = json!({"issuer": IDP, "jwks_uri": format!("{IDP}/jwks"),
-        "authorization_endpoint": format!("{IDP}/auth"), "token_endpoint": format!("{IDP}/token")});
-    fetcher.on_response(
-        &cfg.remote_sources,
-        1,
-        Some(200),
-        doc.to_string().as_bytes(),
-        &mut host,
-    );
-    let jwks = json!({"keys": [{"kty": "oct", "kid": "k1", "k": b64url(KEY.as_bytes())}]});
-    fetcher.on_response(
-        &cfg.remote_sources,
-        2,
-        Some(200),
-        jwks.to_string().as_bytes(),
-        &mut host,
-    );
-    assert!(cfg.remote_sources[0].current().is_some());
+    load_provider(&cfg);
     cfg
 }
 
