@@ -6,9 +6,13 @@ goes through its ``idp`` cluster; pointing that cluster at a
 a state it otherwise passes through too fast to observe, e.g. "discovery
 loaded, signing keys not yet": every request is forwarded to the real IdP
 except those for a path given to :meth:`FaultProxy.refuse`, answered
-``503`` until :meth:`FaultProxy.allow`. Every request is recorded (path,
-status, headers, body) so the test can wait for the state it needs or see
-how the gateway called the IdP.
+``503`` until :meth:`FaultProxy.allow`. Two more faults a real IdP will not
+produce on demand: :meth:`FaultProxy.hold` keeps a path's answers back until
+:meth:`FaultProxy.release` (the gateway's call is then "out" for as long as
+the test needs), and :meth:`FaultProxy.pad` appends whitespace to a path's
+answers (still the IdP's valid JSON, only longer). Every request is recorded
+(path, status, headers, body) so the test can wait for the state it needs or
+see how the gateway called the IdP.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, payload = 503, [("Content-Type", "text/plain")], b"refused by fault proxy\n"
         else:
             status, headers, payload = owner.forward(self.command, self.path, self.headers.items(), body)
+            owner.wait_while_held(path)
+            payload += b" " * owner.padding(path)
         owner.record(self.command, path, status, dict((k.lower(), v) for k, v in self.headers.items()), body or b"")
         self.send_response(status)
         for k, v in headers:
@@ -69,6 +75,10 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self._lock = threading.Lock()
         self._refused: set[str] = set()
+        self._padding: dict[str, int] = {}
+        self._held: dict[str, threading.Event] = {}  # path -> set when released
+        self._holding = threading.Condition(self._lock)  # notified when an answer is held
+        self._waiting: dict[str, int] = {}  # path -> answers held right now
         self._seen: list[tuple[str, str, int]] = []  # (method, path, status)
         self._requests: list[dict] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -90,6 +100,46 @@ class FaultProxy:
     def refused(self, path: str) -> bool:
         with self._lock:
             return path in self._refused
+
+    def pad(self, path: str, extra_bytes: int) -> None:
+        """Append ``extra_bytes`` spaces to every answer for ``path`` (0: none)."""
+        with self._lock:
+            self._padding[path] = extra_bytes
+
+    def padding(self, path: str) -> int:
+        with self._lock:
+            return self._padding.get(path, 0)
+
+    def hold(self, path: str) -> None:
+        """From now on, answers for ``path`` (already fetched from the IdP)
+        wait until :meth:`release`."""
+        with self._lock:
+            self._held[path] = threading.Event()
+
+    def release(self, path: str) -> None:
+        """Let held answers for ``path`` go, and stop holding new ones."""
+        with self._lock:
+            event = self._held.pop(path, None)
+        if event is not None:
+            event.set()
+
+    def wait_while_held(self, path: str, timeout: float = 30.0) -> None:
+        with self._lock:
+            event = self._held.get(path)
+            if event is None:
+                return
+            self._waiting[path] = self._waiting.get(path, 0) + 1
+            self._holding.notify_all()
+        try:
+            event.wait(timeout)
+        finally:
+            with self._lock:
+                self._waiting[path] -= 1
+
+    def wait_held(self, path: str, timeout: float) -> bool:
+        """True once an answer for ``path`` is being held."""
+        with self._holding:
+            return self._holding.wait_for(lambda: self._waiting.get(path, 0) > 0, timeout)
 
     # -- observation ------------------------------------------------------------
 

@@ -8,19 +8,22 @@ on with it: before the session is checked and before forged identity
 headers are removed. The leak detector is the echo upstream (records at
 header arrival); a barrier request through an open path, sent after the
 body, must be seen first.
+
+The IdP is the real one; its token answers are held in a fault proxy
+(``proxied_idp.py``) so the gateway's call stays out while the body comes.
 """
 
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 import harness
 from common import probe
-from fake_idp import FakeIdp, sso_gateway
 from harness import SlowRequest
+from proxied_idp import ProxiedIdp, base_url, sign_in_until_callback, sso_gateway
 from sso_browser import Browser
 
 COOKIE = "_edge_auth_session"
@@ -29,7 +32,8 @@ BODY = b"note=hello&x=" + b"y" * 64
 
 @pytest.fixture(scope="module")
 def idp():
-    with FakeIdp() as server:
+    # Access tokens live 1 s: the session needs a refresh right after sign-in.
+    with ProxiedIdp("held-requests", harness.free_port(), access_token_ttl=1) as server:
         yield server
 
 
@@ -41,26 +45,6 @@ def site(idp, echo, wasm):
                      match_list=[{"match_rule_domain": "", "match_rule_path": "/open", "match_rule_type": "prefix"}])
     yield gw
     gw.stop()
-
-
-def base(gw: harness.Envoy) -> str:
-    return f"http://127.0.0.1:{gw.listener_port}"
-
-
-def start_login(gw: harness.Envoy, idp: FakeIdp, browser: Browser) -> str:
-    """The login redirect (after SSO is ready); returns the callback URL the
-    IdP would send the browser to."""
-    deadline = time.monotonic() + 30
-    while True:
-        r = browser.request("GET", base(gw) + "/app/page")
-        if r.status != 503 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert r.status == 302, (r, gw.log_tail(30))
-    q = parse_qs(urlsplit(r.headers["Location"]).query)
-    idp.nonce = q["nonce"][0]
-    callback = urlsplit(q["redirect_uri"][0]).path
-    return base(gw) + callback + "?" + urlencode({"code": "c0de", "state": q["state"][0]})
 
 
 def held_post(gw: harness.Envoy, url: str, browser: Browser, p) -> SlowRequest:
@@ -77,7 +61,7 @@ def body_arrives_while_the_call_is_out(gw, idp, echo, req: SlowRequest, p) -> ha
     """Waits until the plugin's call is at the IdP, sends the body, proves
     with a barrier that nothing went upstream, then lets the IdP answer."""
     try:
-        assert idp.token_request_arrived.wait(15), gw.log_tail(30)
+        assert idp.token_answer_held(15), gw.log_tail(30)
         req.send(BODY)
         barrier = probe()
         assert gw.get("/open/barrier", headers=[barrier]).status == 200
@@ -90,8 +74,7 @@ def body_arrives_while_the_call_is_out(gw, idp, echo, req: SlowRequest, p) -> ha
 
 def test_callback_with_a_body_is_not_forwarded_during_the_code_exchange(site, idp, echo):
     browser = Browser(name="held-callback")
-    idp.access_ttl = 300
-    callback = start_login(site, idp, browser)
+    callback = sign_in_until_callback(site, idp, browser)
     idp.hold_token_answers()
     p = probe()
     with held_post(site, callback, browser, p) as req:
@@ -104,8 +87,7 @@ def test_callback_with_a_body_is_not_forwarded_during_the_code_exchange(site, id
 
 def test_post_during_a_session_refresh_waits_and_goes_up_with_the_real_identity(site, idp, echo):
     browser = Browser(name="held-refresh")
-    idp.access_ttl = 1  # the session needs a refresh a second after sign-in
-    callback = start_login(site, idp, browser)
+    callback = sign_in_until_callback(site, idp, browser)
     r = browser.request("GET", callback)
     assert r.status == 302, (r, site.log_tail(30))
     signed_in = int(time.time())
@@ -113,7 +95,7 @@ def test_post_during_a_session_refresh_waits_and_goes_up_with_the_real_identity(
         time.sleep(0.05)
     idp.hold_token_answers()
     p = probe()
-    with held_post(site, base(site) + "/app/form", browser, p) as req:
+    with held_post(site, base_url(site) + "/app/form", browser, p) as req:
         r = body_arrives_while_the_call_is_out(site, idp, echo, req, p)
     # After the refresh the request goes upstream once, with its body, as
     # alice and without the forged identity.

@@ -1,23 +1,20 @@
 """An identity provider's answer over the size limit (512 KiB) is an error on
 every path, never truncated into something that still parses.
 
-The IdP here is a small misbehaving one (``fake_idp.py``): discovery and
-keys as any IdP serves them, and a token endpoint whose answer is a valid
-token response followed by enough whitespace to pass the limit. Cut at the limit, that answer is still valid
-JSON; read whole, it is too large. The single sign-on code exchange must
+The IdP is the real one behind a fault proxy (``proxied_idp.py``) that
+appends whitespace to its token answers: a valid token response followed by
+enough whitespace to pass the limit. Cut at the limit, that answer is still
+valid JSON; read whole, it is too large. The single sign-on code exchange must
 refuse it (no session), while the same answer without the padding signs the
 browser in (positive control).
 """
 
 from __future__ import annotations
 
-import time
-from urllib.parse import parse_qs, urlencode, urlsplit
-
 import pytest
 
 import harness
-from fake_idp import FakeIdp, sso_gateway
+from proxied_idp import ProxiedIdp, sign_in_until_callback, sso_gateway
 from sso_browser import Browser
 
 LIMIT = 512 * 1024
@@ -26,7 +23,7 @@ COOKIE = "_edge_auth_session"
 
 @pytest.fixture(scope="module")
 def idp():
-    with FakeIdp() as server:
+    with ProxiedIdp("answer-limit", harness.free_port()) as server:
         yield server
 
 
@@ -48,33 +45,19 @@ def session_cookies(r) -> list[str]:
     return out
 
 
-def login_then_callback(gw: harness.Envoy, idp: FakeIdp) -> tuple[Browser, object]:
-    """Navigates to /app (waits until single sign-on is ready: 503 until the
-    IdP's discovery and keys are in), then comes back to the callback as
-    the IdP would; the callback's answer."""
+def login_then_callback(gw: harness.Envoy, idp: ProxiedIdp) -> tuple[Browser, object]:
+    """Signs in at the IdP, then comes back to the callback; the callback's
+    answer (after the gateway's code exchange through the proxy)."""
     browser = Browser(name="limit")
-    base = f"http://127.0.0.1:{gw.listener_port}"
-    deadline = time.monotonic() + 30
-    while True:
-        r = browser.request("GET", base + "/app/page")
-        if r.status != 503 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert r.status == 302, (r, gw.log_tail(30))
-    location = r.headers.get("Location")
-    assert location and location.startswith(idp.issuer + "/auth?"), r
-    q = parse_qs(urlsplit(location).query)
-    idp.nonce = q["nonce"][0]
-    callback = urlsplit(q["redirect_uri"][0]).path
-    answer = browser.request("GET", base + callback + "?" + urlencode({"code": "c0de", "state": q["state"][0]}))
-    return browser, answer
+    callback = sign_in_until_callback(gw, idp, browser)
+    return browser, browser.request("GET", callback)
 
 
 def test_token_answer_within_the_limit_signs_in(site, idp):
-    idp.padding = 0
-    before = idp.token_requests
+    idp.pad_token_answers(0)
+    before = idp.token_requests()
     browser, r = login_then_callback(site, idp)
-    assert idp.token_requests == before + 1
+    assert idp.token_requests() == before + 1
     assert r.status == 302, (r, site.log_tail(30))
     assert session_cookies(r), r
 
@@ -82,10 +65,10 @@ def test_token_answer_within_the_limit_signs_in(site, idp):
 def test_padded_token_answer_over_the_limit_is_refused(site, idp):
     # Valid JSON up to the limit and beyond: only reading it whole shows it
     # is too large.
-    idp.padding = LIMIT + 1024
-    before = idp.token_requests
+    idp.pad_token_answers(LIMIT + 1024)
+    before = idp.token_requests()
     browser, r = login_then_callback(site, idp)
-    assert idp.token_requests >= before + 1
+    assert idp.token_requests() == before + 1
     # The flow's answer to an unusable token response.
     assert r.status == 403, (r, site.log_tail(30))
     assert b"<h1>Sign-in failed</h1>" in r.body, r

@@ -9,21 +9,21 @@ callback it translates, once each, so a shell regression fails here quickly
 * response headers: the refreshed session's Set-Cookie added to the
   upstream's answer (on_http_response_headers).
 
-The IdP is ``fake_idp.FakeIdp`` (as in test_held_requests.py): it answers
-any refresh token at once, so no login pages are involved.
+The IdP is the real one behind a fault proxy (``proxied_idp.py``, as in
+test_held_requests.py); its access tokens live 1 s, so the session needs a
+refresh right after sign-in.
 """
 
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
 import harness
 from common import C1, FORM, assert_token_response, consumers, cred_params, probe
-from fake_idp import FakeIdp, sso_gateway
 from harness import SlowRequest, form
+from proxied_idp import ProxiedIdp, base_url, sign_in_until_callback, sso_gateway
 from sso_browser import Browser
 
 BODY = form(cred_params(C1)).encode()
@@ -37,7 +37,7 @@ def gw(start_gateway):
 
 @pytest.fixture(scope="module")
 def idp():
-    with FakeIdp() as server:
+    with ProxiedIdp("shell", harness.free_port(), access_token_ttl=1) as server:
         yield server
 
 
@@ -79,23 +79,12 @@ def test_token_body_chunked_and_ended_by_trailers(gw):
 
 def test_a_refresh_answer_resumes_the_held_request_and_sets_the_new_cookie(site, idp, echo):
     browser = Browser(name="shell-refresh")
-    idp.access_ttl = 1  # the session needs a refresh a second after sign-in
-    base = f"http://127.0.0.1:{site.listener_port}"
-    deadline = time.monotonic() + 30
-    while True:  # the provider document and keys are fetched at start
-        r = browser.request("GET", base + "/app")
-        if r.status != 503 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert r.status == 302, (r, site.log_tail(30))
-    q = parse_qs(urlsplit(r.headers["Location"]).query)
-    idp.nonce = q["nonce"][0]
-    callback = urlsplit(q["redirect_uri"][0]).path
+    base = base_url(site)
     # The code exchange: a held request answered after the IdP's answer.
-    r = browser.request("GET", base + callback + "?" + urlencode({"code": "c0de", "state": q["state"][0]}))
+    r = browser.request("GET", sign_in_until_callback(site, idp, browser, "/app"))
     assert r.status == 302, (r, site.log_tail(30))
     assert any(c.startswith(COOKIE + "=") for c in r.headers.get_all("Set-Cookie") or []), r
-    before = idp.token_requests
+    before = idp.token_requests()
     signed_in = int(time.time())
     while int(time.time()) < signed_in + 2:  # the access token has expired
         time.sleep(0.05)
@@ -104,7 +93,7 @@ def test_a_refresh_answer_resumes_the_held_request_and_sets_the_new_cookie(site,
     r = browser.request("GET", base + "/app/page", headers=[p])
     # Refreshed first (one more token request), then forwarded upstream.
     assert r.status == 200, (r, site.log_tail(30))
-    assert idp.token_requests == before + 1
+    assert idp.token_requests() == before + 1
     seen = echo.requests_seen(p[1])
     assert len(seen) == 1 and seen[0]["headers"].get("x-mse-consumer") == "alice", seen
     # The upstream's answer carries the refreshed session cookie.
