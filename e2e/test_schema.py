@@ -104,6 +104,9 @@ BAD_CONFIGS = [
     {"oidc": without(OIDC, scope="email profile")},
     {"oidc": without(OIDC, scope="openidx email")},
     {"oidc": without(OIDC, cookie_secret="c" * 15)},
+    # 17-31 characters: neither raw key lengths nor base64 of one.
+    {"oidc": without(OIDC, cookie_secret="c" * 20)},
+    {"oidc": without(OIDC, cookie_secret="c" * 31)},
     {"oidc": without(OIDC, "issuer")},
 ]
 
@@ -126,6 +129,9 @@ GOOD_CONFIGS = [
     {"oidc": without(OIDC, scope="email;openid,profile")},
     {"oidc": without(OIDC, cookie_refresh="30m", cookie_expire="1h")},
     {"oidc": without(OIDC, cookie_refresh=0, cookie_expire=0)},
+    {"oidc": without(OIDC, cookie_secret="c" * 16)},
+    {"oidc": without(OIDC, cookie_secret="c" * 24)},
+    {"oidc": without(OIDC, cookie_secret="AAECAwQFBgcICQoLDA0ODw")},  # unpadded base64 of 16 bytes
 ]
 
 
