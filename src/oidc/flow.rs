@@ -12,116 +12,18 @@ use super::idp_call::{new_keys_request, token_call, token_response, TokenRespons
 use super::login::{callback, forbidden_page, login_cookie_attributes, login_or_401, unauthorized};
 use super::logout::sign_out;
 use super::redirect::safe_redirect;
-use super::session::{LoginState, Session};
 use super::session_store::{
     clear_session, new_session, read_session, refresh_due, write_session, SessionRefusal,
 };
-use crate::canonical::CanonicalPath;
 use crate::config::{Config, OidcScope};
 use crate::cookie::jar as cookie;
-use crate::decision::{keys_unavailable, realm, redirect, Decision, Forward, Reply};
+use crate::decision::{keys_unavailable, redirect, Decision, Forward, Reply};
 use crate::host::{Host, LogLevel};
 use crate::keys::remote::{accept_jwks, jwks_fetch_failed};
 
+pub use super::continuation::{CallOut, Continuation};
 pub use super::paths::needs_auth;
-
-/// The request facts SSO needs, read once by the caller.
-pub struct SsoRequest<'r> {
-    pub method: &'r str,
-    /// `:path` as sent, with query: the page to return to after a login,
-    /// and where query parameters are read. Never compared: decisions read
-    /// `canonical_path`.
-    pub path: &'r str,
-    /// The canonical path (without query) every path decision reads.
-    pub canonical_path: &'r CanonicalPath,
-    /// `:authority` as sent (for URLs the browser is sent to).
-    pub authority: &'r str,
-    /// The canonical host match lists read.
-    pub host: &'r str,
-    pub scheme: &'r str,
-    pub cookie: Option<&'r str>,
-    pub accept: Option<&'r str>,
-    pub requested_with: Option<&'r str>,
-    pub authorization: Option<&'r str>,
-}
-
-impl SsoRequest<'_> {
-    /// `scheme://host`, escaped and bounded, for a `WWW-Authenticate` challenge.
-    pub(super) fn realm(&self) -> String {
-        realm(self.scheme, self.authority, "")
-    }
-
-    /// A browser navigating (gets a login redirect) rather than an API call
-    /// or XHR (gets 401).
-    pub(super) fn is_navigation(&self) -> bool {
-        matches!(self.method, "GET" | "HEAD")
-            && self.requested_with.is_none()
-            && self.accept.is_some_and(|a| a.contains("text/html"))
-    }
-}
-
-/// An HTTP call to the IdP (code exchange, refresh, keys); the request
-/// waits, then `then` decides with the answer.
-#[derive(Debug)]
-pub struct CallOut {
-    pub cluster: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub timeout_ms: u64,
-    pub then: Continuation,
-}
-
-/// What to do when the IdP answers a call.
-#[derive(Debug)]
-pub enum Continuation {
-    Exchange {
-        sso: Rc<OidcScope>,
-        login: LoginState,
-        login_cookie: String,
-    },
-    Refresh {
-        sso: Rc<OidcScope>,
-        session: Session,
-        /// Index of the rule whose `allow` applies, if any.
-        rule: Option<usize>,
-        navigation: bool,
-    },
-    /// The IdP answered `then`'s call with an ID token signed by a key we
-    /// do not hold (it rotated its keys): its JWKS is being fetched, then
-    /// that answer (`status`, `body`) is taken up again with the new keys.
-    NewKeysThen {
-        then: Box<Continuation>,
-        status: Option<u32>,
-        body: Vec<u8>,
-    },
-    /// A call to the IdP's token endpoint that is sent once more when it
-    /// gets no answer at all (a kept-alive connection the IdP had just
-    /// closed, a reset): then `then`.
-    RetryOnce {
-        cluster: String,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-        timeout_ms: u64,
-        then: Box<Continuation>,
-    },
-}
-
-impl Continuation {
-    pub(super) fn sso(&self) -> &Rc<OidcScope> {
-        match self {
-            Continuation::Exchange { sso, .. } | Continuation::Refresh { sso, .. } => sso,
-            Continuation::NewKeysThen { then, .. } | Continuation::RetryOnce { then, .. } => {
-                then.sso()
-            }
-        }
-    }
-
-    /// Whether this continuation fetches keys (the caller's verified-token
-    /// cache must then be cleared).
-    pub fn fetches_keys(&self) -> bool {
-        matches!(self, Continuation::NewKeysThen { .. })
-    }
-}
+pub use super::sso_request::SsoRequest;
 
 /// Entry point for a request in a scope with an `oidc` block.
 pub fn on_request<'c, H: Host>(

@@ -6,9 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use super::flow::SsoRequest;
 use super::session::Session;
 use super::session_store::is_our_cookie;
+use super::sso_request::SsoRequest;
 use crate::config::oidc::{OidcConfig, PassToken};
 use crate::config::{AllowList, Config, OidcScope};
 use crate::cookie::jar as cookie;

@@ -5,7 +5,7 @@
 use base64::Engine;
 use serde::Deserialize;
 
-use super::flow::{CallOut, Continuation};
+use super::continuation::{CallOut, Continuation};
 use crate::config::oidc::{ClientAuth, OidcConfig};
 use crate::decision::{keys_unavailable, Decision, Reply};
 use crate::http_url::{form_encode, form_encode_component};

@@ -7,10 +7,11 @@ use std::rc::Rc;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::flow::{CallOut, Continuation, SsoRequest};
+use super::continuation::{CallOut, Continuation};
 use super::idp_call::token_call;
 use super::session::{LoginState, LOGIN_TTL_SECONDS};
 use super::session_store::random_nonce;
+use super::sso_request::SsoRequest;
 use crate::b64::b64url;
 use crate::canonical::CanonicalPath;
 use crate::config::oidc::{OidcConfig, RedirectUrl};

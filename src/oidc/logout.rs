@@ -1,11 +1,11 @@
 //! Sign-out: clears every session cookie and sends the browser to the
 //! IdP's end-session endpoint (with an ID token hint) or a safe address.
 
-use super::flow::SsoRequest;
 use super::login::query_param;
 use super::redirect::safe_redirect;
 use super::session::Session;
 use super::session_store::clear_session;
+use super::sso_request::SsoRequest;
 use crate::config::OidcScope;
 use crate::cookie::jar as cookie;
 use crate::decision::{redirect, Reply};

@@ -1,5 +1,6 @@
 //! OpenID Connect single sign-on (authorization code + PKCE).
 
+mod continuation;
 pub mod flow;
 pub mod id_token;
 mod identity;
@@ -10,3 +11,4 @@ mod paths;
 pub mod redirect;
 pub mod session;
 mod session_store;
+mod sso_request;

@@ -2,10 +2,10 @@
 //! several when large), read back, refreshed when due, cleared; and the
 //! validation of the IdP's tokens into a session.
 
-use super::flow::SsoRequest;
 use super::id_token;
 use super::idp_call::TokenResponse;
 use super::session::Session;
+use super::sso_request::SsoRequest;
 use crate::config::oidc::OidcConfig;
 use crate::config::OidcScope;
 use crate::cookie::jar as cookie;
