@@ -1,4 +1,7 @@
-//! Validation and compilation of [`RawScope`] into ready-to-use structures.
+//! Parsing the configuration JSON into a [`RawScope`], and compiling it into
+//! the model requests read: the top-level scope (`scope`), each rule
+//! (`rule`), then the lists derived from them (identity headers, unknown
+//! keys). The first error stops compilation.
 //!
 //! Every error names the offending field with its JSON path, e.g.
 //! `consumers[1].client_id: duplicate client_id "abc"`. Secret values never
