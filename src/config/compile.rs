@@ -1,7 +1,8 @@
 //! Parsing the configuration JSON into a [`RawScope`], and compiling it into
 //! the model requests read: the top-level scope (`scope`), each rule
 //! (`rule`), then the lists derived from them (identity headers, unknown
-//! keys). The first error stops compilation.
+//! keys). Every error is collected (`compile_all`); `compile` returns the
+//! first, which is what the plugin logs.
 //!
 //! Every error names the offending field with its JSON path, e.g.
 //! `consumers[1].client_id: duplicate client_id "abc"`. Secret values never
@@ -10,7 +11,7 @@
 use std::rc::Rc;
 
 use super::consumer::{compile_consumers, ConsumerDefaults};
-use super::error::ConfigError;
+use super::error::{ConfigError, Errors};
 use super::higress_flat::lift_flat;
 use super::model::{
     Config, Rule, Scope, DEFAULT_CLOCK_SKEW, DEFAULT_MAX_TOKEN_BYTES,
@@ -35,20 +36,7 @@ pub fn parse(json: &[u8]) -> Result<RawScope, ConfigError> {
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(json);
-    let raw: RawScope = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let field = err.path().to_string();
-        let field = if field == "." { String::new() } else { field };
-        let inner = err.into_inner();
-        // serde echoes the offending value; for a secret that is a leak.
-        let reason = if inner.is_syntax() || inner.is_eof() {
-            format!("not valid JSON: {}", strip_position(&inner.to_string()))
-        } else if field.ends_with("client_secret") {
-            "invalid value, expected a non-empty string".to_string()
-        } else {
-            strip_position(&inner.to_string())
-        };
-        ConfigError::new(field, reason)
-    })?;
+    let raw: RawScope = serde_path_to_error::deserialize(&mut de).map_err(serde_error)?;
     de.end().map_err(|e| {
         ConfigError::new(
             "",
@@ -56,6 +44,23 @@ pub fn parse(json: &[u8]) -> Result<RawScope, ConfigError> {
         )
     })?;
     Ok(raw)
+}
+
+/// A serde error as a config error: its path, and a reason that never
+/// echoes a secret.
+pub(super) fn serde_error(err: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+    let field = err.path().to_string();
+    let field = if field == "." { String::new() } else { field };
+    let inner = err.into_inner();
+    // serde echoes the offending value; for a secret that is a leak.
+    let reason = if inner.is_syntax() || inner.is_eof() {
+        format!("not valid JSON: {}", strip_position(&inner.to_string()))
+    } else if field.ends_with("client_secret") {
+        "invalid value, expected a non-empty string".to_string()
+    } else {
+        strip_position(&inner.to_string())
+    };
+    ConfigError::new(field, reason)
 }
 
 fn strip_position(message: &str) -> String {
@@ -72,10 +77,25 @@ pub fn compile_json(json: &[u8]) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
-    lift_flat(&mut raw, "")?;
+pub fn compile(raw: RawScope) -> Result<Config, ConfigError> {
+    compile_all(raw).map_err(first)
+}
+
+/// The first error: the one the plugin reports.
+fn first(errors: Vec<ConfigError>) -> ConfigError {
+    errors
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| ConfigError::new("", "invalid configuration"))
+}
+
+/// Compiles, collecting every error (each with its path) in the order the
+/// compiler meets them; never an empty list.
+pub fn compile_all(mut raw: RawScope) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Errors::default();
+    errors.take(lift_flat(&mut raw, ""));
     for (i, rule) in raw.rules.iter_mut().flatten().enumerate() {
-        lift_flat(rule, &format!("_rules_[{i}]."))?;
+        errors.take(lift_flat(rule, &format!("_rules_[{i}].")));
     }
     let unknown_keys = unknown_keys(&raw);
     let mut warnings: Vec<String> = unknown_keys
@@ -83,7 +103,7 @@ pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
         .map(|path| format!("{path}: unknown key, ignored"))
         .collect();
     let mut remote_sources = Vec::new();
-    reject_rule_only_keys(&raw)?;
+    reject_rule_only_keys(&raw, &mut errors);
     let global_consumers = Rc::new(compile_consumers(
         raw.consumers.as_deref().unwrap_or(&[]),
         "consumers",
@@ -93,7 +113,8 @@ pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
             remote_sources: &mut remote_sources,
             warnings: &mut warnings,
         },
-    )?);
+        &mut errors,
+    ));
     let global = Rc::new(compile_scope(
         &raw,
         "",
@@ -101,7 +122,8 @@ pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
         global_consumers,
         0,
         &mut remote_sources,
-    )?);
+        &mut errors,
+    ));
 
     let mut rules = Vec::new();
     for (i, raw_rule) in raw.rules.as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -118,25 +140,27 @@ pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
             &global,
             &mut defaults,
             i + 1,
-        )?);
+            &mut errors,
+        ));
     }
     let max_token_bytes = match raw.max_token_bytes {
         Some(n) if n < 64 => {
-            return Err(ConfigError::new("max_token_bytes", "must be at least 64"))
+            errors.push(ConfigError::new("max_token_bytes", "must be at least 64"));
+            DEFAULT_MAX_TOKEN_BYTES
         }
         Some(n) => n,
         None => DEFAULT_MAX_TOKEN_BYTES,
     };
     let token_cache_size = raw.token_cache_size.unwrap_or(DEFAULT_TOKEN_CACHE_SIZE);
     if token_cache_size > MAX_TOKEN_CACHE_SIZE {
-        return Err(ConfigError::new(
+        errors.push(ConfigError::new(
             "token_cache_size",
             format!("must be at most {MAX_TOKEN_CACHE_SIZE}"),
         ));
     }
     let token_cache_bytes = raw.token_cache_bytes.unwrap_or(DEFAULT_TOKEN_CACHE_BYTES);
     if token_cache_bytes > MAX_TOKEN_CACHE_BYTES {
-        return Err(ConfigError::new(
+        errors.push(ConfigError::new(
             "token_cache_bytes",
             format!("must be at most {MAX_TOKEN_CACHE_BYTES}"),
         ));
@@ -145,7 +169,7 @@ pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
         .token_body_timeout_ms
         .unwrap_or(DEFAULT_TOKEN_BODY_TIMEOUT_MS);
     if !TOKEN_BODY_TIMEOUT_RANGE_MS.contains(&token_body_timeout_ms) {
-        return Err(ConfigError::new(
+        errors.push(ConfigError::new(
             "token_body_timeout_ms",
             format!(
                 "must be between {} and {}",
@@ -153,6 +177,9 @@ pub fn compile(mut raw: RawScope) -> Result<Config, ConfigError> {
                 TOKEN_BODY_TIMEOUT_RANGE_MS.end()
             ),
         ));
+    }
+    if errors.len() > 0 {
+        return Err(errors.into_vec());
     }
     let identity_headers = identity_headers(&global, &rules);
     Ok(Config {

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use super::claim_headers::compile_claim_headers;
-use super::error::ConfigError;
+use super::error::{ConfigError, Errors};
 use super::jwks::{inline_jwks, remote_source};
 use super::patterns::is_header_name;
 use super::raw::{RawConsumer, RawEnableHeader};
@@ -114,59 +114,84 @@ pub fn compile_consumers(
     raw: &[RawConsumer],
     field: &str,
     defaults: &mut ConsumerDefaults<'_>,
-) -> Result<Consumers, ConfigError> {
+    errors: &mut Errors,
+) -> Consumers {
     let mut consumers = Consumers::default();
     let mut names = HashSet::new();
-    let mut skipped: Vec<ConfigError> = Vec::new();
+    // Also those of consumers with mistakes: a later duplicate is still one.
+    let mut client_ids: HashSet<&str> = HashSet::new();
+    let mut skipped: Vec<(ConfigError, &str)> = Vec::new();
+    let mut broken = 0;
     for (i, c) in raw.iter().enumerate() {
         let at = |key: &str| format!("{field}[{i}].{key}");
         if c.name.is_empty() {
-            return Err(ConfigError::new(at("name"), "must not be empty"));
+            errors.push(ConfigError::new(at("name"), "must not be empty"));
+            broken += 1;
+            continue;
         }
         if !is_header_safe_name(&c.name) {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 at("name"),
                 "must be printable ASCII without leading or trailing spaces: it is sent as the X-Mse-Consumer header value, where other characters arrive garbled or rejected (Higress issue 2995)",
             ));
+            errors.broken_consumer(field, &c.name);
+            broken += 1;
+            continue;
         }
         if !names.insert(c.name.as_str()) {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 at("name"),
                 format!("duplicate consumer name \"{}\"", c.name),
             ));
+            continue;
         }
         if c.client_id.is_some() || c.client_secret.is_some() {
-            let consumer = gateway_consumer(c, &at, defaults.warnings)?;
-            if consumers.by_client_id.contains_key(&consumer.client_id) {
-                return Err(ConfigError::new(
-                    at("client_id"),
-                    format!("duplicate client_id \"{}\"", consumer.client_id),
-                ));
+            let consumer = gateway_consumer(c, &at, defaults.warnings);
+            // The compiled client_id is the one written.
+            let client_id = c.client_id.as_deref().filter(|id| !id.is_empty());
+            let duplicate = client_id.filter(|id| !client_ids.insert(id));
+            match consumer {
+                Err(e) => {
+                    errors.push(e);
+                    errors.broken_consumer(field, &c.name);
+                    broken += 1;
+                }
+                Ok(consumer) if duplicate.is_some() => {
+                    errors.push(ConfigError::new(
+                        at("client_id"),
+                        format!("duplicate client_id \"{}\"", consumer.client_id),
+                    ));
+                    errors.broken_consumer(field, &c.name);
+                    broken += 1;
+                }
+                Ok(consumer) => {
+                    consumers
+                        .by_client_id
+                        .insert(consumer.client_id.clone(), consumers.list.len());
+                    consumers.list.push(consumer);
+                }
             }
-            consumers
-                .by_client_id
-                .insert(consumer.client_id.clone(), consumers.list.len());
-            consumers.list.push(consumer);
         } else {
             // As the Higress jwt-auth plugin does: a consumer that does not
             // compile is skipped with a warning, unless none is left.
             match jwt_consumer(c, &at, defaults) {
                 Ok(consumer) => consumers.jwt.push(consumer),
-                Err(e) => skipped.push(e),
+                Err(e) => skipped.push((e, c.name.as_str())),
             }
         }
     }
-    if let Some(first) = skipped.first() {
-        if consumers.list.is_empty() && consumers.jwt.is_empty() {
-            return Err(first.clone());
-        }
-        for e in &skipped {
+    let none_left = consumers.list.is_empty() && consumers.jwt.is_empty() && broken == 0;
+    for (e, name) in skipped {
+        if none_left {
+            errors.push(e);
+            errors.broken_consumer(field, name);
+        } else {
             defaults
                 .warnings
                 .push(format!("{e}; this consumer is skipped"));
         }
     }
-    Ok(consumers)
+    consumers
 }
 
 /// Consumer names travel in `X-Mse-Consumer`. HTTP header values are

@@ -5,13 +5,14 @@
 //! timeouts, which paths need a login, what is passed upstream, sign-out.
 
 use super::claim_headers::compile_claim_headers;
-use super::error::ConfigError;
+use super::error::{ConfigError, Errors};
 use super::oidc::{
-    ClientAuth, MatchRule, MatchType, OidcConfig, PassToken, PathMatch, RedirectUrl,
-    DEFAULT_CALLBACK_PATH, DEFAULT_LOGOUT_PATH, DEFAULT_SCOPE, LOGIN_TTL_SECONDS,
+    ClientAuth, OidcConfig, PassToken, RedirectUrl, DEFAULT_CALLBACK_PATH, DEFAULT_LOGOUT_PATH,
+    DEFAULT_SCOPE, LOGIN_TTL_SECONDS,
 };
 use super::oidc_cookies::{cookie_domain, cookie_settings};
-use super::patterns::{after_logout, canonical, domain_pattern, path, redirect_domain};
+use super::oidc_match::{match_list, match_type};
+use super::patterns::{after_logout, canonical, path, redirect_domain};
 use super::raw::{PassAuthorization, RawOidc};
 use crate::http_url::{authority_and_path, parse_absolute};
 
@@ -19,7 +20,7 @@ const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
 /// Calls to the IdP may take at most this long (`oidc_verifier_request_timeout`).
 const CALL_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1..=60_000;
 
-pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigError> {
+pub fn compile_oidc(raw: &RawOidc, prefix: &str, errors: &mut Errors) -> Option<OidcConfig> {
     let at = |k: &str| {
         if raw.flat {
             let flat_name = match k {
@@ -32,41 +33,78 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
             format!("{prefix}oidc.{k}")
         }
     };
-    let provider = provider(raw, &at)?;
-    check_client(raw, &at)?;
-    let (redirect, callback_path) = redirect_url(raw, &at)?;
-    let scope = scope(raw, &at)?;
-    let client_auth = client_auth(raw, &at)?;
-    let mut cookie = cookie_settings(raw, &at)?;
+    // Every step runs, so that each mistake is reported (`Errors`); the
+    // block compiles when none failed.
+    let before = errors.len();
+    let provider = errors.take(provider(raw, &at));
+    errors.take(check_client(raw, &at));
+    let redirect = errors.take(redirect_url(raw, &at));
+    let scope = errors.take(scope(raw, &at));
+    let client_auth = errors.take(client_auth(raw, &at));
+    let cookie = errors.take(cookie_settings(raw, &at));
     if raw.allow_claim.as_deref() == Some("") {
-        return Err(ConfigError::new(at("allow_claim"), "must not be empty"));
+        errors.push(ConfigError::new(at("allow_claim"), "must not be empty"));
     }
-    cookie.attributes.domain = cookie_domain(raw, &at)?;
-    check_apig_fields(raw, &at)?;
-    check_provider_kind(raw, &at)?;
-    let call_timeout_ms = timeouts(raw, &at)?;
-    let match_type = match_type(raw, &at)?;
-    let match_list = match_list(raw, &at)?;
-    let pass_token = pass_token(raw, &at)?;
-    let post_logout = post_logout_redirect(raw, &at)?;
-    let end_session_endpoint = match &raw.end_session_endpoint {
-        Some(u) => Some(
-            parse_absolute(u)
-                .map_err(|reason| ConfigError::new(at("end_session_endpoint"), reason))?
-                .to_string(),
-        ),
-        None => None,
-    };
-    let mut allowed_redirect_domains = Vec::new();
-    for (i, domain) in raw.allowed_redirect_domains.iter().flatten().enumerate() {
-        let field = format!("{}[{i}]", at("allowed_redirect_domains"));
-        allowed_redirect_domains.push(redirect_domain(domain, &field)?);
-    }
-    let claims_to_headers = compile_claim_headers(
+    let cookie_domain = errors.take(cookie_domain(raw, &at));
+    errors.take(check_apig_fields(raw, &at));
+    errors.take(check_provider_kind(raw, &at));
+    let call_timeout_ms = errors.take(timeouts(raw, &at));
+    let match_type = errors.take(match_type(raw, &at));
+    let match_list = errors.take(match_list(raw, &at));
+    let pass_token = errors.take(pass_token(raw, &at));
+    let post_logout = errors.take(post_logout_redirect(raw, &at));
+    let end_session_endpoint = errors.take(end_session_endpoint(raw, &at));
+    let allowed_redirect_domains = errors.take(allowed_redirect_domains(raw, &at));
+    let claims_to_headers = errors.take(compile_claim_headers(
         raw.claims_to_headers.iter().flatten(),
         &at("claims_to_headers"),
-    )?;
-    Ok(OidcConfig {
+    ));
+    let logout_path = errors.take(path(
+        raw.logout_path.as_deref(),
+        DEFAULT_LOGOUT_PATH,
+        &at("logout_path"),
+    ));
+    let (
+        Some(provider),
+        Some((redirect, callback_path)),
+        Some(scope),
+        Some(client_auth),
+        Some(mut cookie),
+        Some(cookie_domain),
+        Some(call_timeout_ms),
+        Some(match_type),
+        Some(match_list),
+        Some(pass_token),
+        Some(post_logout),
+        Some(end_session_endpoint),
+        Some(allowed_redirect_domains),
+        Some(claims_to_headers),
+        Some(logout_path),
+    ) = (
+        provider,
+        redirect,
+        scope,
+        client_auth,
+        cookie,
+        cookie_domain,
+        call_timeout_ms,
+        match_type,
+        match_list,
+        pass_token,
+        post_logout,
+        end_session_endpoint,
+        allowed_redirect_domains,
+        claims_to_headers,
+        logout_path,
+    )
+    else {
+        return None;
+    };
+    if errors.len() > before {
+        return None;
+    }
+    cookie.attributes.domain = cookie_domain;
+    Some(OidcConfig {
         issuer: provider.issuer,
         cluster: provider.cluster,
         discovery_authority: provider.discovery_authority,
@@ -86,11 +124,7 @@ pub fn compile_oidc(raw: &RawOidc, prefix: &str) -> Result<OidcConfig, ConfigErr
         cookie_refresh: cookie.refresh,
         match_type,
         match_list,
-        logout_path: path(
-            raw.logout_path.as_deref(),
-            DEFAULT_LOGOUT_PATH,
-            &at("logout_path"),
-        )?,
+        logout_path,
         end_session_endpoint,
         post_logout_redirect_uri: post_logout,
         allowed_redirect_domains,
@@ -299,58 +333,6 @@ fn timeouts(raw: &RawOidc, at: &dyn Fn(&str) -> String) -> Result<u64, ConfigErr
     Ok(call_timeout_ms)
 }
 
-fn match_type(raw: &RawOidc, at: &dyn Fn(&str) -> String) -> Result<MatchType, ConfigError> {
-    Ok(match raw.match_type.as_deref() {
-        None | Some("whitelist") => MatchType::Whitelist,
-        Some("blacklist") => MatchType::Blacklist,
-        Some(other) => {
-            return Err(ConfigError::new(
-                at("match_type"),
-                format!("\"{other}\" is not whitelist or blacklist"),
-            ))
-        }
-    })
-}
-
-/// The paths `match_type` applies to.
-fn match_list(raw: &RawOidc, at: &dyn Fn(&str) -> String) -> Result<Vec<MatchRule>, ConfigError> {
-    let mut match_list = Vec::new();
-    for (i, rule) in raw.match_list.iter().flatten().enumerate() {
-        let field = format!("{}[{i}]", at("match_list"));
-        let p = canonical(
-            // Empty: every path, as before.
-            rule.match_rule_path
-                .as_deref()
-                .filter(|p| !p.is_empty())
-                .unwrap_or("/"),
-            &format!("{field}.match_rule_path"),
-        )?;
-        let path = match rule.match_rule_type.as_deref() {
-            None | Some("prefix") => PathMatch::Prefix(p),
-            Some("exact") => PathMatch::Exact(p),
-            Some("regex") => {
-                return Err(ConfigError::new(
-                    format!("{field}.match_rule_type"),
-                    "regex is not supported: a path regex is matched against the raw path in the Higress plugin (/a/../b, %2e and case bypass it) and is easy to leave unanchored; list the paths with exact or prefix rules",
-                ))
-            }
-            Some(other) => {
-                return Err(ConfigError::new(
-                    format!("{field}.match_rule_type"),
-                    format!("\"{other}\" is not exact or prefix"),
-                ))
-            }
-        };
-        let domain = rule
-            .match_rule_domain
-            .as_deref()
-            .filter(|d| !d.is_empty())
-            .map(domain_pattern);
-        match_list.push(MatchRule { domain, path });
-    }
-    Ok(match_list)
-}
-
 /// Which token goes upstream in `Authorization`.
 fn pass_token(raw: &RawOidc, at: &dyn Fn(&str) -> String) -> Result<PassToken, ConfigError> {
     Ok(match &raw.pass_authorization_header {
@@ -377,6 +359,36 @@ fn pass_token(raw: &RawOidc, at: &dyn Fn(&str) -> String) -> Result<PassToken, C
             ))
         }
     })
+}
+
+/// The IdP's end-session endpoint, when configured rather than discovered.
+fn end_session_endpoint(
+    raw: &RawOidc,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Option<String>, ConfigError> {
+    raw.end_session_endpoint
+        .as_ref()
+        .map(|u| {
+            parse_absolute(u)
+                .map(|url| url.to_string())
+                .map_err(|reason| ConfigError::new(at("end_session_endpoint"), reason))
+        })
+        .transpose()
+}
+
+/// Hosts a login or sign-out may send the browser to besides this one.
+fn allowed_redirect_domains(
+    raw: &RawOidc,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Vec<String>, ConfigError> {
+    raw.allowed_redirect_domains
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, domain)| {
+            redirect_domain(domain, &format!("{}[{i}]", at("allowed_redirect_domains")))
+        })
+        .collect()
 }
 
 /// Where the browser goes after sign-out.

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::claim_headers::writes_token_header;
 use super::consumer::{Consumers, TokenLocation};
-use super::error::ConfigError;
+use super::error::{ConfigError, Errors};
 use super::jwks::DEFAULT_JWKS_REFRESH_SECONDS;
 use super::model::{
     OidcScope, Scope, DEFAULT_AUTH_HEADER, DEFAULT_AUTH_PATH, DEFAULT_CLOCK_SKEW, DEFAULT_ISSUER,
@@ -27,66 +27,85 @@ pub(super) fn compile_scope(
     consumers: Rc<Consumers>,
     id: usize,
     remote_sources: &mut Vec<Rc<RemoteKeySource>>,
-) -> Result<Scope, ConfigError> {
-    let issuer = match (&raw.issuer, parent) {
-        (Some(i), _) if i.is_empty() => {
-            return Err(ConfigError::new(
+    errors: &mut Errors,
+) -> Scope {
+    // What a key that is absent, or has an error, stands for.
+    let inherited_issuer = || parent.map_or(DEFAULT_ISSUER.to_string(), |p| p.issuer.clone());
+    let issuer = match &raw.issuer {
+        Some(i) if i.is_empty() => {
+            errors.push(ConfigError::new(
                 format!("{prefix}issuer"),
                 "must not be empty",
-            ))
+            ));
+            inherited_issuer()
         }
-        (Some(i), _) => i.clone(),
-        (None, Some(p)) => p.issuer.clone(),
-        (None, None) => DEFAULT_ISSUER.to_string(),
+        Some(i) => i.clone(),
+        None => inherited_issuer(),
     };
-    let auth_path = match (&raw.auth_path, parent) {
-        (Some(p), _) => normalize_auth_path(p, &format!("{prefix}auth_path"))?,
-        (None, Some(p)) => p.auth_path.clone(),
-        (None, None) => DEFAULT_AUTH_PATH.to_string(),
+    let inherited_path = || parent.map_or(DEFAULT_AUTH_PATH.to_string(), |p| p.auth_path.clone());
+    let auth_path = match &raw.auth_path {
+        Some(p) => errors
+            .take(normalize_auth_path(p, &format!("{prefix}auth_path")))
+            .unwrap_or_else(inherited_path),
+        None => inherited_path(),
     };
     let header = match (&raw.auth_header_name, &raw.auth_header) {
         (Some(a), Some(b)) if a != b => {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 format!("{prefix}auth_header"),
                 "conflicts with auth_header_name (an alias of it)",
-            ))
+            ));
+            None
         }
         (Some(a), _) => Some((a, "auth_header_name")),
         (None, Some(b)) => Some((b, "auth_header")),
         (None, None) => None,
     };
-    let auth_header = match (header, parent) {
-        (Some((name, key)), _) => {
-            if !is_header_name(name) {
-                return Err(ConfigError::new(
-                    format!("{prefix}{key}"),
-                    "not a valid HTTP header name",
-                ));
-            }
-            name.to_ascii_lowercase()
+    let inherited_header =
+        || parent.map_or(DEFAULT_AUTH_HEADER.to_string(), |p| p.auth_header.clone());
+    let auth_header = match header {
+        Some((name, key)) if !is_header_name(name) => {
+            errors.push(ConfigError::new(
+                format!("{prefix}{key}"),
+                "not a valid HTTP header name",
+            ));
+            inherited_header()
         }
-        (None, Some(p)) => p.auth_header.clone(),
-        (None, None) => DEFAULT_AUTH_HEADER.to_string(),
+        Some((name, _)) => name.to_ascii_lowercase(),
+        None => inherited_header(),
     };
     let oidc = match (&raw.oidc, parent) {
-        (Some(block), _) => Some(Rc::new(oidc_scope(block, prefix, remote_sources)?)),
+        (Some(block), _) => {
+            let compiled = oidc_scope(block, prefix, remote_sources, errors).map(Rc::new);
+            if compiled.is_none() {
+                errors.broken_oidc(prefix);
+            }
+            compiled
+        }
         (None, Some(p)) => p.oidc.clone(),
         (None, None) => None,
     };
-    check_claims_leave_token_header(raw, prefix, &auth_header, &consumers, oidc.as_deref())?;
-    let token_ttl = match (raw.token_ttl, parent) {
-        (Some(0), _) => {
-            return Err(ConfigError::new(
+    errors.take(check_claims_leave_token_header(
+        raw,
+        prefix,
+        &auth_header,
+        &consumers,
+        oidc.as_deref(),
+    ));
+    let inherited_ttl = parent.map_or(DEFAULT_TOKEN_TTL, |p| p.token_ttl);
+    let token_ttl = match raw.token_ttl {
+        Some(0) => {
+            errors.push(ConfigError::new(
                 format!("{prefix}token_ttl"),
                 "must be at least 1 second",
-            ))
+            ));
+            inherited_ttl
         }
-        (Some(t), _) => t,
-        (None, Some(p)) => p.token_ttl,
-        (None, None) => DEFAULT_TOKEN_TTL,
+        Some(t) => t,
+        None => inherited_ttl,
     };
     let locations = token_locations(&auth_header, &consumers);
-    Ok(Scope {
+    Scope {
         id,
         issuer,
         auth_path,
@@ -107,15 +126,16 @@ pub(super) fn compile_scope(
         consumers,
         locations,
         oidc,
-    })
+    }
 }
 
 fn oidc_scope(
     raw: &RawOidc,
     prefix: &str,
     remote_sources: &mut Vec<Rc<RemoteKeySource>>,
-) -> Result<OidcScope, ConfigError> {
-    let config = compile_oidc(raw, prefix)?;
+    errors: &mut Errors,
+) -> Option<OidcScope> {
+    let config = compile_oidc(raw, prefix, errors)?;
     let candidate = RemoteKeySource::new(
         config.cluster.clone(),
         KeyLocation::Discovery {
@@ -135,7 +155,7 @@ fn oidc_scope(
             source
         }
     };
-    Ok(OidcScope { config, provider })
+    Some(OidcScope { config, provider })
 }
 
 /// No claim may be written into the header this scope reads gateway tokens

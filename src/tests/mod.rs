@@ -1,6 +1,7 @@
 //! Native tests of whole request flows through the core with a fake host.
 
 mod canonical_view;
+mod config_all_errors;
 mod config_errors;
 mod expiry_clock;
 mod fake_host_failures;
