@@ -58,47 +58,40 @@ pub fn on_request<'c, H: Host>(
     let (Some(metadata), Some(_)) = (sso.provider.metadata(), sso.provider.current()) else {
         return Decision::Reply(keys_unavailable());
     };
-    match read_session(oidc, req.cookie, now) {
-        Some(session) if refresh_due(oidc, &session, now) => match &session.refresh_token {
-            Some(refresh_token) => {
-                let refresh_token = refresh_token.clone();
-                token_call(
-                    oidc,
-                    &metadata,
-                    &[
-                        ("grant_type", "refresh_token"),
-                        ("refresh_token", &refresh_token),
-                    ],
-                    Continuation::Refresh {
-                        sso: Rc::clone(sso),
-                        session,
-                        rule,
-                        navigation: req.is_navigation(),
-                    },
-                )
-                .unwrap_or_else(Decision::Reply)
-            }
-            // Nothing to refresh with: valid until the access token expires.
-            None if now < session.expires_at => decide(session_forward(
-                config,
-                sso,
-                &session,
-                allow,
-                req,
-                Vec::new(),
-            )),
-            None => login_or_401(sso, &metadata, req, host),
-        },
-        Some(session) => decide(session_forward(
-            config,
-            sso,
-            &session,
-            allow,
-            req,
-            Vec::new(),
-        )),
-        None => login_or_401(sso, &metadata, req, host),
+    let Some(session) = read_session(oidc, req.cookie, now) else {
+        return login_or_401(sso, &metadata, req, host);
+    };
+    if refresh_due(oidc, &session, now) {
+        if let Some(refresh_token) = session.refresh_token.clone() {
+            return token_call(
+                oidc,
+                &metadata,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &refresh_token),
+                ],
+                Continuation::Refresh {
+                    sso: Rc::clone(sso),
+                    session,
+                    rule,
+                    navigation: req.is_navigation(),
+                },
+            )
+            .unwrap_or_else(Decision::Reply);
+        }
+        // Nothing to refresh with: valid until the access token expires.
+        if now >= session.expires_at {
+            return login_or_401(sso, &metadata, req, host);
+        }
     }
+    decide(session_forward(
+        config,
+        sso,
+        &session,
+        allow,
+        req,
+        Vec::new(),
+    ))
 }
 
 fn decide(result: Result<Forward<'_>, Reply>) -> Decision<'_, CallOut> {

@@ -43,6 +43,18 @@ pub fn hs256_sign(key: &[u8], input: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// A compact HS256 token of the given header and claims JSON, signed with
+/// `secret` whatever the header says (one signer for every test).
+pub fn hs256_jwt(header: &str, claims: &str, secret: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        crate::b64::b64url(header.as_bytes()),
+        crate::b64::b64url(claims.as_bytes())
+    );
+    let sig = crate::b64::b64url(&hs256_sign(secret, input.as_bytes()));
+    format!("{input}.{sig}")
+}
+
 /// The three segments of a compact token, for tests that inspect or take
 /// apart what was issued.
 pub fn segments(token: &str) -> (&str, &str, &str) {

@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use serde_json::json;
 
-use super::hs256_sign;
 use super::NOW;
+use super::{hs256_jwt, hs256_sign};
 use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Flow};
@@ -25,13 +25,7 @@ fn oct(kid: &str, secret: &str) -> serde_json::Value {
 }
 
 fn sign(header: serde_json::Value, claims: serde_json::Value, secret: &str) -> String {
-    let input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    let sig = b64url(&hs256_sign(secret.as_bytes(), input.as_bytes()));
-    format!("{input}.{sig}")
+    hs256_jwt(&header.to_string(), &claims.to_string(), secret.as_bytes())
 }
 
 fn claims(extra: serde_json::Value) -> serde_json::Value {
