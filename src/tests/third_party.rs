@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use serde_json::json;
 
+use super::hs256_jwt;
 use super::NOW;
-use super::{hs256_jwt, hs256_sign};
 use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Flow};
@@ -315,15 +315,7 @@ fn duplicate_claims_are_malformed() {
         r#"{{"iss":"{ISS}","exp":{},"client_id":"app2","client_id":"app1"}}"#,
         NOW + 60
     );
-    let input = format!(
-        "{}.{}",
-        b64url(br#"{"alg":"HS256","kid":"a"}"#),
-        b64url(payload.as_bytes())
-    );
-    let t = format!(
-        "{input}.{}",
-        b64url(&hs256_sign(KEY_A.as_bytes(), input.as_bytes()))
-    );
+    let t = hs256_jwt(r#"{"alg":"HS256","kid":"a"}"#, &payload, KEY_A.as_bytes());
     let (_, host) = send(
         &cfg,
         &TokenCache::new(0),
@@ -377,15 +369,7 @@ fn duplicate_claims_are_malformed() {
             "malformed token",
         ),
     ] {
-        let input = format!(
-            "{}.{}",
-            b64url(header.as_bytes()),
-            b64url(payload.as_bytes())
-        );
-        let t = format!(
-            "{input}.{}",
-            b64url(&hs256_sign(KEY_A.as_bytes(), input.as_bytes()))
-        );
+        let t = hs256_jwt(header, payload, KEY_A.as_bytes());
         let (flow, host) = send(
             &cfg,
             &TokenCache::new(0),
