@@ -5,7 +5,8 @@
 //! Unknown keys (a control plane's `_plugin_id_`, keys of a newer plugin
 //! version, a typo) are collected, logged at warn and otherwise ignored, as
 //! Higress plugins do: one stray key must not stop a gateway from loading.
-//! `edge-auth-config --strict` reports them as errors.
+//! `edge-auth-config --strict` reports them as errors. Every serde type of
+//! the configuration is here, the `oidc` block's and durations included.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,7 @@ use serde::Deserialize;
 
 /// Keys this version does not know, by name. Values are kept: a Higress
 /// `oidc` plugin config is written flat at this level and is lifted into an
-/// `oidc` block from here (see `oidc::lift_flat`).
+/// `oidc` block from here (see `higress_flat::lift_flat`).
 pub type UnknownKeys = BTreeMap<String, serde_json::Value>;
 
 #[derive(Debug, Default, Deserialize)]
