@@ -78,6 +78,7 @@ lint: wasm-target
 	cargo clippy --all-targets --quiet -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) --quiet -- -D warnings
 	python3 scripts/import_graph.py
+	python3 scripts/file_sizes.py
 
 fmt:
 	cargo fmt

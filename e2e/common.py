@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
-import jwt_hs256 as jwt
+import jose_forge as jf
 from harness import Envoy, Response
 
 
@@ -129,9 +129,9 @@ def assert_token_response(
     assert body["expires_in"] == ttl and type(body["expires_in"]) is int, r
     token = body["access_token"]
     assert isinstance(token, str), r
-    header, claims, _ = jwt.decode(token)
+    header, claims, _ = jf.decode_strict(token)
     assert header == {"alg": "HS256", "typ": "application/at+jwt"}, header
-    assert jwt.verify(token, c.client_secret), "signature is not HS256 with the consumer's secret"
+    assert jf.hs_verify(token, c.client_secret), "signature is not HS256 with the consumer's secret"
     expected_keys = {"iss", "sub", "client_id", "aud", "iat", "exp", "jti"} | ({"scope"} if scope is not None else set())
     assert set(claims) == expected_keys, claims
     assert claims["iss"] == issuer, claims
@@ -163,27 +163,32 @@ def issue_token(gw: Envoy, c: Consumer, path: str = TOKEN_PATH, headers=None, **
 # Verification outcomes
 # ---------------------------------------------------------------------------
 
-_REALM_ERR = re.compile(
-    r'^Bearer realm="(?P<realm>[^"]*)", error="invalid_token"(, error_description="(?P<description>[^"]*)")?$')
+_CHALLENGE = re.compile(
+    r'^Bearer realm="(?P<realm>[^"]*)"'
+    r'(?P<err>, error="invalid_token"(, error_description="(?P<description>[^"]*)")?)?$'
+)
 
 
-def assert_unauthorized(r: Response, path: str, host: str = REALM_HOST, token_present: bool = True,
+def assert_unauthorized(r: Response, path: str, host: str = REALM_HOST, token_present: bool | None = True,
                         description: str | None = None) -> None:
-    """401 ``Invalid Jwt token.`` with the exact WWW-Authenticate challenge
-    for ``http://host<path without query>`` (and, if given, exactly this
-    ``error_description``)."""
+    """401 ``Invalid Jwt token.`` with one ``WWW-Authenticate: Bearer
+    realm="http://<host><path without query>"`` challenge: with
+    ``error="invalid_token"`` (and, if given, exactly this
+    ``error_description``) when ``token_present``, without an error when it
+    is False, either when None."""
     assert r.status == 401, r
     assert r.body == INVALID_JWT_BODY, r
     challenges = r.headers.get_all("WWW-Authenticate") or []
     assert len(challenges) == 1, r
     realm = f"http://{host}{path.split('?', 1)[0]}"
-    if token_present:
-        m = _REALM_ERR.match(challenges[0])
-        assert m and m.group("realm") == realm, (challenges[0], realm)
-        if description is not None:
-            assert m.group("description") == description, (challenges[0], description)
-    else:
-        assert challenges[0] == f'Bearer realm="{realm}"', (challenges[0], realm)
+    m = _CHALLENGE.match(challenges[0])
+    assert m and m.group("realm") == realm, (challenges[0], realm)
+    if token_present is True:
+        assert m.group("err"), (challenges[0], "expected error=\"invalid_token\"")
+    elif token_present is False:
+        assert not m.group("err"), (challenges[0], "no error parameter expected without a token")
+    if description is not None:
+        assert m.group("description") == description, (challenges[0], description)
 
 
 def assert_forbidden(r: Response) -> None:
@@ -210,10 +215,50 @@ def forged(c: Consumer, secret: str | None = None, header: dict | None = None, a
     """A token for ``c`` in the MSE format with claims overridden by
     ``claims`` (value ``None`` deletes the claim), HMAC-``alg`` signed with
     ``secret`` (default the consumer's own)."""
-    base = jwt.mse_claims(c.name, c.client_id)
-    for k, v in claims.items():
-        if v is None:
-            base.pop(k, None)
-        else:
-            base[k] = v
-    return jwt.sign(base, c.client_secret if secret is None else secret, header=header, alg=alg)
+    base = jf.override(jf.mse_claims(c.name, c.client_id), **claims)
+    return jf.hs_sign(base, c.client_secret if secret is None else secret, header=header, alg=alg)
+
+
+def bearer_headers(token: str | None, *extra: tuple[str, str], host: str = REALM_HOST) -> list[tuple[str, str]]:
+    """``Host`` (the realm host) and ``Authorization: Bearer <token>``."""
+    h = [("Host", host)]
+    if token is not None:
+        h.append(("Authorization", f"Bearer {token}"))
+    return h + list(extra)
+
+
+def assert_consumer(r: Response, name: str, method: str = "GET", path: str | None = None) -> dict:
+    """The request reached the echo upstream as consumer ``name``
+    (``x-mse-consumer`` exactly once); returns the echo."""
+    assert r.status == 200, r
+    assert r.headers.get("WWW-Authenticate") is None, r
+    echo = r.json()
+    assert echo["method"] == method, echo
+    if path is not None:
+        assert echo["path"] == path, echo
+    assert echo["headers"].get("x-mse-consumer") == name, echo
+    return echo
+
+
+def retry_after_ok(value: str | None) -> bool:
+    """A valid ``Retry-After`` value: delta-seconds or an HTTP-date."""
+    if value is None:
+        return False
+    value = value.strip()
+    if re.fullmatch(r"\d+", value):
+        return True
+    from email.utils import parsedate_to_datetime
+
+    try:
+        parsedate_to_datetime(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def assert_unavailable(r: Response) -> None:
+    """503 with a ``Retry-After`` header (keys not fetched yet)."""
+    assert r.status == 503, r
+    values = r.headers.get_all("Retry-After") or []
+    assert len(values) == 1 and retry_after_ok(values[0]), r
+    assert b"x-mse-consumer" not in r.body, r

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from threaded_server import ThreadedServer
 
 __all__ = ["EchoServer", "EchoHandler", "main"]
 
@@ -146,34 +147,13 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class EchoServer:
+class EchoServer(ThreadedServer):
     """The echo upstream in a background thread; records every request."""
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
-        self._lock = threading.Lock()
-        self._requests: list[dict] = []
-        self._httpd = _Server((host, port), EchoHandler)
-        self._httpd.record = self._record
-        self._httpd.update = self._update
-        self.host = host
-        self.port = self._httpd.server_address[1]
-        self._thread: threading.Thread | None = None
-
-    def _record(self, rec: dict) -> None:
-        with self._lock:
-            self._requests.append(rec)
-
-    def _update(self, rec: dict, **fields) -> None:
-        with self._lock:
-            rec.update(fields)
-
-    @property
-    def requests(self) -> list[dict]:
-        """A snapshot of every request received so far, oldest first,
-        including those whose body never (fully) arrived: ``state`` is
-        ``headers`` (body still awaited), ``complete`` or ``aborted``."""
-        with self._lock:
-            return [dict(r) for r in self._requests]
+        super().__init__(_Server, EchoHandler, port, host, "echo")
+        self._httpd.record = self._record_request
+        self._httpd.update = self._update_request
 
     def requests_seen(self, probe_id: str, header: str = "x-e2e-probe") -> list[dict]:
         """Every request that reached this upstream carrying ``header:
@@ -193,25 +173,6 @@ class EchoServer:
     def count(self) -> int:
         with self._lock:
             return len(self._requests)
-
-    def start(self) -> "EchoServer":
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name=f"echo-{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "EchoServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,13 +96,17 @@ def b64url(data: bytes | str) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64url_decode(text: str) -> bytes:
+def b64url_decode(text: str, strict: bool = False) -> bytes:
+    """``strict``: refuse padding and the standard alphabet (what a token
+    the plugin issues must not contain)."""
+    if strict and any(c in text for c in "+/="):
+        raise ValueError("not unpadded base64url: %r" % text)
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def compact(obj: Any) -> bytes:
+def compact(obj: Any, sort_keys: bool = False) -> bytes:
     """Compact JSON (no spaces), the usual JWS header / payload encoding."""
-    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
+    return json.dumps(obj, separators=(",", ":"), sort_keys=sort_keys).encode("utf-8")
 
 
 def _int_b64(n: int, length: int | None = None) -> str:
@@ -405,11 +409,7 @@ def sign_jwt(
         h["kid"] = key.kid
     elif isinstance(kid, str):
         h["kid"] = kid
-    for k, v in (header or {}).items():
-        if v is None:
-            h.pop(k, None)
-        else:
-            h[k] = v
+    h = override(h, **(header or {}))
     hb = compact(h)
     pb = payload if isinstance(payload, bytes) else compact(payload)
     signing_input = f"{b64url(hb)}.{b64url(pb)}".encode("ascii")
@@ -431,17 +431,7 @@ def _can_sign(key: Key, alg: str) -> bool:
 def hmac_jwt(payload: dict | bytes, secret: bytes | str, header: dict | None = None, alg: str = "HS256") -> str:
     """HMAC-``alg`` over the token with arbitrary ``secret`` bytes; the
     header is ``{"alg": alg, "typ": "JWT"}`` updated with ``header``."""
-    h: dict[str, Any] = {"alg": alg, "typ": "JWT"}
-    for k, v in (header or {}).items():
-        if v is None:
-            h.pop(k, None)
-        else:
-            h[k] = v
-    hb = compact(h)
-    pb = payload if isinstance(payload, bytes) else compact(payload)
-    signing_input = f"{b64url(hb)}.{b64url(pb)}".encode("ascii")
-    key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    return f"{signing_input.decode()}.{b64url(hmac.new(key, signing_input, HMAC_ALGS[alg]).digest())}"
+    return hs_sign(payload, secret, header=override({"alg": alg, "typ": "JWT"}, **(header or {})), alg=alg)
 
 
 def unsigned(payload: dict | bytes, alg: str = "none", header: dict | None = None, signature: str = "") -> str:
@@ -523,3 +513,106 @@ def verify(token: str, key: Key) -> bool:
     except InvalidSignature:
         return False
 
+
+# ---------------------------------------------------------------------------
+# Gateway tokens: the MSE/Higress oauth format, HMAC with a consumer's
+# secret (checking the tokens the plugin issues, forging others). Nothing
+# here is shared with the plugin's Rust code on purpose.
+# ---------------------------------------------------------------------------
+
+AT_JWT_TYP = "application/at+jwt"
+
+
+def hs_sign(
+    claims: dict | bytes,
+    secret: str | bytes,
+    header: dict | bytes | None = None,
+    alg: str = "HS256",
+    sort_keys: bool = False,
+) -> str:
+    """Sign ``claims`` with HMAC ``alg`` (HS256 by default).
+
+    ``header`` defaults to ``{"alg": alg, "typ": "application/at+jwt"}``; the
+    header's own ``alg`` value is NOT consulted for the MAC (so a forged
+    header can claim anything while the signature is real HMAC-``alg``).
+    """
+    if header is None:
+        header = {"alg": alg, "typ": AT_JWT_TYP}
+    h = header if isinstance(header, bytes) else compact(header, sort_keys)
+    p = claims if isinstance(claims, bytes) else compact(claims, sort_keys)
+    signing_input = f"{b64url(h)}.{b64url(p)}".encode("ascii")
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return signing_input.decode("ascii") + "." + b64url(hmac.new(key, signing_input, HMAC_ALGS[alg]).digest())
+
+
+def hs_verify(token: str, secret: str | bytes, alg: str = "HS256") -> bool:
+    """True when the token's signature is HMAC-``alg`` over its first two
+    segments with ``secret`` (constant-time compare)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        sig = b64url_decode(parts[2], strict=True)
+    except ValueError:
+        return False
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    expected = hmac.new(key, f"{parts[0]}.{parts[1]}".encode("ascii"), HMAC_ALGS[alg]).digest()
+    return hmac.compare_digest(sig, expected)
+
+
+def decode_strict(token: str) -> tuple[dict, dict, bytes]:
+    """Split and decode a compact JWS: ``(header, claims, signature)``.
+
+    Strict: exactly three unpadded base64url segments, header and claims
+    JSON objects. Does not verify anything.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("a JWT has 3 segments, got %d" % len(parts))
+    header = json.loads(b64url_decode(parts[0], strict=True))
+    claims = json.loads(b64url_decode(parts[1], strict=True))
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ValueError("JWT header and claims must be JSON objects")
+    return header, claims, b64url_decode(parts[2], strict=True)
+
+
+def mse_claims(
+    name: str,
+    client_id: str,
+    issuer: str = "Higress-Gateway",
+    ttl: int = 7200,
+    aud: str = "default",
+    now: int | None = None,
+    **extra: Any,
+) -> dict:
+    """Claims exactly as the MSE/Higress oauth plugin issues them
+    (no ``scope``; ``aud`` a single string)."""
+    iat = int(time.time()) if now is None else int(now)
+    result = {
+        "aud": aud,
+        "client_id": client_id,
+        "exp": iat + int(ttl),
+        "iat": iat,
+        "iss": issuer,
+        "jti": str(uuid.uuid4()),
+        "sub": name,
+    }
+    result.update(extra)
+    return result
+
+
+def mse_token(
+    name: str,
+    client_id: str,
+    client_secret: str,
+    issuer: str = "Higress-Gateway",
+    ttl: int = 7200,
+    aud: str = "default",
+    now: int | None = None,
+    **extra: Any,
+) -> str:
+    """A token in the MSE/Higress oauth format: header
+    ``{"alg":"HS256","typ":"application/at+jwt"}`` and claims with sorted keys
+    (as that plugin's JSON library writes them), HS256 with the secret."""
+    token_claims = mse_claims(name, client_id, issuer=issuer, ttl=ttl, aud=aud, now=now, **extra)
+    return hs_sign(token_claims, client_secret, header={"alg": "HS256", "typ": AT_JWT_TYP}, sort_keys=True)

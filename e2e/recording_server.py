@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from threaded_server import ThreadedServer
 
 __all__ = ["RecordingServer"]
 
@@ -93,20 +94,15 @@ class _Server(ThreadingHTTPServer):
         return True
 
 
-class RecordingServer:
+class RecordingServer(ThreadedServer):
     """The recorder in a background thread (``with RecordingServer() as rec``)."""
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
-        self._lock = threading.Lock()
+        super().__init__(_Server, _Handler, port, host, "recorder")
         self._connections: list[tuple[str, int]] = []
-        self._requests: list[dict] = []
         self.jwks_doc: dict = {"keys": []}
         self.pem: bytes = b""
-        self._httpd = _Server((host, port), _Handler)
         self._httpd.owner = self
-        self.host = host
-        self.port = self._httpd.server_address[1]
-        self._thread: threading.Thread | None = None
 
     # -- what it serves ---------------------------------------------------------
 
@@ -125,21 +121,6 @@ class RecordingServer:
         with self._lock:
             self._connections.append(addr)
 
-    def _record_request(self, rec: dict) -> None:
-        with self._lock:
-            self._requests.append(rec)
-
-    def _update_request(self, rec: dict, **fields) -> None:
-        with self._lock:
-            rec.update(fields)
-
-    @property
-    def requests(self) -> list[dict]:
-        """Every request so far, recorded when its headers arrived: ``state``
-        is ``headers`` (body awaited), ``complete`` or ``aborted``."""
-        with self._lock:
-            return [dict(r) for r in self._requests]
-
     @property
     def connections(self) -> int:
         with self._lock:
@@ -153,25 +134,6 @@ class RecordingServer:
         with self._lock:
             reqs = [f"{r['method']} {r['path']} (host {r['headers'].get('host')})" for r in self._requests]
             return f"{len(self._connections)} connection(s), requests: {reqs}"
-
-    # -- lifecycle --------------------------------------------------------------
-
-    def start(self) -> "RecordingServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"recorder-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "RecordingServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

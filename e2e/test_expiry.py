@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import jwt_hs256 as jwt
+import jose_forge as jf
 from common import (
     C1,
     C2,
@@ -120,6 +120,6 @@ def test_rule_overrides_ttl_and_skew(gw):
 
 def test_mse_token_with_one_second_ttl(gw):
     now = int(time.time())
-    token = jwt.mse_token(C2.name, C2.client_id, C2.client_secret, ttl=1, now=now - 5)
+    token = jf.mse_token(C2.name, C2.client_id, C2.client_secret, ttl=1, now=now - 5)
     r = gw.get("/a/x", headers={"Host": REALM_HOST, "Authorization": f"Bearer {token}"})
     assert_unauthorized(r, "/a/x", token_present=True)

@@ -19,12 +19,12 @@ import time
 import pytest
 
 import harness
-import jwt_hs256 as jwt
+import jose_forge as jf
 from common import C1, assert_passed, consumers, issue_token
 
 JWT_SECRET = "identity-headers-e2e-hmac-key-0123456789abcdef"
 JWT_ISSUER = "https://idp.identity-headers.test"
-JWKS = {"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": jwt.b64url_encode(JWT_SECRET.encode())}]}
+JWKS = {"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": jf.b64url(JWT_SECRET.encode())}]}
 JWT_CONSUMER = {
     "name": "jwt-user",
     "issuer": JWT_ISSUER,
@@ -119,7 +119,7 @@ def gw_open(start_gateway):
 def jwt_token(email: str = "alice@example.test") -> str:
     now = int(time.time())
     claims = {"iss": JWT_ISSUER, "sub": "alice", "email": email, "iat": now, "exp": now + 600}
-    return jwt.sign(claims, JWT_SECRET, header={"alg": "HS256", "typ": "JWT", "kid": "k1"})
+    return jf.hs_sign(claims, JWT_SECRET, header={"alg": "HS256", "typ": "JWT", "kid": "k1"})
 
 
 def test_positive_control_forged_spellings_reach_an_upstream_without_the_plugin(echo):

@@ -16,6 +16,13 @@ import pytest
 
 import harness
 import jose_forge as jf
+from common import (
+    assert_consumer,
+    assert_forbidden,
+    assert_unauthorized,
+    assert_unavailable,
+    bearer_headers,
+)
 from idp_control import (
     APP1,
     APP2,
@@ -25,11 +32,6 @@ from idp_control import (
     Gateways,
     Idp,
     IdpClient,
-    assert_consumer,
-    assert_forbidden,
-    assert_invalid,
-    assert_unavailable,
-    bearer_headers,
     gateway,
     make_keyset,
     poll,
@@ -338,7 +340,7 @@ def test_spoofed_identity_headers_are_removed(gws, idp_tokens, via):
 def test_spoofed_headers_without_token_do_not_pass(gws, echo, via):
     n = echo.count()
     r = gws[via].get("/b/spoof", headers=bearer_headers(None, *SPOOFS))
-    assert_invalid(r, "/b/spoof", token_present=False)
+    assert_unauthorized(r, "/b/spoof", token_present=False)
     assert echo.count() == n
 
 
@@ -352,8 +354,8 @@ def test_allow_list_denies_other_jwt_consumer(gws, idp_tokens, echo, via):
         assert_forbidden(gw.get("/a/allowed", headers=bearer_headers(t2)))
         assert echo.count() == n
         assert_consumer(gw.get("/b/open", headers=bearer_headers(t2)), BILLING, "GET", "/b/open")
-    assert_invalid(gw.get("/a/allowed", headers=bearer_headers(None)), "/a/allowed", token_present=False)
-    assert_invalid(gw.get("/a/allowed", headers=bearer_headers("garbage")), "/a/allowed")
+    assert_unauthorized(gw.get("/a/allowed", headers=bearer_headers(None)), "/a/allowed", token_present=False)
+    assert_unauthorized(gw.get("/a/allowed", headers=bearer_headers("garbage")), "/a/allowed")
 
 
 @pytest.mark.parametrize("alg", ["RS256", "ES256"])
@@ -362,7 +364,7 @@ def test_claims_matching_no_consumer_is_rejected(gws, idp, echo, via, alg):
     """Signed by the IdP, but client_id matches neither consumer's claims."""
     token = idp.forge(alg, client_id=APP3.client_id, sub=APP3.client_id)
     n = echo.count()
-    assert_invalid(gws[via].get("/b/x", headers=bearer_headers(token)), "/b/x")
+    assert_unauthorized(gws[via].get("/b/x", headers=bearer_headers(token)), "/b/x")
     assert echo.count() == n
     # Control: the same forging with a known client passes.
     assert_consumer(gws[via].get("/b/x", headers=bearer_headers(idp.forge(alg, client_id=APP2.client_id))),
@@ -389,7 +391,7 @@ def _bad_claims(idp: Idp) -> dict[str, dict]:
 def test_bad_registered_claims_rejected(gws, idp, echo, via, alg, case):
     token = idp.forge(alg, **_bad_claims(idp)[case])
     n = echo.count()
-    assert_invalid(gws[via].get("/b/claims", headers=bearer_headers(token)), "/b/claims")
+    assert_unauthorized(gws[via].get("/b/claims", headers=bearer_headers(token)), "/b/claims")
     assert echo.count() == n
 
 
@@ -436,7 +438,7 @@ def test_inline_aud_array_containing_audience_accepted(inline_gw, alg):
 def test_inline_wrong_key_same_kid_rejected(inline_gw, echo, alg):
     impostor = jf.key_for_alg(alg, kid=INLINE_KEYS[alg].kid)
     n = echo.count()
-    assert_invalid(inline_gw.get("/a/k", headers=bearer_headers(inline_token(alg, key=impostor))), "/a/k")
+    assert_unauthorized(inline_gw.get("/a/k", headers=bearer_headers(inline_token(alg, key=impostor))), "/a/k")
     assert echo.count() == n
 
 
@@ -447,7 +449,7 @@ def test_inline_other_consumers_key_rejected(inline_gw, alg):
     others = [a for a in jf.ALGS if a != alg]
     other = others[jf.ALGS.index(alg) % len(others)]
     token = inline_token(alg, key=INLINE_KEYS[other])
-    assert_invalid(inline_gw.get("/a/k", headers=bearer_headers(token)), "/a/k")
+    assert_unauthorized(inline_gw.get("/a/k", headers=bearer_headers(token)), "/a/k")
 
 
 def _time_cases() -> dict[str, tuple[dict, bool]]:
@@ -474,7 +476,7 @@ def test_inline_registered_claims(inline_gw, echo, alg, case):
         assert_consumer(r, inline_name(alg), "GET", "/b/t")
     else:
         n = echo.count()
-        assert_invalid(r, "/b/t")
+        assert_unauthorized(r, "/b/t")
         assert echo.count() == n
 
 
@@ -495,17 +497,17 @@ def test_cached_token_still_expires(inline_gw, echo):
         assert_consumer(r, "cache-app", "GET", "/b/cache")
         assert time.monotonic() < deadline, "a cached token still passes long after its exp"
         time.sleep(0.05)
-    assert_invalid(r, "/b/cache")
+    assert_unauthorized(r, "/b/cache")
     assert "token expired" in r.headers.get("WWW-Authenticate", ""), r
     assert time.time() >= exp, "refused before its exp"
     n = echo.count()
-    assert_invalid(inline_gw.get("/b/cache", headers=bearer_headers(token)), "/b/cache")
+    assert_unauthorized(inline_gw.get("/b/cache", headers=bearer_headers(token)), "/b/cache")
     assert echo.count() == n
     # A tampered copy of a cached token is not a cache hit.
     fresh = jf.sign_jwt(jf.claims(CACHE_ISS, INLINE_AUD), CACHE_KEY)
     assert_consumer(inline_gw.get("/b/cache", headers=bearer_headers(fresh)), "cache-app", "GET", "/b/cache")
-    assert_invalid(inline_gw.get("/b/cache", headers=bearer_headers(jf.tamper_signature(fresh))), "/b/cache")
-    assert_invalid(inline_gw.get("/b/cache", headers=bearer_headers(jf.tamper_payload(fresh, sub="admin"))), "/b/cache")
+    assert_unauthorized(inline_gw.get("/b/cache", headers=bearer_headers(jf.tamper_signature(fresh))), "/b/cache")
+    assert_unauthorized(inline_gw.get("/b/cache", headers=bearer_headers(jf.tamper_payload(fresh, sub="admin"))), "/b/cache")
 
 
 # ---------------------------------------------------------------------------
@@ -556,7 +558,7 @@ def test_configured_locations_replace_defaults(gws, echo, where):
         headers.append(("Cookie", f"token={token}"))
     n = echo.count()
     # The other consumer (defaults) may see a token in Authorization / access_token.
-    assert_invalid(gw.get(path, headers=headers), path, token_present=None)
+    assert_unauthorized(gw.get(path, headers=headers), path, token_present=None)
     assert echo.count() == n
 
 
@@ -573,7 +575,7 @@ def test_cookies_only_when_configured(gws, echo):
     n = echo.count()
     r = gw.get("/b/nk", headers=[("Host", "gw.example.test"), ("Cookie", f"jwt={nokeep_token()}")])
     # nokeep-app reads no cookie; loc-app reads this one and refuses the token.
-    assert_invalid(r, "/b/nk", token_present=True)
+    assert_unauthorized(r, "/b/nk", token_present=True)
     assert echo.count() == n
     r = gw.get(f"/b/nk?access_token={nokeep_token()}", headers=[("Host", "gw.example.test")])
     assert_consumer(r, "nokeep-app", "GET")
@@ -632,7 +634,7 @@ def test_key_rotation_picked_up_without_restarting_envoy(own_idp, own_gateway):
     assert jf.decode(new_rs)[0]["kid"] not in old_kids
 
     # Unknown kid: refused at first (no restart, no synchronous fetch) ...
-    assert_invalid(gw.get("/b/rot", headers=bearer_headers(new_rs)), "/b/rot")
+    assert_unauthorized(gw.get("/b/rot", headers=bearer_headers(new_rs)), "/b/rot")
 
     # ... then accepted once the rate-limited refetch brought the new key set.
     def each(resp):

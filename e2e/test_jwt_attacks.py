@@ -22,6 +22,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 import jose_forge as jf
+from common import (
+    assert_consumer,
+    assert_unauthorized,
+    bearer_headers,
+)
 from idp_control import (
     APP1,
     ES256_RESOURCE,
@@ -29,9 +34,6 @@ from idp_control import (
     RS256_RESOURCE,
     Gateways,
     Idp,
-    assert_consumer,
-    assert_invalid,
-    bearer_headers,
     gateway,
     poll,
 )
@@ -151,7 +153,7 @@ def reject(gw, echo, token: str, path: str = PATH, headers=()) -> None:
     """The token is refused with 401 and the upstream sees nothing."""
     n = echo.count()
     r = gw.get(path, headers=bearer_headers(token, *headers))
-    assert_invalid(r, path)
+    assert_unauthorized(r, path)
     assert echo.count() == n, "the upstream was reached"
 
 

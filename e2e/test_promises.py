@@ -23,7 +23,10 @@ import jose_forge as jf
 from common import (
     C1,
     TOKEN_PATH,
+    assert_consumer,
     assert_token_error,
+    assert_unauthorized,
+    bearer_headers,
     consumers,
     cred_params,
     probe,
@@ -37,9 +40,6 @@ from idp_control import (
     RS256_RESOURCE,
     Gateways,
     Idp,
-    assert_consumer,
-    assert_invalid,
-    bearer_headers,
     gateway,
     make_keyset,
     poll,
@@ -174,7 +174,7 @@ def test_verified_token_cache_cleared_when_keys_change(echo, wasm):
             # The cached verdict for the old token went with the old keys.
             n = echo.count()
             r = gw.get("/a/c", headers=bearer_headers(old))
-            assert_invalid(r, "/a/c")
+            assert_unauthorized(r, "/a/c")
             assert "unknown key id" in r.headers.get("WWW-Authenticate", ""), r
             assert echo.count() == n
 

@@ -26,7 +26,10 @@ import pytest
 import harness
 import jose_forge as jf
 from fault_proxy import FaultProxy
-from idp_control import APP1, ES256_RESOURCE, IDP_CLUSTER, RS256_RESOURCE, Idp, make_keyset, retry_after_ok
+from common import (
+    retry_after_ok,
+)
+from idp_control import APP1, ES256_RESOURCE, IDP_CLUSTER, RS256_RESOURCE, Idp, make_keyset
 from sso_browser import Browser, Page, Resp
 
 COOKIE = "_edge_auth_session"

@@ -68,6 +68,35 @@ fn errors_name_the_field_and_fail() {
     );
 }
 
+#[test]
+fn three_independent_errors_are_listed_in_one_run() {
+    // One in the top level, one in a consumer, one in a rule: the plugin
+    // stops at the first; the checker names all three, once each.
+    let bad = temp_file(
+        "three-errors.json",
+        r#"{"token_ttl": 0,
+            "consumers": [{"name": "a", "client_id": "x", "client_secret": ""}],
+            "_rules_": [{"_match_route_": ["r"], "allow": ["ghost"]}]}"#,
+    );
+    let (code, out) = run(&[bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].ends_with("consumers[0].client_secret: must not be empty"),
+        "{out}"
+    );
+    assert!(
+        lines[1].ends_with("token_ttl: must be at least 1 second"),
+        "{out}"
+    );
+    assert!(
+        lines[2].ends_with("_rules_[0].allow[0]: unknown consumer \"ghost\""),
+        "{out}"
+    );
+    assert!(!out.contains("more errors may follow"), "{out}");
+}
+
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("edge-auth-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -121,12 +121,12 @@ def _echo_child(conn) -> None:
 
         passed = 0
 
-        def _record(self, rec: dict) -> None:
+        def _record_request(self, rec: dict) -> None:
             p = _probe_of(rec)
             if p is None or p.endswith(REACHES_SUFFIX):
                 self.passed += 1
                 return
-            super()._record(rec)
+            super()._record_request(rec)
 
     echo = LeakRecorder()
     # socketserver listens with a backlog of 5: when Envoy opens dozens of

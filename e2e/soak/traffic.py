@@ -21,7 +21,6 @@ from typing import Callable, Iterable
 from urllib.parse import urlencode, urlsplit
 
 import jose_forge as jf
-import jwt_hs256 as jwt
 from common import C1, C2, FORM, PROBE_HEADER, TOKEN_PATH, Consumer, basic, cred_params, forged, query
 from idp_control import APP1, APP2, ES256_RESOURCE, RS256_RESOURCE, Idp
 from sso_browser import NAV_ACCEPT, Browser
@@ -280,7 +279,7 @@ class Traffic:
         return self.api("gateway token, expired", DENY, "/api/x", token, denied=[401])
 
     def gw_alg_none(self) -> Shot:
-        token = jwt.assemble({"alg": "none", "typ": jwt.AT_JWT_TYP}, jwt.mse_claims(C1.name, C1.client_id))
+        token = jf.assemble({"alg": "none", "typ": jf.AT_JWT_TYP}, jf.mse_claims(C1.name, C1.client_id))
         return self.api("gateway token, alg none", DENY, "/api/x", token, denied=[401])
 
     def gw_other_secret(self) -> Shot:
@@ -390,7 +389,7 @@ class Traffic:
                 return f"{r.status} {r.text[:100]}"
             body = r.json()
             token = body.get("access_token", "")
-            if body.get("expires_in") not in TTLS or not jwt.verify(token, c.client_secret):
+            if body.get("expires_in") not in TTLS or not jf.hs_verify(token, c.client_secret):
                 return f"bad token response {body}"
             self.gw_tokens[c.name].add(token)
             return None

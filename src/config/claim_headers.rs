@@ -1,7 +1,8 @@
 //! `claims_to_headers`, for JWT consumers and single sign-on alike: which
 //! upstream headers a token's claims may be written into.
 
-use super::compile::{is_header_name, ConfigError};
+use super::error::ConfigError;
+use super::patterns::is_header_name;
 use super::raw::RawClaimToHeader;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,18 +7,15 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use super::claim_headers::compile_claim_headers;
-use super::compile::{is_header_name, ConfigError};
+use super::error::{ConfigError, Errors};
+use super::jwks::{inline_jwks, remote_source};
+use super::patterns::is_header_name;
 use super::raw::{RawConsumer, RawEnableHeader};
-use crate::http_url::{authority_and_path, parse_absolute};
-use crate::keys::remote::{KeyLocation, RemoteKeySource};
-use crate::keys::{parse_jwks, KeySet};
+use crate::keys::remote::RemoteKeySource;
+use crate::keys::KeySet;
 
 /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
 const RECOMMENDED_SECRET_LEN: usize = 32;
-pub const DEFAULT_JWKS_REFRESH_SECONDS: u64 = 600;
-pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 5000;
-const MAX_JWKS_TIMEOUT_MS: u64 = 60_000;
-const MIN_JWKS_REFRESH_SECONDS: u64 = 10;
 /// A gateway client: gets tokens at `auth_path`, signed with its secret.
 #[derive(Debug)]
 pub struct Consumer {
@@ -117,59 +114,84 @@ pub fn compile_consumers(
     raw: &[RawConsumer],
     field: &str,
     defaults: &mut ConsumerDefaults<'_>,
-) -> Result<Consumers, ConfigError> {
+    errors: &mut Errors,
+) -> Consumers {
     let mut consumers = Consumers::default();
     let mut names = HashSet::new();
-    let mut skipped: Vec<ConfigError> = Vec::new();
+    // Also those of consumers with mistakes: a later duplicate is still one.
+    let mut client_ids: HashSet<&str> = HashSet::new();
+    let mut skipped: Vec<(ConfigError, &str)> = Vec::new();
+    let mut broken = 0;
     for (i, c) in raw.iter().enumerate() {
         let at = |key: &str| format!("{field}[{i}].{key}");
         if c.name.is_empty() {
-            return Err(ConfigError::new(at("name"), "must not be empty"));
+            errors.push(ConfigError::new(at("name"), "must not be empty"));
+            broken += 1;
+            continue;
         }
         if !is_header_safe_name(&c.name) {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 at("name"),
                 "must be printable ASCII without leading or trailing spaces: it is sent as the X-Mse-Consumer header value, where other characters arrive garbled or rejected (Higress issue 2995)",
             ));
+            errors.broken_consumer(field, &c.name);
+            broken += 1;
+            continue;
         }
         if !names.insert(c.name.as_str()) {
-            return Err(ConfigError::new(
+            errors.push(ConfigError::new(
                 at("name"),
                 format!("duplicate consumer name \"{}\"", c.name),
             ));
+            continue;
         }
         if c.client_id.is_some() || c.client_secret.is_some() {
-            let consumer = gateway_consumer(c, &at, defaults.warnings)?;
-            if consumers.by_client_id.contains_key(&consumer.client_id) {
-                return Err(ConfigError::new(
-                    at("client_id"),
-                    format!("duplicate client_id \"{}\"", consumer.client_id),
-                ));
+            let consumer = gateway_consumer(c, &at, defaults.warnings);
+            // The compiled client_id is the one written.
+            let client_id = c.client_id.as_deref().filter(|id| !id.is_empty());
+            let duplicate = client_id.filter(|id| !client_ids.insert(id));
+            match consumer {
+                Err(e) => {
+                    errors.push(e);
+                    errors.broken_consumer(field, &c.name);
+                    broken += 1;
+                }
+                Ok(consumer) if duplicate.is_some() => {
+                    errors.push(ConfigError::new(
+                        at("client_id"),
+                        format!("duplicate client_id \"{}\"", consumer.client_id),
+                    ));
+                    errors.broken_consumer(field, &c.name);
+                    broken += 1;
+                }
+                Ok(consumer) => {
+                    consumers
+                        .by_client_id
+                        .insert(consumer.client_id.clone(), consumers.list.len());
+                    consumers.list.push(consumer);
+                }
             }
-            consumers
-                .by_client_id
-                .insert(consumer.client_id.clone(), consumers.list.len());
-            consumers.list.push(consumer);
         } else {
             // As the Higress jwt-auth plugin does: a consumer that does not
             // compile is skipped with a warning, unless none is left.
             match jwt_consumer(c, &at, defaults) {
                 Ok(consumer) => consumers.jwt.push(consumer),
-                Err(e) => skipped.push(e),
+                Err(e) => skipped.push((e, c.name.as_str())),
             }
         }
     }
-    if let Some(first) = skipped.first() {
-        if consumers.list.is_empty() && consumers.jwt.is_empty() {
-            return Err(first.clone());
-        }
-        for e in &skipped {
+    let none_left = consumers.list.is_empty() && consumers.jwt.is_empty() && broken == 0;
+    for (e, name) in skipped {
+        if none_left {
+            errors.push(e);
+            errors.broken_consumer(field, name);
+        } else {
             defaults
                 .warnings
                 .push(format!("{e}; this consumer is skipped"));
         }
     }
-    Ok(consumers)
+    consumers
 }
 
 /// Consumer names travel in `X-Mse-Consumer`. HTTP header values are
@@ -277,8 +299,8 @@ fn jwt_consumer(
         }
     };
     let keys = match source_key {
-        "jwks" => inline_jwks(c.jwks.as_ref(), &at("jwks"))?,
-        _ => KeySource::Remote(remote_source(c, source_key, at, defaults)?),
+        "jwks" => KeySource::Inline(inline_jwks(c.jwks.as_ref(), &at("jwks"))?),
+        _ => KeySource::Remote(remote_source(c, source_key, at, defaults.remote_sources)?),
     };
     let audiences = c.audiences.clone().unwrap_or_default();
     if let Some(j) = audiences.iter().position(String::is_empty) {
@@ -299,204 +321,6 @@ fn jwt_consumer(
         keep_token: c.keep_token.unwrap_or(defaults.keep_token),
         require_exp: c.require_exp.unwrap_or(true),
     })
-}
-
-fn inline_jwks(value: Option<&Value>, field: &str) -> Result<KeySource, ConfigError> {
-    let text = match value {
-        Some(Value::String(s)) => s.clone(),
-        Some(v @ Value::Object(_)) => v.to_string(),
-        _ => {
-            return Err(ConfigError::new(
-                field,
-                "must be a JWKS as a JSON string or object",
-            ))
-        }
-    };
-    let keys = parse_jwks(text.as_bytes()).map_err(|e| ConfigError::new(field, e.0))?;
-    Ok(KeySource::Inline(Rc::new(keys)))
-}
-
-fn remote_source(
-    c: &RawConsumer,
-    source_key: &str,
-    at: &dyn Fn(&str) -> String,
-    defaults: &mut ConsumerDefaults<'_>,
-) -> Result<Rc<RemoteKeySource>, ConfigError> {
-    if let Some(remote) = &c.remote_jwks {
-        return remote_jwks_source(c, remote, at, defaults);
-    }
-    let url = match source_key {
-        "jwks_uri" => c.jwks_uri.as_deref(),
-        _ => c.oidc_issuer.as_deref(),
-    }
-    .unwrap_or("");
-    let (url_authority, url_path) = parse_absolute(url)
-        .map(|parsed| authority_and_path(&parsed))
-        .map_err(|reason| ConfigError::new(at(source_key), reason))?;
-    let location_of = |authority: String| {
-        if source_key == "jwks_uri" {
-            KeyLocation::Jwks {
-                authority,
-                path: url_path.clone(),
-            }
-        } else {
-            KeyLocation::Discovery {
-                issuer: url.to_string(),
-                authority,
-                path: format!(
-                    "{}/.well-known/openid-configuration",
-                    url_path.trim_end_matches('/')
-                ),
-            }
-        }
-    };
-    let (cluster, authority) = match (&c.cluster, &c.service_name) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(at("service_name"), "conflicts with cluster"))
-        }
-        (Some(cluster), None) if !cluster.is_empty() => (cluster.clone(), url_authority),
-        (None, Some(service)) if !service.is_empty() => (
-            format!("outbound|{}||{service}", c.service_port.unwrap_or(80)),
-            c.service_host.clone().unwrap_or(url_authority),
-        ),
-        _ => {
-            return Err(ConfigError::new(
-                at("cluster"),
-                format!("{source_key} needs the Envoy cluster that reaches it: cluster, or service_name/service_port"),
-            ))
-        }
-    };
-    shared_source(cluster, location_of(authority), c, at, defaults)
-}
-
-/// Higress `jwt-auth` `remote_jwks`: a path on a mesh service. The
-/// `:authority` is `service_host`, else the service name.
-fn remote_jwks_source(
-    c: &RawConsumer,
-    remote: &super::raw::RawRemoteJwks,
-    at: &dyn Fn(&str) -> String,
-    defaults: &mut ConsumerDefaults<'_>,
-) -> Result<Rc<RemoteKeySource>, ConfigError> {
-    if let Some(key) = [
-        ("cluster", c.cluster.is_some()),
-        ("service_name", c.service_name.is_some()),
-        ("service_port", c.service_port.is_some()),
-        ("service_host", c.service_host.is_some()),
-    ]
-    .iter()
-    .find_map(|(k, set)| set.then_some(*k))
-    {
-        return Err(ConfigError::new(at(key), "conflicts with remote_jwks"));
-    }
-    if remote.service_name.is_empty() || remote.service_name.contains(['|', '/', ' ']) {
-        return Err(ConfigError::new(
-            at("remote_jwks.service_name"),
-            "must be a service name such as jwks.default.svc.cluster.local or keycloak.dns",
-        ));
-    }
-    let authority = remote
-        .service_host
-        .clone()
-        .unwrap_or_else(|| remote.service_name.clone());
-    // Parsed as a URL on that host, so the path is checked (and written) as
-    // every other configured URL is.
-    let url = format!("http://{authority}{}", remote.path);
-    if !remote.path.starts_with('/') {
-        return Err(ConfigError::new(
-            at("remote_jwks.path"),
-            "must start with /",
-        ));
-    }
-    let (authority, path) = parse_absolute(&url)
-        .map(|parsed| authority_and_path(&parsed))
-        .map_err(|reason| ConfigError::new(at("remote_jwks"), reason))?;
-    let cluster = format!(
-        "outbound|{}||{}",
-        remote.service_port.unwrap_or(80),
-        remote.service_name
-    );
-    shared_source(
-        cluster,
-        KeyLocation::Jwks { authority, path },
-        c,
-        at,
-        defaults,
-    )
-}
-
-/// The fetch settings, and one source per distinct location.
-fn shared_source(
-    cluster: String,
-    location: KeyLocation,
-    c: &RawConsumer,
-    at: &dyn Fn(&str) -> String,
-    defaults: &mut ConsumerDefaults<'_>,
-) -> Result<Rc<RemoteKeySource>, ConfigError> {
-    let refresh_key = match (c.jwks_refresh_seconds, c.jwks_cache_duration) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                at("jwks_cache_duration"),
-                "conflicts with jwks_refresh_seconds",
-            ))
-        }
-        (_, Some(_)) => "jwks_cache_duration",
-        _ => "jwks_refresh_seconds",
-    };
-    let refresh = c
-        .jwks_refresh_seconds
-        .or(c.jwks_cache_duration.map(|d| d.0))
-        .unwrap_or(DEFAULT_JWKS_REFRESH_SECONDS);
-    if refresh < MIN_JWKS_REFRESH_SECONDS {
-        return Err(ConfigError::new(
-            at(refresh_key),
-            format!("must be at least {MIN_JWKS_REFRESH_SECONDS} seconds"),
-        ));
-    }
-    let (timeout_key, timeout) = match (c.jwks_timeout_ms, &c.jwks_fetch_timeout) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                at("jwks_fetch_timeout"),
-                "conflicts with jwks_timeout_ms",
-            ))
-        }
-        (None, Some(v)) => ("jwks_fetch_timeout", fetch_timeout_ms(v)),
-        (ms, None) => (
-            "jwks_timeout_ms",
-            Some(ms.unwrap_or(DEFAULT_JWKS_TIMEOUT_MS)),
-        ),
-    };
-    let timeout = match timeout {
-        Some(t) if (1..=MAX_JWKS_TIMEOUT_MS).contains(&t) => t,
-        _ => {
-            return Err(ConfigError::new(
-                at(timeout_key),
-                format!("must be between 1 and {MAX_JWKS_TIMEOUT_MS} milliseconds"),
-            ))
-        }
-    };
-    let candidate = RemoteKeySource::new(cluster, location, refresh, timeout);
-    if let Some(existing) = defaults
-        .remote_sources
-        .iter()
-        .find(|s| s.id == candidate.id)
-    {
-        return Ok(Rc::clone(existing));
-    }
-    let source = Rc::new(candidate);
-    defaults.remote_sources.push(Rc::clone(&source));
-    Ok(source)
-}
-
-/// Milliseconds as a number, or a Go duration string (`"3s"`, `"500ms"`).
-fn fetch_timeout_ms(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) if s.ends_with("ms") => {
-            s.strip_suffix("ms").and_then(|n| n.parse::<u64>().ok())
-        }
-        Value::String(s) => super::oidc::parse_duration(s)?.checked_mul(1000),
-        _ => None,
-    }
 }
 
 fn claim_conditions(

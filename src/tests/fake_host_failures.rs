@@ -16,7 +16,7 @@ use crate::fake_host::FakeHost;
 use crate::host::LogLevel;
 use crate::keys::remote::KeyFetcher;
 use crate::request::on_request_headers;
-use crate::tests::hs256_sign;
+use crate::tests::hs256_jwt;
 use crate::verified::cache::TokenCache;
 
 const KEY: &str = "key-a-0123456789abcdef0123456789abcdef";
@@ -30,13 +30,7 @@ fn remote(consumers: serde_json::Value) -> Config {
 fn token(iss: &str) -> String {
     let header = json!({"alg": "HS256", "kid": "a"}).to_string();
     let claims = json!({"iss": iss, "sub": "s", "exp": NOW + 3600}).to_string();
-    let input = format!(
-        "{}.{}",
-        b64url(header.as_bytes()),
-        b64url(claims.as_bytes())
-    );
-    let sig = b64url(&hs256_sign(KEY.as_bytes(), input.as_bytes()));
-    format!("{input}.{sig}")
+    hs256_jwt(&header, &claims, KEY.as_bytes())
 }
 
 fn status_of(cfg: &Config, shared: &FakeHost, now: u64, iss: &str) -> Option<u32> {

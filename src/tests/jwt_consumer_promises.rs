@@ -13,7 +13,7 @@ use crate::decision::apply;
 use crate::fake_host::FakeHost;
 use crate::keys::remote::KeyFetcher;
 use crate::request::on_request_headers;
-use crate::tests::hs256_sign;
+use crate::tests::hs256_jwt;
 use crate::verified::cache::TokenCache;
 
 const KEY: &str = "key-a-0123456789abcdef0123456789abcdef";
@@ -178,13 +178,7 @@ fn service_port_defaults_to_80() {
 fn sign(kid: &str) -> String {
     let header = json!({"alg": "HS256", "kid": kid}).to_string();
     let claims = json!({"iss": ISS, "sub": "user-7", "exp": NOW + 3600}).to_string();
-    let input = format!(
-        "{}.{}",
-        b64url(header.as_bytes()),
-        b64url(claims.as_bytes())
-    );
-    let sig = b64url(&hs256_sign(KEY.as_bytes(), input.as_bytes()));
-    format!("{input}.{sig}")
+    hs256_jwt(&header, &claims, KEY.as_bytes())
 }
 
 #[test]

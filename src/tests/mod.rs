@@ -1,6 +1,7 @@
 //! Native tests of whole request flows through the core with a fake host.
 
 mod canonical_view;
+mod config_all_errors;
 mod config_errors;
 mod expiry_clock;
 mod fake_host_failures;
@@ -40,6 +41,18 @@ pub fn hs256_sign(key: &[u8], input: &[u8]) -> Vec<u8> {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
     mac.update(input);
     mac.finalize().into_bytes().to_vec()
+}
+
+/// A compact HS256 token of the given header and claims JSON, signed with
+/// `secret` whatever the header says (one signer for every test).
+pub fn hs256_jwt(header: &str, claims: &str, secret: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        crate::b64::b64url(header.as_bytes()),
+        crate::b64::b64url(claims.as_bytes())
+    );
+    let sig = crate::b64::b64url(&hs256_sign(secret, input.as_bytes()));
+    format!("{input}.{sig}")
 }
 
 /// The three segments of a compact token, for tests that inspect or take

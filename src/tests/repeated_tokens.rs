@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::{config as gateway_config, hs256_sign, NOW};
+use super::{config as gateway_config, hs256_jwt, NOW};
 use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Flow};
@@ -20,13 +20,7 @@ const ISS: &str = "https://idp.example";
 fn jwt(sub: &str) -> String {
     let header = json!({"alg": "HS256", "kid": "a"}).to_string();
     let claims = json!({"iss": ISS, "sub": sub, "iat": NOW, "exp": NOW + 600}).to_string();
-    let input = format!(
-        "{}.{}",
-        b64url(header.as_bytes()),
-        b64url(claims.as_bytes())
-    );
-    let sig = b64url(&hs256_sign(KEY.as_bytes(), input.as_bytes()));
-    format!("{input}.{sig}")
+    hs256_jwt(&header, &claims, KEY.as_bytes())
 }
 
 /// One JWT consumer reading `X-Api-Token` (raw), `?tok=` and the cookie

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
-use super::hs256_sign;
+use super::hs256_jwt;
 use super::NOW;
 use crate::b64::b64url;
 use crate::config::{compile_json, Config};
@@ -35,13 +35,7 @@ fn jwks(keys: &[(&str, &str)]) -> String {
 fn token(kid: &str, secret: &str) -> String {
     let header = json!({"alg": "HS256", "kid": kid}).to_string();
     let claims = json!({"iss": ISS, "sub": "u", "exp": NOW + 600}).to_string();
-    let input = format!(
-        "{}.{}",
-        b64url(header.as_bytes()),
-        b64url(claims.as_bytes())
-    );
-    let sig = b64url(&hs256_sign(secret.as_bytes(), input.as_bytes()));
-    format!("{input}.{sig}")
+    hs256_jwt(&header, &claims, secret.as_bytes())
 }
 
 struct Worker {

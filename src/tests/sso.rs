@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::hs256_sign;
+use super::hs256_jwt;
 use super::NOW;
 use crate::b64::b64url;
 use crate::config::{compile_json, Config};
@@ -70,14 +70,10 @@ pub(super) fn id_token(claims: serde_json::Value) -> String {
     for (k, v) in claims.as_object().unwrap() {
         base[k] = v.clone();
     }
-    let input = format!(
-        "{}.{}",
-        b64url(br#"{"alg":"HS256","kid":"k1"}"#),
-        b64url(base.to_string().as_bytes())
-    );
-    format!(
-        "{input}.{}",
-        b64url(&hs256_sign(KEY.as_bytes(), input.as_bytes()))
+    hs256_jwt(
+        r#"{"alg":"HS256","kid":"k1"}"#,
+        &base.to_string(),
+        KEY.as_bytes(),
     )
 }
 
@@ -434,15 +430,7 @@ fn id_token_with_key(kid: &str, key: &str, claims: serde_json::Value) -> String 
         base[k] = v.clone();
     }
     let header = json!({"alg": "HS256", "kid": kid}).to_string();
-    let input = format!(
-        "{}.{}",
-        b64url(header.as_bytes()),
-        b64url(base.to_string().as_bytes())
-    );
-    format!(
-        "{input}.{}",
-        b64url(&hs256_sign(key.as_bytes(), input.as_bytes()))
-    )
+    hs256_jwt(&header, &base.to_string(), key.as_bytes())
 }
 
 /// A login up to the IdP's answer: its nonce, the callback request and the

@@ -4,8 +4,7 @@
 
 use serde_json::json;
 
-use super::{hs256_sign, NOW};
-use crate::b64::b64url;
+use super::{hs256_jwt, NOW};
 use crate::config::{compile_json, Config};
 use crate::decision::apply;
 use crate::fake_host::FakeHost;
@@ -32,14 +31,10 @@ fn token(claims: serde_json::Value) -> String {
     for (k, v) in claims.as_object().unwrap() {
         base[k] = v.clone();
     }
-    let input = format!(
-        "{}.{}",
-        b64url(br#"{"alg":"HS256","kid":"k1"}"#),
-        b64url(base.to_string().as_bytes())
-    );
-    format!(
-        "{input}.{}",
-        b64url(&hs256_sign(KEY.as_bytes(), input.as_bytes()))
+    hs256_jwt(
+        r#"{"alg":"HS256","kid":"k1"}"#,
+        &base.to_string(),
+        KEY.as_bytes(),
     )
 }
 

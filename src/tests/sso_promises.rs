@@ -11,14 +11,13 @@
 use serde_json::json;
 
 use super::NOW;
-use crate::b64::b64url;
 use crate::config::{compile_json, Config};
 use crate::decision::{apply, Decision};
 use crate::fake_host::FakeHost;
 use crate::keys::remote::KeyFetcher;
 use crate::oidc::flow::{on_response, CallOut};
 use crate::request::{on_request_headers, SsoFacts, Wait};
-use crate::tests::hs256_sign;
+use crate::tests::hs256_jwt;
 use crate::verified::cache::TokenCache;
 
 use super::sso::{load_provider, IDP, KEY};
@@ -44,14 +43,10 @@ fn id_token(nonce: &str) -> String {
 }
 
 fn signed(kid: &str, claims: serde_json::Value) -> String {
-    let input = format!(
-        "{}.{}",
-        b64url(json!({"alg": "HS256", "kid": kid}).to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    format!(
-        "{input}.{}",
-        b64url(&hs256_sign(KEY.as_bytes(), input.as_bytes()))
+    hs256_jwt(
+        &json!({"alg": "HS256", "kid": kid}).to_string(),
+        &claims.to_string(),
+        KEY.as_bytes(),
     )
 }
 

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use serde_json::json;
 
-use super::hs256_sign;
+use super::hs256_jwt;
 use super::NOW;
 use crate::b64::b64url;
 use crate::config::{compile_json, Config};
@@ -25,13 +25,7 @@ fn oct(kid: &str, secret: &str) -> serde_json::Value {
 }
 
 fn sign(header: serde_json::Value, claims: serde_json::Value, secret: &str) -> String {
-    let input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    let sig = b64url(&hs256_sign(secret.as_bytes(), input.as_bytes()));
-    format!("{input}.{sig}")
+    hs256_jwt(&header.to_string(), &claims.to_string(), secret.as_bytes())
 }
 
 fn claims(extra: serde_json::Value) -> serde_json::Value {
@@ -321,15 +315,7 @@ fn duplicate_claims_are_malformed() {
         r#"{{"iss":"{ISS}","exp":{},"client_id":"app2","client_id":"app1"}}"#,
         NOW + 60
     );
-    let input = format!(
-        "{}.{}",
-        b64url(br#"{"alg":"HS256","kid":"a"}"#),
-        b64url(payload.as_bytes())
-    );
-    let t = format!(
-        "{input}.{}",
-        b64url(&hs256_sign(KEY_A.as_bytes(), input.as_bytes()))
-    );
+    let t = hs256_jwt(r#"{"alg":"HS256","kid":"a"}"#, &payload, KEY_A.as_bytes());
     let (_, host) = send(
         &cfg,
         &TokenCache::new(0),
@@ -383,15 +369,7 @@ fn duplicate_claims_are_malformed() {
             "malformed token",
         ),
     ] {
-        let input = format!(
-            "{}.{}",
-            b64url(header.as_bytes()),
-            b64url(payload.as_bytes())
-        );
-        let t = format!(
-            "{input}.{}",
-            b64url(&hs256_sign(KEY_A.as_bytes(), input.as_bytes()))
-        );
+        let t = hs256_jwt(header, payload, KEY_A.as_bytes());
         let (flow, host) = send(
             &cfg,
             &TokenCache::new(0),

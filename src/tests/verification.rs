@@ -1,7 +1,7 @@
 //! Vectors for verifying gateway tokens: every refusal reason, and interop
 //! with tokens in the MSE/Higress plugin's exact format.
 
-use super::hs256_sign;
+use super::hs256_jwt;
 use super::{config, NOW, SECRET1, SECRET2};
 use crate::b64::b64url;
 use crate::token::issue::{issue_access_token, AccessTokenRequest};
@@ -10,13 +10,7 @@ use crate::token::{verify_gateway_token, TokenError};
 /// Signs arbitrary header and claims JSON with HS256 (or leaves the
 /// signature as given).
 fn sign(header: &str, claims: &str, secret: &str) -> String {
-    let input = format!(
-        "{}.{}",
-        b64url(header.as_bytes()),
-        b64url(claims.as_bytes())
-    );
-    let sig = b64url(&hs256_sign(secret.as_bytes(), input.as_bytes()));
-    format!("{input}.{sig}")
+    hs256_jwt(header, claims, secret.as_bytes())
 }
 
 const HEADER: &str = r#"{"alg":"HS256","typ":"application/at+jwt"}"#;

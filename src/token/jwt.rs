@@ -51,6 +51,9 @@ pub struct ParsedJwt<'t> {
     /// Every claim (the times too, as integers), duplicates refused.
     pub claims: Map<String, Value>,
     pub times: Times,
+    /// The payload segment as sent (base64url of the claims' JSON), e.g. for
+    /// `X-Userinfo`.
+    pub payload: &'t str,
 }
 
 impl ParsedJwt<'_> {
@@ -136,8 +139,11 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<ParsedJwt<'_>, TokenError>
             claims.insert(name.into(), Value::from(v));
         }
     }
+    // Three segments: `UntrustedToken` accepted the token.
+    let payload = token.split('.').nth(1).unwrap_or_default();
     Ok(ParsedJwt {
         token: untrusted,
+        payload,
         alg,
         kid,
         typ,
