@@ -93,6 +93,7 @@ def run(args) -> int:
         monitor = Monitor(gw, ledger, stop)
         monitor.alive = monitor.check()
         monitor.progress = lambda m: progress(ledger, m, load)
+        progress.last = load.answers() + ledger.count()  # type: ignore[attr-defined]  # (the rate's start)
         lds_before = gw.stats("listener_manager.lds.").get("listener_manager.lds.update_success", 0)
         conductor.start()
         monitor.start()
@@ -122,7 +123,7 @@ def progress(ledger: Ledger, monitor: Monitor, load: LoadProcesses) -> None:
     their rate over the last 30 s, and Envoy's RSS."""
     total = load.answers() + ledger.count()
     bad = sum(load.tally[2 * i + 1] for i in range(load.count)) + sum(1 for r in ledger.snapshot() if not r.ok)
-    rate = (total - getattr(progress, "last", total)) / 30
+    rate = (total - getattr(progress, "last", 0)) / 30
     progress.last = total  # type: ignore[attr-defined]
     s = monitor.samples[-1] if monitor.samples else None
     rss = f"{mb(s.rss_kb, 1024)} MB" if s else "?"
