@@ -32,7 +32,7 @@ from soak.records import (DENY, EITHER, NEVER, PASS, REACHES, WRONG_IDENTITY, Le
 from soak.services import CALLBACK, COOKIE, ORDERS, TTLS, Gateway, KeyPlan
 
 PAGE_MESSAGE = re.compile(r"<p>(.*?)</p>", re.S)
-USERS = 3000  # distinct IdP users: three times a worker's verified-token cache (1024)
+USERS = 3000  # distinct IdP users (after the cache fill each new one evicts, until a key change empties the caches)
 REVOCABLE_SHARE = 0.2  # of the users' tokens signed with the key that is revoked
 REVOCATION_SLACK = 5.0  # seconds after a refresh interval by which a revoked key must be gone
 LATE_BODY_DELAYS = (0.05, 0.8)  # seconds between a token POST's headers and its body
