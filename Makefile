@@ -101,10 +101,12 @@ size: wasm-target venv
 # 10 minutes of mixed traffic in a real Envoy at half the rate it serves
 # (measured first), through reloads, IdP outages, key rotation and
 # revocation, a slow IdP and a token-endpoint slowloris; writes the soak
-# section of BENCHMARKS.md. SOAK_SECONDS=60 is a try-out. Not in `make test`.
+# section of BENCHMARKS.md. SOAK_SECONDS=60 is a try-out; SOAK_ARGS=--no-write
+# leaves BENCHMARKS.md alone (e2e/soak --help for the rest). Not in `make test`.
 SOAK_SECONDS ?= 600
+SOAK_ARGS ?=
 soak: build venv idp
-	$(PYTHON) e2e/soak --duration $(SOAK_SECONDS)
+	$(PYTHON) e2e/soak --duration $(SOAK_SECONDS) $(SOAK_ARGS)
 
 # The OCI image in the Higress Wasm plugin image layout (spec.yaml, README.md,
 # README_ZH.md, plugin.wasm last), written as an OCI image layout under

@@ -74,6 +74,8 @@ pub struct FakeHost {
     pub call_body_read: RefCell<Option<usize>>,
     pub response_headers: Vec<(String, String)>,
     pub tick_period_ms: Option<u64>,
+    /// How many times the tick period was set (each call re-arms Envoy's timer).
+    pub tick_period_sets: u32,
     /// The next N CAS writes fail as if another worker wrote first (its
     /// write lands: the version moves on).
     pub fail_next_cas: u32,
@@ -322,6 +324,7 @@ impl Host for FakeHost {
 
     fn set_tick_period_ms(&mut self, period_ms: u64) -> Result<(), HostError> {
         self.tick_period_ms = Some(period_ms);
+        self.tick_period_sets += 1;
         Ok(())
     }
 

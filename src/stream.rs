@@ -9,14 +9,14 @@
 //! never continued alone, and any body that arrives meanwhile is kept (see
 //! [`Hold::body_flow`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::config::{compile_json, Config};
 use crate::decision::{
     apply, keys_unavailable, server_error, BodyFlow, Decision, Flow, Hold, Reply,
 };
-use crate::host::{CallBody, Host, LogLevel};
+use crate::host::{CallBody, Host, HostError, LogLevel};
 use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
 use crate::oidc::flow::Continuation;
 use crate::request::{SsoFacts, Wait};
@@ -30,6 +30,24 @@ pub const KEY_TICK_MS: u64 = 1000;
 /// While token POSTs wait for their body the worker ticks this often, to
 /// answer those whose wait ran out.
 pub const BODY_WAIT_TICK_MS: u64 = 200;
+
+/// The tick period this worker last set. Envoy re-arms the tick timer from
+/// now on every set, so a period set again on each token POST would keep it
+/// from firing while POSTs arrive faster than the period: it is set only
+/// when it changes.
+#[derive(Debug, Default)]
+struct TickPeriod(Cell<Option<u64>>);
+
+impl TickPeriod {
+    fn set<H: Host>(&self, host: &mut H, period_ms: u64) -> Result<(), HostError> {
+        if self.0.get() == Some(period_ms) {
+            return Ok(());
+        }
+        host.set_tick_period_ms(period_ms)?;
+        self.0.set(Some(period_ms));
+        Ok(())
+    }
+}
 
 /// The status and body of the answer to an HTTP call being delivered: one
 /// reader, one limit (`MAX_DOCUMENT_BYTES`) for key fetches and single
@@ -63,6 +81,9 @@ pub struct Worker {
     cache: Rc<TokenCache>,
     fetcher: KeyFetcher,
     body_waits: Rc<RefCell<BodyWaits>>,
+    /// The tick period in force (shared with the streams, which start the
+    /// fast tick).
+    tick: Rc<TickPeriod>,
     /// When the key fetcher last ran: it keeps its own pace while the tick
     /// runs faster for waiting token requests.
     last_key_tick_ms: u64,
@@ -76,6 +97,7 @@ impl Worker {
             cache: Rc::new(TokenCache::new(0)),
             fetcher: KeyFetcher::default(),
             body_waits: Rc::new(RefCell::new(BodyWaits::default())),
+            tick: Rc::new(TickPeriod::default()),
             last_key_tick_ms: 0,
         }
     }
@@ -106,7 +128,7 @@ impl Worker {
                 // fetch starts on the first tick.
                 let waiting = self.body_waits.try_borrow().map_or(true, |w| !w.is_empty());
                 if !waiting {
-                    let _ = host.set_tick_period_ms(self.base_tick_ms());
+                    let _ = self.tick.set(host, self.base_tick_ms());
                 }
                 true
             }
@@ -148,22 +170,23 @@ impl Worker {
             Ok(mut waits) => waits.take_overdue(host.now_unix_millis()),
             Err(_) => return,
         };
-        if overdue.is_empty() {
-            return;
-        }
-        for stream in overdue {
-            if host.act_for_context(stream).is_err() {
-                continue; // the stream is gone
+        if !overdue.is_empty() {
+            for stream in overdue {
+                if host.act_for_context(stream).is_err() {
+                    continue; // the stream is gone
+                }
+                let reply = token_endpoint::body_not_received(config.token_body_timeout_ms, &*host);
+                apply(host, Decision::<Wait>::Reply(reply));
             }
-            let reply = token_endpoint::body_not_received(config.token_body_timeout_ms, &*host);
-            apply(host, Decision::<Wait>::Reply(reply));
+            // Back to the worker: key fetches dispatched next belong to it,
+            // not to the last stream answered (their answers would go there).
+            let _ = host.act_for_context(self.id);
         }
-        // Back to the worker: key fetches dispatched next belong to it, not
-        // to the last stream answered (their answers would go there).
-        let _ = host.act_for_context(self.id);
+        // No token POST waits any more (answered here, or their bodies came):
+        // back to the worker's own pace (a no-op when already there).
         let idle = self.body_waits.try_borrow().is_ok_and(|w| w.is_empty());
         if idle {
-            let _ = host.set_tick_period_ms(self.base_tick_ms());
+            let _ = self.tick.set(host, self.base_tick_ms());
         }
     }
 
@@ -189,6 +212,7 @@ impl Worker {
             config: self.config.clone(),
             cache: Rc::clone(&self.cache),
             body_waits: Rc::clone(&self.body_waits),
+            tick: Rc::clone(&self.tick),
             pending: None,
             waiting: None,
             response_cookies: Vec::new(),
@@ -205,6 +229,8 @@ pub struct Stream {
     cache: Rc<TokenCache>,
     /// This worker's token POSTs waiting for their body.
     body_waits: Rc<RefCell<BodyWaits>>,
+    /// The worker's tick period in force.
+    tick: Rc<TickPeriod>,
     /// A token request waiting for its body (its headers are held).
     pending: Option<PendingTokenRequest>,
     /// A call to the IdP in flight: its token and what to do with the answer.
@@ -383,7 +409,7 @@ impl Stream {
         if started.is_err() {
             return self.settle(host, Decision::Reply(server_error()));
         }
-        if host.set_tick_period_ms(BODY_WAIT_TICK_MS).is_err() {
+        if self.tick.set(host, BODY_WAIT_TICK_MS).is_err() {
             host.log(
                 LogLevel::Warn,
                 "edge-auth: cannot set the tick period; a token request without its body waits for Envoy's stream timeout",

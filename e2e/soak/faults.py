@@ -84,7 +84,7 @@ class Conductor(threading.Thread):
     def idp_stop(self) -> None:
         now = self.ledger.now()
         self._down = (self.timeline.begin("IdP down", now), self.timeline.disturb(now))
-        self.timeline.idp_restarts.append(now)
+        self.timeline.idp_restarted(now)
         self.idp.stop()
         self.say("IdP stopped")
 
@@ -100,9 +100,10 @@ class Conductor(threading.Thread):
         """Stop the IdP and start it with ``keyset`` (the IdP reads keys at
         start); returns when it serves again (ledger time)."""
         span = self.timeline.disturb(self.ledger.now())
-        self.timeline.idp_restarts.append(span[0])
+        self.timeline.idp_restarted(span[0])
         self.idp.stop()
         self.idp.set_keys(keyset)
+        self.traffic.keys_changed(keyset)
         self.idp.start()
         span[1] = self.ledger.now()
         self.say(f"IdP restarted: {name}")
@@ -125,7 +126,7 @@ class Conductor(threading.Thread):
             # The worker that fetched the keys publishes them; the others
             # take them on their next key tick (1 s).
             time.sleep(ROTATION_SETTLE)
-            self.traffic.users.generation = 1
+            self.timeline.users_generation = 1
             self.traffic.fetch_idp_tokens(1)
         fault.end = self.ledger.now()
         if took is None:

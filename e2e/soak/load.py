@@ -35,6 +35,17 @@ class LoadStats:
     connections_closed_by_envoy: int = 0
     closed_after: collections.Counter = field(default_factory=collections.Counter)  # kind -> "Connection: close"
     resent: int = 0  # requests sent again after a kept-alive connection closed under them
+    processes: int = 1  # load processes (soak.workers)
+    envoy_cpu_burst: float | None = None  # Envoy CPU seconds per answered request in the measured burst
+    envoy_cpu_held: float | None = None  # the same over the held load
+
+    def merge(self, other: "LoadStats") -> None:
+        """Add the counts of another load process's share."""
+        for name in ("held_due", "held_answers", "skipped_no_material", "skipped_backlog", "connections_opened",
+                     "connections_closed_by_envoy", "resent"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.closed_after.update(other.closed_after)
+        self.held_seconds = max(self.held_seconds, other.held_seconds)
 
     @property
     def achieved(self) -> float:
@@ -96,12 +107,10 @@ class Load:
             self.traffic.settle(s, None, due, t1, f"soak check error: {error_note(e)}")
         return t1
 
-    async def burst(self, connections: int, warm_up: float, seconds: float) -> float:
+    async def burst(self, connections: int, t_measure: float, t_end: float) -> int:
         """Closed loop: ``connections`` clients each send the next request
-        as soon as the last is answered, for ``warm_up`` + ``seconds``;
-        the answers/s of the last ``seconds`` is the maximum."""
-        t_start = time.monotonic()
-        t_measure, t_end = t_start + warm_up, t_start + warm_up + seconds
+        as soon as the last is answered, until ``t_end`` (time.monotonic());
+        returns the answers that came from ``t_measure`` on."""
         counted = 0
 
         async def client() -> None:
@@ -117,16 +126,32 @@ class Load:
                     counted += 1
 
         await asyncio.gather(*(client() for _ in range(connections)))
-        st = self.stats
-        st.burst_connections, st.burst_seconds, st.burst_answers = connections, seconds, counted
-        st.maximum = counted / seconds
-        return st.maximum
+        return counted
 
-    async def hold(self, rate: float, seconds: float, stop: asyncio.Event | None = None) -> None:
+    async def closed(self, shots: list[Shot], connections: int) -> int:
+        """Send every one of ``shots`` over ``connections`` closed-loop
+        clients; returns how many were answered."""
+        pending = iter(shots)
+        answered = 0
+
+        async def client() -> None:
+            nonlocal answered
+            for s in pending:
+                if await self.fire(s, self.ledger.now()) is not None:
+                    answered += 1
+
+        await asyncio.gather(*(client() for _ in range(connections)))
+        return answered
+
+    async def hold(self, rate: float, seconds: float, share: tuple[int, int] = (0, 1),
+                   max_in_flight: int = MAX_IN_FLIGHT) -> None:
         """Open loop: a request due every 1/``rate`` s from ledger time 0
-        to ``seconds``, each sent when due on a free (or new) connection."""
+        to ``seconds``, each sent when due on a free (or new) connection.
+        ``share`` (i, n): this process sends the i-th of every n of them
+        (the others are another process's)."""
         st = self.stats
-        st.target, interval = rate, 1.0 / rate
+        index, count = share
+        st.target, interval = rate, count / rate
         in_flight: set[asyncio.Task] = set()
         answered = 0
 
@@ -138,13 +163,13 @@ class Load:
                 if t1 is not None and t1 <= seconds:
                     answered += 1
 
-        due = max(0.0, self.ledger.now())
-        start = due
-        while due < seconds and not (stop and stop.is_set()):
+        start = max(0.0, self.ledger.now())
+        due = start + index / rate
+        while due < seconds:
             now = self.ledger.now()
             while due <= now and due < seconds:
                 st.held_due += 1
-                if len(in_flight) >= MAX_IN_FLIGHT:
+                if len(in_flight) >= max_in_flight:
                     st.skipped_backlog += 1
                 else:
                     s = self.next_shot()

@@ -6,10 +6,13 @@ changed). The verdict and the report read only these."""
 from __future__ import annotations
 
 import itertools
+import math
+import multiprocessing
 import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 PASS, DENY = "must pass", "must be denied"
 # A revoked key's tokens between the revocation and the refresh deadline:
@@ -55,9 +58,32 @@ class Ledger:
         self.probes: dict[str, Probe] = {}
         self._ids = itertools.count(1)
         self._tag = os.urandom(3).hex()
+        # In a load process (soak.workers): shared counters of results and
+        # of those not as expected, at tally[tally_at] and tally[tally_at + 1].
+        self.tally: Any = None
+        self.tally_at = 0
+
+    def fork(self, tally: Any, at: int) -> None:
+        """Start afresh in a load process: no results or probes of the
+        parent, a probe tag of its own (probes stay unique across processes)."""
+        self.lock = threading.Lock()
+        self.results, self.probes = [], {}
+        self._ids = itertools.count(1)
+        self._tag = os.urandom(3).hex()
+        self.tally, self.tally_at = tally, at
 
     def now(self) -> float:
         return time.monotonic() - self.start
+
+    def rebase(self, start: float) -> None:
+        """Move the clock's origin to ``start`` (time.monotonic()), the
+        results so far with it (they keep their real times)."""
+        with self.lock:
+            shift = self.start - start
+            for r in self.results:
+                r.t0 += shift
+                r.t1 += shift
+            self.start = start
 
     def new_probe(self, kind: str, upstream: str) -> str:
         """A unique probe value. Those of requests that may reach the
@@ -72,6 +98,10 @@ class Ledger:
     def add(self, r: Result) -> None:
         with self.lock:
             self.results.append(r)
+        if self.tally is not None:
+            self.tally[self.tally_at] += 1
+            if not r.ok:
+                self.tally[self.tally_at + 1] += 1
 
     def snapshot(self) -> list[Result]:
         with self.lock:
@@ -94,6 +124,32 @@ class Fault:
     ok: bool = True  # carried out as planned and its own check held
 
 
+# The facts a request's kind depends on when it is made, in shared memory:
+# the load processes (soak.workers) read them as the conductor writes them.
+FACTS = ("key_generation", "users_generation", "revoked_at", "revocation_deadline", "last_idp_restart")
+
+
+def _shared_facts() -> Any:
+    facts = multiprocessing.RawArray("d", len(FACTS))
+    for i, name in enumerate(FACTS):
+        facts[i] = 0.0 if name.endswith("generation") else math.nan
+    return facts
+
+
+def _fact(name: str, integer: bool = False) -> property:
+    i = FACTS.index(name)
+
+    def get(self: "Timeline"):
+        v = self.facts[i]
+        if integer:
+            return int(v)
+        return None if math.isnan(v) else v
+
+    def set_(self: "Timeline", value) -> None:
+        self.facts[i] = math.nan if value is None else float(value)
+    return property(get, set_)
+
+
 @dataclass
 class Timeline:
     """When the faults happened, and the key events the verdict needs."""
@@ -102,13 +158,24 @@ class Timeline:
     # [down at, back at]: when IdP-dependent requests may fail
     idp_disturbed: list[list[float | None]] = field(default_factory=list)
     idp_restarts: list[float] = field(default_factory=list)  # when the IdP stopped (it forgets its grants)
-    key_generation: int = 0
-    rotated_at: float | None = None
     rotation_accepted_after: float | None = None
-    revoked_at: float | None = None  # the IdP serves the JWKS without the revocable key
-    revocation_deadline: float | None = None  # its tokens must be refused from then on
+    rotated_at: float | None = None
     first_revoked_refusal: float | None = None
+    facts: Any = field(default_factory=_shared_facts, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    key_generation = _fact("key_generation", integer=True)  # the IdP's current key set
+    users_generation = _fact("users_generation", integer=True)  # whose users' tokens are sent
+    revoked_at = _fact("revoked_at")  # the IdP serves the JWKS without the revocable key
+    revocation_deadline = _fact("revocation_deadline")  # its tokens must be refused from then on
+
+    def idp_restarted(self, at: float) -> None:
+        """The IdP stopped at ``at`` (and so forgot every grant)."""
+        with self.lock:
+            self.idp_restarts.append(at)
+            last = self.facts[FACTS.index("last_idp_restart")]
+            if math.isnan(last) or at > last:
+                self.facts[FACTS.index("last_idp_restart")] = at
 
     def begin(self, name: str, at: float, detail: str = "") -> Fault:
         f = Fault(name, at, detail=detail)
@@ -125,8 +192,7 @@ class Timeline:
     def restarted_since(self, t: float) -> bool:
         """The IdP stopped (and so forgot every grant: oidc-provider keeps
         them in memory) after ledger time ``t``."""
-        with self.lock:
-            return any(r > t for r in self.idp_restarts)
+        return self.facts[FACTS.index("last_idp_restart")] > t  # (NaN: never)
 
     def idp_trouble(self, t0: float, t1: float, grace: float) -> bool:
         """The IdP was down or slow at some time within [t0 - grace, t1 + grace]."""

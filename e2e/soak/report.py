@@ -45,11 +45,13 @@ def header(ctx: dict) -> list[str]:
         f"plugin configuration on file-based LDS, `token_body_timeout_ms: {TOKEN_BODY_TIMEOUT_MS}`, "
         f"`jwks_refresh_seconds: {JWKS_REFRESH_SECONDS}`, IdP access tokens living {IDP_TOKEN_TTL} s (SSO "
         f"sessions refresh), `idp` cluster `idle_timeout: {IDP_IDLE_TIMEOUT}s` through a proxy that can slow "
-        f"the IdP down; {ctx['users']:,} distinct IdP users; everything on 127.0.0.1, one Python load process "
-        f"(asyncio, kept-alive connections) on the same {ctx['cpus']} CPUs as Envoy.",
+        f"the IdP down; {ctx['users']:,} distinct IdP users; everything on 127.0.0.1, {load.processes} Python load "
+        f"processes (asyncio each, kept-alive connections, the open-loop schedule split between them) on the same "
+        f"{ctx['cpus']} CPUs as Envoy.",
         "",
-        f"**Load:** maximum measured at the start, closed loop ({load.burst_connections} connections, "
-        f"{load.burst_seconds:.0f} s of the mix after a warm-up): **{load.maximum:,.0f} req/s**. Held open loop "
+        f"**Load:** maximum measured at the start, closed loop ({load.burst_connections} connections over the "
+        f"{load.processes} load processes, {load.burst_seconds:.0f} s of the mix after a warm-up): "
+        f"**{load.maximum:,.0f} req/s**{envoy_cpu(load.envoy_cpu_burst, ctx)}. Held open loop "
         f"at {load.target:,.0f} req/s for {load.held_seconds:.0f} s: **{load.achieved:,.0f} req/s answered "
         f"({load.achieved / load.maximum:.0%} of the maximum)**; {load.connections_opened} connections opened, "
         f"{load.connections_closed_by_envoy} closed by Envoy (`Connection: close`), {load.resent} requests sent "
@@ -57,6 +59,8 @@ def header(ctx: dict) -> list[str]:
         + (" (closed after: " + ", ".join(f"{k} {n}" for k, n in load.closed_after.most_common(4)) + ")"
            if load.closed_after else "")
         + (f", {load.skipped_backlog} requests not sent (client backlog)" if load.skipped_backlog else "")
+        + (f"; Envoy used {load.envoy_cpu_held * 1e6:,.0f} CPU-µs per answered request over the held load"
+           if load.envoy_cpu_held else "")
         + ". Browser logins (one every "
         f"{ctx['login_interval']:.0f} s) and the slowloris streams come on top.",
         "",
@@ -66,6 +70,16 @@ def header(ctx: dict) -> list[str]:
         "|---|---|",
     ]
     return lines + [f"| {name} | {'ok' if ok else 'FAILED'}: {detail} |" for name, ok, detail in ctx["checks"]]
+
+
+def envoy_cpu(per_request: float | None, ctx: dict) -> str:
+    """Envoy's own CPU per answer in the burst, and what that would allow
+    if Envoy had every CPU (the maximum above is what Envoy and the load
+    processes together get out of the machine)."""
+    if not per_request:
+        return ""
+    return (f" (Envoy used {per_request * 1e6:,.0f} CPU-µs per answer: alone on the {ctx['cpus']} CPUs it would "
+            f"serve about {ctx['cpus'] / per_request:,.0f} req/s of this mix; the load processes took the rest)")
 
 
 def cell(w: Window) -> str:

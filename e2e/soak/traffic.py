@@ -31,7 +31,7 @@ from soak.records import (DENY, EITHER, NEVER, PASS, REACHES, WRONG_IDENTITY, Le
 from soak.services import CALLBACK, COOKIE, ORDERS, TTLS, Gateway, KeyPlan
 
 PAGE_MESSAGE = re.compile(r"<p>(.*?)</p>", re.S)
-USERS = 3000  # distinct IdP users: three times a worker's verified-token cache (1024)
+USERS = 3000  # distinct IdP users (after the cache fill each new one evicts, until a key change empties the caches)
 REVOCABLE_SHARE = 0.2  # of the users' tokens signed with the key that is revoked
 REVOCATION_SLACK = 5.0  # seconds after a refresh interval by which a revoked key must be gone
 LATE_BODY_DELAYS = (0.05, 0.8)  # seconds between a token POST's headers and its body
@@ -108,7 +108,6 @@ class Users:
         self.by_generation = [[sign(n, pair[0] if n % 4 == 0 else pair[1]) for n in range(main)]
                               for pair in keys.pairs]
         self.revocable = [sign(main + n, keys.revocable) for n in range(revocable)]
-        self.generation = 0  # whose tokens are sent (the rotation moves it on)
         self.sent: set[int] = set()
 
 
@@ -153,6 +152,11 @@ class Traffic:
         self._signed: dict[tuple[str, str], list[str]] = {}  # costly forgeries, made once per key
         self.keys_lock = threading.Lock()  # held while the IdP's keys change (see faults.rotate_keys)
         self.logins = 0
+        # Set when the load runs in other processes (soak.workers): send the
+        # material made here (IdP tokens, sessions, keys) to all of them, or
+        # to one (a session lives in one process, as a browser's would).
+        self.to_all: Callable[[str, object], None] | None = None
+        self.to_one: Callable[[str, object], None] | None = None
         # name -> (weight, function); the login thread runs sso_login apart.
         self.mix: dict[str, tuple[int, Callable[[], Shot | None]]] = {
             "gateway token, /api": (14, self.gw_valid_api),
@@ -313,11 +317,12 @@ class Traffic:
     def user_valid_api(self) -> Shot:
         """One of thousands of users (verified-token cache churn)."""
         u = self.users
-        tokens = u.by_generation[u.generation]
+        generation = self.timeline.users_generation
+        tokens = u.by_generation[generation]
         n = random.randrange(len(tokens))
         u.sent.add(n)
         kind = "IdP user token, /api"
-        if u.generation != self.timeline.key_generation:
+        if generation != self.timeline.key_generation:
             kind = "IdP user token, /api (retired key)"
         return self.api(kind, PASS, f"/api/users/{n}", tokens[n], ORDERS)
 
@@ -375,6 +380,25 @@ class Traffic:
         stranger = [IdpToken(self.idp.client_credentials_token(APP2, RS256_RESOURCE), generation, exp)]
         self.idp_tokens.replace(good)
         self.idp_stranger.replace(stranger)
+        if self.to_all is not None:
+            self.to_all("idp_tokens", (good, stranger))
+
+    def keys_changed(self, keyset: dict) -> None:
+        """The IdP's key set from its next start (the forgeries of the
+        expired and foreign-key kinds carry its kid)."""
+        if self.to_all is not None:
+            self.to_all("idp_keys", keyset)
+
+    def take(self, what: str, value) -> None:
+        """Material sent by the process that makes it (see ``to_all``)."""
+        if what == "idp_tokens":
+            good, stranger = value
+            self.idp_tokens.replace(good)
+            self.idp_stranger.replace(stranger)
+        elif what == "idp_keys":
+            self.idp.keys = jf.keys_from_jwks(value)
+        elif what == "session":
+            self.sessions.add(value)
 
     def idp_ttl(self) -> int:
         return int(self.idp.env.get("IDP_ACCESS_TOKEN_TTL", "600"))
@@ -533,7 +557,11 @@ class Traffic:
                                let_through=(problem or "").startswith(WRONG_IDENTITY)))
         session = browser.jar.get(COOKIE)  # (the jar also holds the IdP's cookies: same host)
         if problem is None and session is not None:
-            self.sessions.add([login, f"{COOKIE}={session.value}", t0])
+            held = [login, f"{COOKIE}={session.value}", t0]
+            if self.to_one is not None:
+                self.to_one("session", held)
+            else:
+                self.sessions.add(held)
 
 
 def session_cookies(r: Answer) -> tuple[str, bool]:
@@ -587,3 +615,11 @@ def wait_ready(gw: Gateway, traffic: Traffic, timeout: float = 30.0) -> None:
         r = gw.request("GET", query(TOKEN_PATH, cred_params(c)))
         traffic.gw_tokens[c.name].add(r.json()["access_token"])
 
+
+
+def fill_shot(traffic: Traffic, kind: str):
+    """A must-pass gateway request with a gateway token never sent before
+    (a fresh ``jti``; HMAC-signed here, cheap on both sides): each one is a
+    new entry in the verified-token cache (see soak.cache_fill)."""
+    c = random.choice((C1, C2))
+    return traffic.api(kind, PASS, f"/api/fill/{random.randint(1, 999)}", forged(c), c.name)

@@ -151,7 +151,7 @@ def idle_kinds(results: list[Result], kinds: Iterable[str]) -> list[str]:
 
 
 def checks(*, results, judged, upstream, memory, load, kinds, alive, failures, conductor, timeline,
-           counters, users_sent) -> list[tuple[str, bool, str]]:
+           counters, users_sent, fill=None) -> list[tuple[str, bool, str]]:
     let_through = [f"{r.kind}: answered {r.status}" for r in results if r.let_through and r.expect in (DENY, EITHER)]
     wrong_identity = [r for r in results if r.note.startswith(WRONG_IDENTITY)]
     idle = idle_kinds(results, kinds)
@@ -206,6 +206,8 @@ def checks(*, results, judged, upstream, memory, load, kinds, alive, failures, c
          f"{users_sent} distinct users' tokens sent; cache_hits {counters.get('cache_hits', 0)}, "
          f"cache_misses {counters.get('cache_misses', 0)}"),
     ]
+    out.append(("verified-token cache filled: Envoy RSS growth within the documented budget",
+                fill is not None and fill.ok, fill.describe() if fill is not None else "not run (--no-cache-fill)"))
     if conductor.errors:
         out.append(("fault timeline ran without errors", False, "; ".join(conductor.errors[:3])))
     return out

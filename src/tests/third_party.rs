@@ -618,6 +618,64 @@ fn a_revoked_key_stops_on_every_worker_within_a_second_without_their_tick() {
     assert_eq!(host.header("x-mse-consumer"), None);
 }
 
+/// A refresh that brings back the same JWKS body changes no key: the
+/// verified-token cache stays, on the worker that fetched and on the ones
+/// that adopt the newer record (found by the soak: every refresh emptied
+/// every worker's cache, so with a 10 s refresh interval it never filled).
+#[test]
+fn an_unchanged_key_set_keeps_the_verified_token_cache_on_every_worker() {
+    let cfg1 = remote_config();
+    let cfg2 = remote_config();
+    let cache2 = TokenCache::new(100);
+    let t = token("a", KEY_A, json!({}));
+    let both = json!({"keys": [oct("a", KEY_A), oct("b", KEY_B)]}).to_string();
+    let only_b = json!({"keys": [oct("b", KEY_B)]}).to_string();
+    let refresh = |now: u64, shared: &FakeHost, body: &str| {
+        let mut host = FakeHost::new(now);
+        host.shared = shared.shared.clone();
+        let replaced =
+            crate::keys::remote::accept_jwks(&cfg1.remote_sources[0], body.as_bytes(), &mut host);
+        (replaced, host)
+    };
+    let on_worker2 = |now: u64, shared: &FakeHost| {
+        let mut host = FakeHost::new(now)
+            .request("GET", "gw", "/x")
+            .with_property("route_name", "r")
+            .with_header("authorization", &bearer(&t));
+        host.shared = shared.shared.clone();
+        let decision = on_request_headers(&cfg2, &cache2, &mut host, true);
+        apply(&mut host, decision);
+        host
+    };
+
+    let (replaced, worker1) = refresh(NOW, &FakeHost::new(NOW), &both);
+    assert!(replaced, "the first key set replaces nothing but is new");
+    let host = on_worker2(NOW, &worker1);
+    assert!(host.reply.is_none(), "{:?}", host.reply);
+    assert_eq!(host.header("x-mse-consumer"), Some("idp-app"));
+    assert_eq!(host.counter("cache_misses"), 1);
+    assert_eq!(cache2.len(), 1);
+
+    // The periodic refresh brings the same body: nothing replaced.
+    let (replaced, worker1) = refresh(NOW + 10, &worker1, &both);
+    assert!(!replaced, "the same key set again is no change");
+    // Worker 2 sees the newer record (same keys) and keeps its cache: a hit.
+    let host = on_worker2(NOW + 11, &worker1);
+    assert!(host.reply.is_none(), "{:?}", host.reply);
+    assert_eq!(host.header("x-mse-consumer"), Some("idp-app"));
+    assert_eq!(host.counter("cache_hits"), 1);
+    assert_eq!(host.counter("cache_misses"), 0);
+    assert_eq!(cache2.len(), 1);
+
+    // A changed body still replaces the keys and empties the cache.
+    let (replaced, worker1) = refresh(NOW + 20, &worker1, &only_b);
+    assert!(replaced);
+    let host = on_worker2(NOW + 21, &worker1);
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(401));
+    assert_eq!(host.header("x-mse-consumer"), None);
+    assert_eq!(cache2.len(), 0);
+}
+
 #[test]
 fn a_reloaded_config_serves_with_published_keys_before_its_first_tick() {
     let cfg = remote_config();

@@ -151,14 +151,19 @@ impl RemoteKeySource {
         self.held_digest.get()
     }
 
+    /// Holds `keys` (parsed from `body`, fetched at `fetched_at`); whether
+    /// the key set changed. The same body again (every periodic refresh of
+    /// an unchanged JWKS) is no change, so it does not cost the workers
+    /// their verified-token caches.
     pub(super) fn install(&self, keys: KeySet, fetched_at: u64, body: &[u8]) -> bool {
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(body).into();
         match self.keys.try_borrow_mut() {
             Ok(mut slot) => {
+                let changed = slot.is_none() || self.held_digest.get() != Some(digest);
                 *slot = Some(Rc::new(keys));
                 self.held_at.set(Some(fetched_at));
-                self.held_digest
-                    .set(Some(<sha2::Sha256 as sha2::Digest>::digest(body).into()));
-                true
+                self.held_digest.set(Some(digest));
+                changed
             }
             Err(_) => false,
         }
