@@ -4,6 +4,7 @@
 //! shapes (challenges, redirects, pages, 500/503). Imports only `host` and
 //! `headers`: the features above produce decisions, `stream` applies them.
 
+use crate::audit::{self, ConsumerKind, Verdict};
 use crate::headers::CONSUMER_HEADER;
 use crate::host::{Host, HostError, LogLevel};
 
@@ -13,6 +14,19 @@ pub struct Reply {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// What this answer stands for: the audit record's decision and reason,
+    /// and Envoy's response code details.
+    pub verdict: Verdict,
+    /// Whom the answer is about, when it is about someone.
+    pub who: Option<Box<audit::Who>>,
+}
+
+impl Reply {
+    /// The same reply, standing for `verdict`.
+    pub fn because(mut self, verdict: Verdict) -> Self {
+        self.verdict = verdict;
+        self
+    }
 }
 
 /// Let the request through, after these header edits (in this order).
@@ -30,6 +44,11 @@ pub struct Forward<'c> {
     pub upstream_cookie: CookieEdit,
     /// `Set-Cookie` lines for the response (e.g. a refreshed session).
     pub response_cookies: Vec<String>,
+    /// For the audit trail: how `consumer` was identified, and the
+    /// token's `sub` and `jti` (never the token).
+    pub kind: Option<ConsumerKind>,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -203,7 +222,8 @@ fn send<H: Host>(host: &mut H, reply: &Reply) -> Flow {
         .iter()
         .map(|(k, v)| (*k, v.as_str()))
         .collect();
-    if let Err(e) = host.send_reply(reply.status, &headers, reply.body.as_bytes()) {
+    let details = reply.verdict.details();
+    if let Err(e) = host.send_reply(reply.status, &details, &headers, reply.body.as_bytes()) {
         host.log(
             LogLevel::Error,
             &format!("edge-auth: local reply failed ({})", e.0),
@@ -264,6 +284,8 @@ pub fn keys_unavailable() -> Reply {
             ("retry-after", "5".into()),
         ],
         body: "Authentication keys are not available yet.".into(),
+        verdict: audit::denied("keys_unavailable"),
+        who: None,
     }
 }
 
@@ -278,6 +300,8 @@ pub fn redirect(location: &str, cookies: Vec<String>) -> Reply {
         status: 302,
         headers,
         body: String::new(),
+        verdict: Verdict::new("redirect", ""),
+        who: None,
     }
 }
 
@@ -303,6 +327,8 @@ pub fn page(status: u32, title: &str, message: &str, cookies: Vec<String>) -> Re
             escape(title),
             escape(message)
         ),
+        verdict: Verdict::new("page", ""),
+        who: None,
     }
 }
 
@@ -311,6 +337,8 @@ pub fn server_error() -> Reply {
         status: 500,
         headers: vec![("content-type", "text/plain".into())],
         body: "Internal Server Error.".into(),
+        verdict: audit::error("internal"),
+        who: None,
     }
 }
 

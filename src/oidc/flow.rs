@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use super::id_token;
 use super::redirect::safe_redirect;
 use super::session::{LoginState, Session, LOGIN_TTL_SECONDS};
+use crate::audit::{self, ConsumerKind, Verdict};
 use crate::b64::b64url;
 use crate::canonical::{without_parameters, CanonicalPath};
 use crate::config::oidc::{ClientAuth, MatchType, OidcConfig, PassToken, PathMatch, RedirectUrl};
@@ -335,6 +336,8 @@ fn unauthorized(req: &SsoRequest<'_>) -> Reply {
             ("www-authenticate", bearer_challenge(&req.realm(), None)),
         ],
         body: "Authentication required.".into(),
+        verdict: audit::denied("no_session"),
+        who: None,
     }
 }
 
@@ -419,11 +422,11 @@ fn login_or_401<'c, H: Host>(
     };
     host.log(LogLevel::Debug, "edge-auth: sign-in started");
     host.count("sso_logins_started");
-    Decision::Reply(redirect(&location, vec![cookie_line]))
+    Decision::Reply(redirect(&location, vec![cookie_line]).because(Verdict::new("sso_login", "")))
 }
 
 fn forbidden_page(message: &str, cookies: Vec<String>) -> Reply {
-    page(403, "Sign-in failed", message, cookies)
+    page(403, "Sign-in failed", message, cookies).because(Verdict::new("sso_refused", ""))
 }
 
 fn query_param(path: &str, name: &str) -> Option<String> {
@@ -690,7 +693,9 @@ fn on_token_response<'c, H: Host>(
                             .unwrap_or_else(|| "/".into());
                     host.log(LogLevel::Debug, "edge-auth: sign-in completed");
                     host.count("sso_logins_completed");
-                    Decision::Reply(redirect(&target, cookies))
+                    Decision::Reply(
+                        redirect(&target, cookies).because(Verdict::new("sso_signed_in", "")),
+                    )
                 }
                 Err(refusal) => {
                     host.log(
@@ -701,7 +706,10 @@ fn on_token_response<'c, H: Host>(
                         ),
                     );
                     host.count("sso_logins_failed");
-                    Decision::Reply(forbidden_page(refusal.reason, vec![clear_login]))
+                    Decision::Reply(
+                        forbidden_page(refusal.reason, vec![clear_login])
+                            .because(Verdict::new("sso_refused", refusal.code)),
+                    )
                 }
             }
         }
@@ -926,6 +934,8 @@ fn identity_forward<'c>(
         status: 403,
         headers: vec![("content-type", "text/plain".into())],
         body: "Access Denied.".into(),
+        verdict: audit::denied("consumer_not_allowed"),
+        who: None,
     };
     // Tokens are checked for an identity before they get here; a session
     // that still names nobody is never forwarded as authenticated.
@@ -947,6 +957,15 @@ fn identity_forward<'c>(
         scrub: &config.identity_headers,
         consumer: Some(consumer),
         claim_headers,
+        kind: Some(ConsumerKind::Oidc),
+        sub: claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        jti: claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         ..Forward::default()
     })
 }
@@ -961,16 +980,18 @@ fn bearer_forward<'c>(
     now: u64,
 ) -> Result<Forward<'c>, Reply> {
     let oidc = &sso.config;
-    let refuse = |reason: &str| Reply {
+    let refuse = |e: TokenError| Reply {
         status: 401,
         headers: vec![
             ("content-type", "text/plain".into()),
             (
                 "www-authenticate",
-                bearer_challenge(&req.realm(), Some(reason)),
+                bearer_challenge(&req.realm(), Some(e.description())),
             ),
         ],
         body: "Invalid Jwt token.".into(),
+        verdict: audit::denied(e.code()),
+        who: None,
     };
     let Some(keys) = sso.provider.current() else {
         return Err(keys_unavailable());
@@ -983,7 +1004,7 @@ fn bearer_forward<'c>(
             if e == TokenError::UnknownKid {
                 sso.provider.want_refetch();
             }
-            refuse(e.description())
+            refuse(e)
         })?
         .claims;
     identity_forward(config, oidc, &claims, allow)
@@ -1031,5 +1052,5 @@ fn sign_out(sso: &OidcScope, req: &SsoRequest<'_>) -> Reply {
         }
         None => after,
     };
-    redirect(&location, cookies)
+    redirect(&location, cookies).because(Verdict::new("sso_signed_out", ""))
 }
