@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 
+import harness
 import jwt_hs256 as jwt
 from common import C1, C2, TOKEN_PATH, consumers, cred_params, query
 
@@ -24,15 +25,29 @@ JWT_CONSUMER = {
     "issuer": JWT_ISSUER,
     "jwks": {"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": jwt.b64url_encode(JWT_SECRET.encode())}]},
 }
-# route-a: any consumer; route-b: consumer2 only.
+# Single sign-on on route-svc against an identity provider that never
+# answers (cluster "idp" does not exist): 503 "unreachable" for browsers.
+SSO = {
+    "issuer": f"http://127.0.0.1:{harness.free_port()}",
+    "client_id": "audit-e2e-app",
+    "client_secret": "audit-e2e-app-secret-0123456789abcdef",
+    "cluster": "idp",
+    "cookie_secret": "audit-e2e-cookie-secret-0123456789abcdef0123",
+    "cookie_secure": False,
+    "redirect_url": "/svc/oauth2/callback",
+}
+# route-a: any consumer; route-b: consumer2 only; route-svc: single sign-on.
 CONFIG = {
     "consumers": [*consumers(C1, C2), JWT_CONSUMER],
     "global_auth": True,
     "_rules_": [
         {"_match_route_": ["route-a"], "allow": ["consumer1", "consumer2", "jwt-user"]},
         {"_match_route_": ["route-b"], "allow": ["consumer2"]},
+        {"_match_route_": ["route-svc"], "oidc": SSO},
     ],
 }
+BROWSER = [("Accept", "text/html,application/xhtml+xml")]
+EVIL_ID = '"><script>alert(1)</script>'
 LINE = re.compile(
     r'^\[[^\]]+\] "(?P<method>\S+) (?P<path>\S+) \S+" (?P<status>\d+) (?P<flags>\S+) (?P<details>\S+) '
     r'route=(?P<route>\S+) request_id=(?P<rid>\S+) edge_auth="(?P<audit>[^"]*)"$'
@@ -45,10 +60,16 @@ def gw(start_gateway):
     return start_gateway(CONFIG, extra_args=["--file-flush-interval-msec", "100"])
 
 
-def send(gw, path: str, headers=None):
-    rid = str(uuid.uuid4())
+def send(gw, path: str, headers=None, rid: str | None = None):
+    rid = rid or str(uuid.uuid4())
     r = gw.get(path, headers=[*(headers or []), ("x-request-id", rid)])
     return r, rid
+
+
+def page_link(text: str) -> str:
+    m = re.search(r'<a href="([^"]*)">', text)
+    assert m, text
+    return m.group(1)
 
 
 def access_line(gw, rid: str) -> dict[str, str]:
@@ -167,3 +188,50 @@ def test_unconfigured_route_names_share_one_metric_bucket(gw):
     assert routes <= {"route-a", "route-b", "-"}, names
     consumers_seen = {n.split(".")[4] for n in names}
     assert consumers_seen <= {"consumer1", "consumer2", "jwt-user", "-"}, names
+
+
+def test_identity_provider_unreachable_page_for_browsers_only(gw):
+    r, rid = send(gw, "/svc/app/orders?page=2&sort=asc", BROWSER)
+    assert r.status == 503, r
+    assert r.headers.get("Content-Type") == "text/html; charset=utf-8", r
+    assert r.headers.get("Retry-After") == "5", r
+    assert page_link(r.text) == "/svc/app/orders?page=2&amp;sort=asc", r.text
+    assert f"<code>{rid}</code>" in r.text, r.text
+    assert "keys" not in r.text, r.text  # no technical text
+    line = access_line(gw, rid)
+    assert line["details"] == "edge_auth_denied{idp_unreachable}"
+    assert audit(line)["rule"] == "2"
+
+    # An API client keeps the plain answer.
+    r, rid = send(gw, "/svc/api/x")
+    assert r.status == 503, r
+    assert r.text == "Authentication keys are not available yet.", r
+    assert access_line(gw, rid)["details"] == "edge_auth_denied{idp_unreachable}"
+
+
+@pytest.mark.parametrize("path", [
+    "/svc//evil.example/x",
+    "/svc/x/%2e%2e/%2fevil.example",
+    '/svc/x?"><script>alert(1)</script>',
+])
+def test_attacker_values_never_leave_the_page(gw, path):
+    r, _ = send(gw, path, BROWSER, rid=EVIL_ID)
+    assert r.status in (400, 503), r
+    link = page_link(r.text)
+    assert link.startswith("/") and not link.startswith("//"), r.text
+    assert "<script>" not in r.text, r.text
+    assert "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in r.text, r.text
+
+
+def test_sign_in_error_page(gw):
+    evil = "<script>alert(1)</script>"
+    r, rid = send(gw, query("/svc/oauth2/callback", [("error", "access_denied"), ("error_description", evil),
+                                                    ("state", "s")]), BROWSER)
+    assert r.status == 403, r
+    assert "<h1>Sign-in failed</h1>" in r.text, r.text
+    assert page_link(r.text) == "/", r.text
+    assert f"<code>{rid}</code>" in r.text, r.text
+    assert "access_denied" not in r.text and "script" not in r.text, r.text
+    line = access_line(gw, rid)
+    assert line["details"] == "edge_auth_sso_refused{idp_error}"
+    assert audit(line)["decision"] == "sso_refused"

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::id_token;
+use super::pages;
 use super::redirect::safe_redirect;
 use super::session::{LoginState, Session, LOGIN_TTL_SECONDS};
 use crate::audit::{self, ConsumerKind, Verdict};
@@ -21,7 +22,7 @@ use crate::config::{AllowList, Config, OidcScope};
 use crate::cookie::jar::{self as cookie, CookieAttributes, SameSite};
 use crate::cookie::seal::NONCE_LEN;
 use crate::decision::{
-    bearer_challenge, keys_unavailable, page, realm, redirect, CookieEdit, Decision, Forward, Reply,
+    bearer_challenge, keys_unavailable, realm, redirect, CookieEdit, Decision, Forward, Reply,
 };
 use crate::form::{self, decode_component};
 use crate::host::{Host, LogLevel};
@@ -211,7 +212,12 @@ pub fn on_request<'c, H: Host>(
     // the keys are in would burn its code at a callback that cannot check
     // the ID token (another worker may publish the two a moment apart).
     let (Some(metadata), Some(_)) = (sso.provider.metadata(), sso.provider.current()) else {
-        return Decision::Reply(keys_unavailable());
+        return Decision::Reply(pages::idp_unreachable(
+            &*host,
+            req.is_navigation(),
+            req.path,
+            req.authority,
+        ));
     };
     match read_session(oidc, req.cookie, now) {
         Some(session) if refresh_due(oidc, &session, now) => match &session.refresh_token {
@@ -364,16 +370,16 @@ fn login_or_401<'c, H: Host>(
             ),
         );
         host.count("denied_400_unsafe_path");
-        return Decision::Reply(page(
-            400,
-            "Bad request",
-            "This address cannot be used: its path is ambiguous.",
-            Vec::new(),
-        ));
+        return Decision::Reply(pages::bad_address(&*host));
     }
     let oidc = &sso.config;
     let Some(authorize) = metadata.authorization_endpoint.as_deref() else {
-        return Decision::Reply(keys_unavailable());
+        return Decision::Reply(pages::idp_unreachable(
+            &*host,
+            req.is_navigation(),
+            req.path,
+            req.authority,
+        ));
     };
     let (Some(state), Some(nonce), Some(verifier), Some(seal_nonce)) = (
         random_token(host),
@@ -425,10 +431,6 @@ fn login_or_401<'c, H: Host>(
     Decision::Reply(redirect(&location, vec![cookie_line]).because(Verdict::new("sso_login", "")))
 }
 
-fn forbidden_page(message: &str, cookies: Vec<String>) -> Reply {
-    page(403, "Sign-in failed", message, cookies).because(Verdict::new("sso_refused", ""))
-}
-
 fn query_param(path: &str, name: &str) -> Option<String> {
     form::query(path).and_then(|q| form::first(q, name))
 }
@@ -439,21 +441,30 @@ fn callback<'c, H: Host>(
     host: &mut H,
 ) -> Decision<'c, CallOut> {
     let oidc = &sso.config;
-    if let Some(error) = query_param(req.path, "error") {
-        let detail = query_param(req.path, "error_description").unwrap_or_default();
+    // The IdP's error and description are not shown (request text on our
+    // page); the reason code goes to the access log.
+    if query_param(req.path, "error").is_some() {
         host.log(
             LogLevel::Debug,
             "edge-auth: identity provider returned an error",
         );
-        let message = format!("The identity provider answered: {error} {detail}");
-        return Decision::Reply(forbidden_page(message.trim(), Vec::new()));
+        return Decision::Reply(pages::sign_in_failed(
+            &*host,
+            "idp_error",
+            None,
+            req.authority,
+            Vec::new(),
+        ));
     }
     let (Some(state), Some(code)) = (
         query_param(req.path, "state"),
         query_param(req.path, "code"),
     ) else {
-        return Decision::Reply(forbidden_page(
-            "The sign-in response lacks state or code.",
+        return Decision::Reply(pages::sign_in_failed(
+            &*host,
+            "missing_state_or_code",
+            None,
+            req.authority,
             Vec::new(),
         ));
     };
@@ -468,13 +479,21 @@ fn callback<'c, H: Host>(
         bool::from(l.state.as_bytes().ct_eq(state.as_bytes()))
             && now < l.created_at.saturating_add(LOGIN_TTL_SECONDS)
     }) else {
-        return Decision::Reply(forbidden_page(
-            "This sign-in was not started here, has expired, or was already used.",
+        return Decision::Reply(pages::sign_in_failed(
+            &*host,
+            "unknown_login",
+            None,
+            req.authority,
             Vec::new(),
         ));
     };
     let (Some(metadata), Some(_)) = (sso.provider.metadata(), sso.provider.current()) else {
-        return Decision::Reply(keys_unavailable());
+        return Decision::Reply(pages::idp_unreachable(
+            &*host,
+            true,
+            &login.url,
+            req.authority,
+        ));
     };
     let redirect_to = redirect_uri(oidc, req);
     let verifier = login.verifier.clone();
@@ -676,8 +695,11 @@ fn on_token_response<'c, H: Host>(
                     "edge-auth: code exchange refused by the identity provider",
                 );
                 host.count("sso_logins_failed");
-                return Decision::Reply(forbidden_page(
-                    "The identity provider did not accept the sign-in code.",
+                return Decision::Reply(pages::sign_in_failed(
+                    &*host,
+                    "code_refused",
+                    Some(&login.url),
+                    req.authority,
                     vec![clear_login],
                 ));
             };
@@ -706,10 +728,13 @@ fn on_token_response<'c, H: Host>(
                         ),
                     );
                     host.count("sso_logins_failed");
-                    Decision::Reply(
-                        forbidden_page(refusal.reason, vec![clear_login])
-                            .because(Verdict::new("sso_refused", refusal.code)),
-                    )
+                    Decision::Reply(pages::sign_in_failed(
+                        &*host,
+                        refusal.code,
+                        Some(&login.url),
+                        req.authority,
+                        vec![clear_login],
+                    ))
                 }
             }
         }
@@ -758,7 +783,12 @@ fn on_token_response<'c, H: Host>(
                         return Decision::Reply(reply);
                     }
                     let Some(metadata) = sso.provider.metadata() else {
-                        return Decision::Reply(keys_unavailable());
+                        return Decision::Reply(pages::idp_unreachable(
+                            &*host,
+                            true,
+                            req.path,
+                            req.authority,
+                        ));
                     };
                     match login_or_401(&sso, &metadata, req, host) {
                         Decision::Reply(mut reply) => {

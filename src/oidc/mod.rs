@@ -2,5 +2,6 @@
 
 pub mod flow;
 pub mod id_token;
+pub mod pages;
 pub mod redirect;
 pub mod session;
