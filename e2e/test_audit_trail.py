@@ -162,14 +162,16 @@ def test_denied_bad_signature_and_by_allow_list(gw):
     assert wasm_counter(gw, "route.route-a.consumer.-.metric.edge_auth_denied") == before + 1
 
     # consumer1's token (global credentials) on route-b, which admits consumer2 only.
-    before = wasm_counter(gw, "route.route-b.consumer.-.metric.edge_auth_denied")
+    before = wasm_counter(gw, "route.route-b.consumer.consumer1.metric.edge_auth_denied")
     r, rid = send(gw, "/b/x", [("Authorization", f"Bearer {token}")])
     assert r.status == 403, r
     line = access_line(gw, rid)
     assert line["details"] == "edge_auth_denied{consumer_not_in_allow_list}"
-    assert audit(line)["decision"] == "denied"
-    assert audit(line)["rule"] == "1"
-    assert wasm_counter(gw, "route.route-b.consumer.-.metric.edge_auth_denied") == before + 1
+    record = audit(line)
+    # The refused consumer is named: who was turned away.
+    assert (record["decision"], record["rule"], record["consumer"], record["kind"]) == \
+        ("denied", "1", "consumer1", "gateway"), record
+    assert wasm_counter(gw, "route.route-b.consumer.consumer1.metric.edge_auth_denied") == before + 1
 
 
 def test_token_endpoint_refusal(gw):

@@ -1,7 +1,7 @@
 //! The per-request decision: which configuration applies, token endpoint or
 //! verification, and the answer. Reads the request through [`Host`] only.
 
-use crate::audit::{self, ConsumerKind, Placement};
+use crate::audit::{self, ConsumerKind, Placement, Who};
 use crate::canonical::{BadAuthority, CanonicalPath, RequestView};
 use crate::config::{AllowList, Config, Matcher, Scope, TokenLocation};
 use crate::decision::{bearer_challenge, keys_unavailable, realm, Decision, Forward, Reply};
@@ -287,6 +287,9 @@ struct Refusal {
     reason: &'static str,
     /// A token was presented (it gets `error="invalid_token"`).
     token_presented: bool,
+    /// The verified identity refused (not in the allow list), for the
+    /// audit record.
+    who: Option<Box<Who>>,
 }
 
 impl Refusal {
@@ -296,6 +299,7 @@ impl Refusal {
             code,
             reason,
             token_presented,
+            who: None,
         }
     }
 
@@ -305,6 +309,7 @@ impl Refusal {
             code,
             reason,
             token_presented: true,
+            who: None,
         }
     }
 
@@ -316,7 +321,7 @@ impl Refusal {
                     headers: vec![("content-type", "text/plain".into())],
                     body: "Access Denied.".into(),
                     verdict: audit::denied(self.code),
-                    who: None,
+                    who: self.who,
                 }
             }
             503 => return keys_unavailable().because(audit::denied(self.code)),
@@ -348,6 +353,7 @@ impl From<TokenError> for Refusal {
                 code: e.code(),
                 reason: e.description(),
                 token_presented: true,
+                who: None,
             },
             _ => Refusal::unauthorized(e.code(), e.description(), true),
         }
@@ -411,10 +417,19 @@ fn authenticate<'c, H: Host>(
         ));
     };
     if allow.is_some_and(|list| !list.contains(&identity.consumer)) {
-        return Err(Refusal::forbidden(
-            "consumer_not_in_allow_list",
-            "consumer not in allow list",
-        ));
+        let mut refusal =
+            Refusal::forbidden("consumer_not_in_allow_list", "consumer not in allow list");
+        refusal.who = Some(Box::new(Who {
+            kind: if identity.gateway_token {
+                ConsumerKind::Gateway
+            } else {
+                ConsumerKind::Jwt
+            },
+            consumer: identity.consumer,
+            sub: identity.sub,
+            jti: identity.jti,
+        }));
+        return Err(refusal);
     }
     Ok(Forward {
         scrub: &config.identity_headers,

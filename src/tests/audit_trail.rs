@@ -135,12 +135,12 @@ fn every_local_reply_carries_details_and_a_record() {
         host.reply.as_ref().unwrap().details,
         "edge_auth_denied{consumer_not_in_allow_list}"
     );
-    assert!(host
-        .audit()
-        .unwrap()
-        .starts_with("decision=denied reason=consumer_not_in_allow_list rule=1 "));
+    // The refused consumer is named: who was turned away.
+    assert!(host.audit().unwrap().starts_with(
+        "decision=denied reason=consumer_not_in_allow_list rule=1 consumer=consumer1 kind=gateway sub=consumer1 jti="
+    ));
     assert_eq!(
-        host.counter_exact("route.other-api.consumer.-.metric.edge_auth_denied"),
+        host.counter_exact("route.other-api.consumer.consumer1.metric.edge_auth_denied"),
         1
     );
 
