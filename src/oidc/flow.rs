@@ -240,24 +240,34 @@ pub fn on_request<'c, H: Host>(
                 .unwrap_or_else(Decision::Reply)
             }
             // Nothing to refresh with: valid until the access token expires.
-            None if now < session.expires_at => decide(session_forward(
-                config,
-                sso,
-                &session,
-                allow,
-                req,
-                Vec::new(),
-            )),
+            None if now < session.expires_at => decide(
+                session_forward(config, sso, &session, allow, req, Vec::new()).map_err(|r| {
+                    let nav = req.is_navigation();
+                    pages::access_denied_for_browser(
+                        r,
+                        &*host,
+                        nav,
+                        req.path,
+                        req.authority,
+                        &oidc.logout_path,
+                    )
+                }),
+            ),
             None => login_or_401(sso, &metadata, req, host),
         },
-        Some(session) => decide(session_forward(
-            config,
-            sso,
-            &session,
-            allow,
-            req,
-            Vec::new(),
-        )),
+        Some(session) => decide(
+            session_forward(config, sso, &session, allow, req, Vec::new()).map_err(|r| {
+                let nav = req.is_navigation();
+                pages::access_denied_for_browser(
+                    r,
+                    &*host,
+                    nav,
+                    req.path,
+                    req.authority,
+                    &oidc.logout_path,
+                )
+            }),
+        ),
         None => login_or_401(sso, &metadata, req, host),
     }
 }
@@ -964,7 +974,7 @@ fn identity_forward<'c>(
         status: 403,
         headers: vec![("content-type", "text/plain".into())],
         body: "Access Denied.".into(),
-        verdict: audit::denied("consumer_not_allowed"),
+        verdict: audit::denied(pages::NOT_ALLOWED),
         who: None,
     };
     // Tokens are checked for an identity before they get here; a session

@@ -10,6 +10,10 @@ use super::redirect::safe_redirect;
 use crate::audit::Verdict;
 use crate::decision::{keys_unavailable, page, PageLinks, Reply};
 use crate::host::Host;
+use crate::http_url::form_encode_component;
+
+/// The reason code of a signed-in user an `allow` list refuses.
+pub const NOT_ALLOWED: &str = "consumer_not_allowed";
 
 /// `target` as a same-origin path to link to, or `/`: only what
 /// `safe_redirect` accepts with no other domain allowed, and only a path.
@@ -88,6 +92,39 @@ pub fn idp_unreachable<H: Host>(host: &H, navigation: bool, path: &str, authorit
     .because(crate::audit::denied("idp_unreachable"));
     reply.headers.push(("retry-after", "5".into()));
     reply
+}
+
+/// A signed-in browser whose account the rule's `allow` refuses: a 403
+/// page whose "Sign in again" goes through sign-out (`logout_path`, with
+/// `rd` back to this page) so another account can be used. Any other
+/// refusal, and every answer to a non-navigation, stays as it is.
+pub fn access_denied_for_browser<H: Host>(
+    reply: Reply,
+    host: &H,
+    navigation: bool,
+    path: &str,
+    authority: &str,
+    logout_path: &str,
+) -> Reply {
+    if !navigation || reply.verdict != crate::audit::denied(NOT_ALLOWED) {
+        return reply;
+    }
+    let back = retry_path(Some(path), authority);
+    let sign_in_again = format!("{logout_path}?rd={}", form_encode_component(&back));
+    let request_id = PageLinks::request_id(host);
+    let links = PageLinks {
+        retry: Some(("Sign in again", &sign_in_again)),
+        request_id: request_id.as_deref(),
+    };
+    page(
+        403,
+        "Access denied",
+        "You are signed in, but this account may not open this page. \
+         Sign in again with another account.",
+        &links,
+        Vec::new(),
+    )
+    .because(reply.verdict)
 }
 
 #[cfg(test)]
@@ -203,5 +240,49 @@ mod tests {
         assert!(!page.body.contains("keys"));
         let evil = idp_unreachable(&host, true, "//evil.example/", GW);
         assert_eq!(link(&evil.body), "/");
+    }
+
+    fn not_allowed() -> Reply {
+        page(403, "x", "x", &PageLinks::default(), Vec::new())
+            .because(crate::audit::denied(NOT_ALLOWED))
+    }
+
+    #[test]
+    fn a_refused_account_gets_a_page_that_signs_out_and_comes_back() {
+        let host = host_with_id("id-4");
+        let reply = access_denied_for_browser(
+            not_allowed(),
+            &host,
+            true,
+            "/app/x?a=1&b=2",
+            GW,
+            "/oauth2/sign_out",
+        );
+        assert_eq!(reply.status, 403);
+        assert_eq!(
+            link(&reply.body),
+            "/oauth2/sign_out?rd=%2Fapp%2Fx%3Fa%3D1%26b%3D2"
+        );
+        assert!(reply.body.contains("<code>id-4</code>"));
+        assert_eq!(reply.verdict, crate::audit::denied(NOT_ALLOWED));
+        // An attacker's path cannot become the return address.
+        let reply = access_denied_for_browser(
+            not_allowed(),
+            &host,
+            true,
+            "//evil.example/",
+            GW,
+            "/oauth2/sign_out",
+        );
+        assert_eq!(link(&reply.body), "/oauth2/sign_out?rd=%2F");
+        // Not a browser navigation, or another refusal: unchanged.
+        let api =
+            access_denied_for_browser(not_allowed(), &host, false, "/app", GW, "/oauth2/sign_out");
+        assert_eq!(api, not_allowed());
+        let other = keys_unavailable();
+        assert_eq!(
+            access_denied_for_browser(other.clone(), &host, true, "/app", GW, "/oauth2/sign_out"),
+            other
+        );
     }
 }
