@@ -115,9 +115,10 @@ class FakeIdp:
 
 
 def sso_gateway(idp: "FakeIdp", upstream_port: int, wasm, name: str, cookie_name: str,
-                cookie_secret: str, **oidc: object) -> harness.Envoy:
+                cookie_secret: str, envoy_args: tuple[str, ...] = (), **oidc: object) -> harness.Envoy:
     """A started Envoy whose edge-auth signs browsers in at ``idp`` (cluster
-    ``idp``), with ``oidc`` added to the SSO settings."""
+    ``idp``), with ``oidc`` added to the SSO settings (``envoy_args``: more
+    Envoy command-line arguments)."""
     listener, admin = harness.free_port(), harness.free_port()
     config = {"oidc": {
         "issuer": idp.issuer,
@@ -132,6 +133,6 @@ def sso_gateway(idp: "FakeIdp", upstream_port: int, wasm, name: str, cookie_name
     bootstrap = harness.build_bootstrap(listener_port=listener, admin_port=admin, upstream_port=upstream_port,
                                         http_filters=harness.gateway_filters(config, wasm))
     bootstrap["static_resources"]["clusters"].append(harness.static_cluster("idp", idp.port))
-    gw = harness.Envoy(bootstrap, listener, admin, name=name)
+    gw = harness.Envoy(bootstrap, listener, admin, name=name, extra_args=envoy_args)
     gw.start()
     return gw

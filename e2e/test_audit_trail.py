@@ -11,10 +11,13 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
 import harness
+from fake_idp import FakeIdp, sso_gateway
+from sso_browser import Browser
 import jwt_hs256 as jwt
 from common import C1, C2, TOKEN_PATH, consumers, cred_params, query
 
@@ -54,10 +57,22 @@ LINE = re.compile(
 )
 
 
+# Access-log lines are flushed every 10 s by default: the tests read them.
+FAST_FLUSH = ("--file-flush-interval-msec", "100")
+
+
 @pytest.fixture(scope="module")
 def gw(start_gateway):
-    # Access-log lines are flushed every 10 s by default: the test reads them.
-    return start_gateway(CONFIG, extra_args=["--file-flush-interval-msec", "100"])
+    return start_gateway(CONFIG, extra_args=list(FAST_FLUSH))
+
+
+@pytest.fixture(scope="module")
+def sso_site(echo, wasm):
+    with FakeIdp() as idp:
+        site = sso_gateway(idp, echo.port, wasm, "test_audit_trail-sso", "_audit_sso",
+                           "audit-e2e-cookie-secret-S-0123456789abcdef0123", envoy_args=FAST_FLUSH)
+        yield site, idp
+        site.stop()
 
 
 def send(gw, path: str, headers=None, rid: str | None = None):
@@ -237,3 +252,42 @@ def test_sign_in_error_page(gw):
     line = access_line(gw, rid)
     assert line["details"] == "edge_auth_sso_refused{idp_error}"
     assert audit(line)["decision"] == "sso_refused"
+
+
+def test_sso_sign_in_and_session_are_recorded(sso_site):
+    site, idp = sso_site
+    browser = Browser(name="audit")
+    base = f"http://127.0.0.1:{site.listener_port}"
+    deadline = time.monotonic() + 30
+    while True:  # 503 until the IdP's discovery and keys are in
+        rid = str(uuid.uuid4())
+        r = browser.request("GET", base + "/app/page", headers=[("x-request-id", rid)])
+        if r.status != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.status == 302, (r, site.log_tail(30))
+    line = access_line(site, rid)
+    assert line["details"] == "edge_auth_sso_login"
+    assert audit(line)["decision"] == "sso_login"
+
+    q = parse_qs(urlsplit(r.headers.get("Location")).query)
+    idp.nonce = q["nonce"][0]
+    callback = urlsplit(q["redirect_uri"][0]).path
+    rid = str(uuid.uuid4())
+    r = browser.request("GET", base + callback + "?" + urlencode({"code": "c0de", "state": q["state"][0]}),
+                        headers=[("x-request-id", rid)])
+    assert r.status == 302, (r, site.log_tail(30))
+    line = access_line(site, rid)
+    assert line["details"] == "edge_auth_sso_signed_in"
+    assert "c0de" not in str(line)  # the path is logged without its query
+
+    rid = str(uuid.uuid4())
+    r = browser.request("GET", base + "/app/page", headers=[("x-request-id", rid)])
+    assert r.status == 200, r
+    record = audit(access_line(site, rid))
+    assert (record["decision"], record["consumer"], record["kind"], record["sub"]) == \
+        ("allowed", "alice", "oidc", "alice"), record
+    # A single sign-on user is not a metric label (a claim value is unbounded).
+    names = site.stats("wasmcustom.route.")
+    assert "wasmcustom.route.-.consumer.-.metric.edge_auth_allowed" in names, names
+    assert not any("alice" in n for n in names), names
