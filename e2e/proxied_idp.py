@@ -80,10 +80,10 @@ class ProxiedIdp:
 
 
 def sso_gateway(idp: ProxiedIdp, upstream_port: int, wasm, name: str, cookie_name: str,
-                cookie_secret: str, **oidc: object) -> harness.Envoy:
+                cookie_secret: str, envoy_args: tuple[str, ...] = (), **oidc: object) -> harness.Envoy:
     """A started Envoy on ``idp.gateway_port`` whose edge-auth signs browsers
     in at ``idp`` (cluster ``idp`` through the proxy), with ``oidc`` added
-    to the SSO settings."""
+    to the SSO settings (``envoy_args``: more Envoy command-line arguments)."""
     listener, admin = idp.gateway_port, harness.free_port()
     config = {"oidc": {
         "issuer": idp.issuer,
@@ -101,7 +101,7 @@ def sso_gateway(idp: ProxiedIdp, upstream_port: int, wasm, name: str, cookie_nam
                                         http_filters=harness.gateway_filters(config, wasm))
     assert idp.proxy is not None
     bootstrap["static_resources"]["clusters"].append(harness.static_cluster("idp", idp.proxy.port))
-    gw = harness.Envoy(bootstrap, listener, admin, name=name)
+    gw = harness.Envoy(bootstrap, listener, admin, name=name, extra_args=envoy_args)
     gw.start()
     return gw
 

@@ -597,7 +597,7 @@ def test_callback_without_matching_login_is_refused(main_site):
     assert r.status == 403, r
 
 
-def test_idp_error_is_shown_on_a_403_page(main_site):
+def test_idp_error_gets_a_403_page_without_its_text(main_site):
     site = main_site
     # A person pressing "Cancel" on the IdP's consent page.
     b = Browser(login="frank", name="refuser")
@@ -606,7 +606,10 @@ def test_idp_error_is_shown_on_a_403_page(main_site):
     assert page.status == 403, page
     assert is_callback(site)(page.url) and query(page.url).get("error") == "access_denied", page
     assert "text/html" in (page.final.headers.get("Content-Type") or ""), page
-    assert "access_denied" in page.text and "End-User aborted interaction" in page.text, page
+    # No technical text on the page (the reason is in the access log's
+    # response code details, edge_auth_sso_refused{idp_error}); a way back.
+    assert "access_denied" not in page.text and "End-User aborted interaction" not in page.text, page
+    assert '<a href="/">Sign in again</a>' in page.text, page
     assert COOKIE not in b.jar.names(), b.jar
 
     # An error with markup in it: shown escaped.
@@ -616,8 +619,7 @@ def test_idp_error_is_shown_on_a_403_page(main_site):
     r = b.request("GET", site.url(CALLBACK + "?" + urlencode(
         {"error": "access_denied", "error_description": evil, "state": q["state"]})))
     assert r.status == 403, r
-    assert "access_denied" in r.text, r
-    assert "<script>" not in r.text and "&lt;script&gt;" in r.text, r
+    assert "access_denied" not in r.text and "script" not in r.text, r
     assert not session_lines(r), r
 
 

@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 # Bottom to top. A module may import its own layer (without cycles) and the
 # layers below it, never a layer above.
 LAYERS = [
-    ["host", "headers", "b64", "http_url", "canonical", "form"],
+    ["host", "audit", "headers", "b64", "http_url", "canonical", "form"],
     ["keys", "cookie"],
     ["config"],
     ["token", "verified"],

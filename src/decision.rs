@@ -4,6 +4,7 @@
 //! shapes (challenges, redirects, pages, 500/503). Imports only `host` and
 //! `headers`: the features above produce decisions, `stream` applies them.
 
+use crate::audit::{self, ConsumerKind, Verdict};
 use crate::headers::CONSUMER_HEADER;
 use crate::host::{Host, HostError, LogLevel};
 
@@ -13,6 +14,27 @@ pub struct Reply {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// What this answer stands for: the audit record's decision and reason,
+    /// and Envoy's response code details.
+    pub verdict: Verdict,
+    /// Whom the answer is about, when it is about someone.
+    pub who: Option<Box<audit::Who>>,
+}
+
+impl Reply {
+    /// The first value of a header of this reply.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The same reply, standing for `verdict`.
+    pub fn because(mut self, verdict: Verdict) -> Self {
+        self.verdict = verdict;
+        self
+    }
 }
 
 /// Let the request through, after these header edits (in this order).
@@ -30,6 +52,11 @@ pub struct Forward<'c> {
     pub upstream_cookie: CookieEdit,
     /// `Set-Cookie` lines for the response (e.g. a refreshed session).
     pub response_cookies: Vec<String>,
+    /// For the audit trail: how `consumer` was identified, and the
+    /// token's `sub` and `jti` (never the token).
+    pub kind: Option<ConsumerKind>,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -203,7 +230,8 @@ fn send<H: Host>(host: &mut H, reply: &Reply) -> Flow {
         .iter()
         .map(|(k, v)| (*k, v.as_str()))
         .collect();
-    if let Err(e) = host.send_reply(reply.status, &headers, reply.body.as_bytes()) {
+    let details = reply.verdict.details();
+    if let Err(e) = host.send_reply(reply.status, &details, &headers, reply.body.as_bytes()) {
         host.log(
             LogLevel::Error,
             &format!("edge-auth: local reply failed ({})", e.0),
@@ -264,6 +292,8 @@ pub fn keys_unavailable() -> Reply {
             ("retry-after", "5".into()),
         ],
         body: "Authentication keys are not available yet.".into(),
+        verdict: audit::denied("keys_unavailable"),
+        who: None,
     }
 }
 
@@ -278,31 +308,98 @@ pub fn redirect(location: &str, cookies: Vec<String>) -> Reply {
         status: 302,
         headers,
         body: String::new(),
+        verdict: Verdict::new("redirect", ""),
+        who: None,
     }
 }
 
-/// A small HTML page; `message` is escaped.
-pub fn page(status: u32, title: &str, message: &str, cookies: Vec<String>) -> Reply {
-    let escape = |t: &str| {
-        t.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-            .replace('\'', "&#39;")
-    };
+/// Longest request id shown on a page (Envoy's are 36-character UUIDs; a
+/// client may send its own).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// What a browser page offers besides its message: a link to try again
+/// (label, same-origin path) and the request id to quote to support.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageLinks<'a> {
+    pub retry: Option<(&'a str, &'a str)>,
+    pub request_id: Option<&'a str>,
+}
+
+impl PageLinks<'_> {
+    /// The request's `x-request-id` (Envoy sets one on every request).
+    pub fn request_id<H: Host>(host: &H) -> Option<String> {
+        host.request_header("x-request-id")
+            .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN)
+    }
+}
+
+/// Text for HTML content and quoted attribute values.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A link target a page may carry: a path on this origin only (`/x`, never
+/// `//host`, `/\host` or a scheme). Callers validate first (the SSO pages
+/// with `oidc::redirect`); this is the last check before the HTML.
+fn same_origin_path(href: &str) -> bool {
+    href.starts_with('/')
+        && !href.starts_with("//")
+        && !href.starts_with("/\\")
+        && href.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// A small HTML page for people: a title and a plain message (escaped; no
+/// technical detail, which goes to the log and the audit record), then the
+/// retry link and the request id when there are.
+pub fn page(
+    status: u32,
+    title: &str,
+    message: &str,
+    links: &PageLinks<'_>,
+    cookies: Vec<String>,
+) -> Reply {
     let mut headers = vec![
         ("content-type", "text/html; charset=utf-8".to_string()),
         ("cache-control", "no-store".to_string()),
     ];
     headers.extend(cookies.into_iter().map(|c| ("set-cookie", c)));
+    let title = escape_html(title);
+    let mut body = format!(
+        "<!doctype html><meta charset=\"utf-8\"><title>{title}</title><h1>{title}</h1><p>{}</p>\n",
+        escape_html(message)
+    );
+    if let Some((label, href)) = links.retry.filter(|(_, href)| same_origin_path(href)) {
+        body.push_str(&format!(
+            "<p><a href=\"{}\">{}</a></p>\n",
+            escape_html(href),
+            escape_html(label)
+        ));
+    }
+    if let Some(id) = links.request_id {
+        let id: String = id.chars().take(MAX_REQUEST_ID_LEN).collect();
+        body.push_str(&format!(
+            "<p>Request ID: <code>{}</code></p>\n",
+            escape_html(&id)
+        ));
+    }
     Reply {
         status,
         headers,
-        body: format!(
-            "<!doctype html><title>{0}</title><h1>{0}</h1><p>{1}</p>\n",
-            escape(title),
-            escape(message)
-        ),
+        body,
+        verdict: Verdict::new("page", ""),
+        who: None,
     }
 }
 
@@ -311,6 +408,8 @@ pub fn server_error() -> Reply {
         status: 500,
         headers: vec![("content-type", "text/plain".into())],
         body: "Internal Server Error.".into(),
+        verdict: audit::error("internal"),
+        who: None,
     }
 }
 

@@ -16,6 +16,8 @@ use crate::host::{Host, HostError, LogLevel};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentReply {
     pub status: u32,
+    /// Envoy's response code details for this reply.
+    pub details: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -81,6 +83,10 @@ pub struct FakeHost {
     pub fail_next_cas: u32,
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     pub counters: RefCell<HashMap<String, u64>>,
+    /// Counters by their full name (`count_metric`).
+    pub exact_counters: RefCell<HashMap<String, u64>>,
+    /// Filter state set on the stream, by name (without Envoy's `wasm.`).
+    pub filter_state: HashMap<String, String>,
 }
 
 impl FakeHost {
@@ -128,6 +134,17 @@ impl FakeHost {
 
     pub fn counter(&self, name: &str) -> u64 {
         self.counters.borrow().get(name).copied().unwrap_or(0)
+    }
+
+    pub fn counter_exact(&self, name: &str) -> u64 {
+        self.exact_counters.borrow().get(name).copied().unwrap_or(0)
+    }
+
+    /// The audit record written for this stream (`audit::record`).
+    pub fn audit(&self) -> Option<&str> {
+        self.filter_state
+            .get(crate::audit::FILTER_STATE_NAME)
+            .map(String::as_str)
     }
 
     /// Replies sent (or attempted) on `context`.
@@ -202,6 +219,19 @@ impl Host for FakeHost {
             .borrow_mut()
             .entry(name.to_string())
             .or_default() += 1;
+    }
+
+    fn count_metric(&self, name: &str) {
+        *self
+            .exact_counters
+            .borrow_mut()
+            .entry(name.to_string())
+            .or_default() += 1;
+    }
+
+    fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.filter_state.insert(name.into(), value.into());
+        Ok(())
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
@@ -281,11 +311,13 @@ impl Host for FakeHost {
     fn send_reply(
         &mut self,
         status: u32,
+        details: &str,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), HostError> {
         let reply = SentReply {
             status,
+            details: details.into(),
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

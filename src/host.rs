@@ -40,15 +40,24 @@ pub trait Host {
     /// `wasmcustom.edge_auth_<name>` on `/stats`). Failures are ignored:
     /// metrics must never change a request's fate.
     fn count(&self, name: &str);
+    /// Adds one to the counter with exactly this name (no prefix; Envoy
+    /// shows it as `wasmcustom.<name>`). Failures are ignored.
+    fn count_metric(&self, name: &str);
+    /// Stores a string in the stream's filter state as `wasm.<name>`
+    /// (Envoy's `set_property`), readable in the access log with
+    /// `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+    fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), HostError>;
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
     /// Adds a value, keeping any already there.
     fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
-    /// Answer the request locally; it is not forwarded upstream.
+    /// Answer the request locally; it is not forwarded upstream. `details`
+    /// become Envoy's response code details (`%RESPONSE_CODE_DETAILS%`).
     fn send_reply(
         &mut self,
         status: u32,
+        details: &str,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), HostError>;

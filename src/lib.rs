@@ -7,7 +7,7 @@
 //! unit-tested natively with a fake host. The proxy-wasm shell in `plugin/`
 //! exists only in the wasm build and only translates Envoy's callbacks into
 //! [`stream`] calls. Imports run bottom to top (`scripts/import_graph.py`
-//! checks it in `make lint`): host, headers, b64, http_url, canonical, form →
+//! checks it in `make lint`): host, audit, headers, b64, http_url, canonical, form →
 //! keys, cookie → config → token → decision → rules, token_endpoint, oidc →
 //! request → stream → plugin.
 
@@ -23,6 +23,7 @@
     )
 )]
 
+pub mod audit;
 pub mod b64;
 pub mod canonical;
 pub mod config;

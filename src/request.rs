@@ -1,8 +1,9 @@
 //! The per-request decision: which configuration applies, token endpoint or
 //! verification, and the answer. Reads the request through [`Host`] only.
 
+use crate::audit::{self, ConsumerKind, Placement, Who};
 use crate::canonical::{BadAuthority, CanonicalPath, RequestView};
-use crate::config::{AllowList, Config, Scope, TokenLocation};
+use crate::config::{AllowList, Config, Matcher, Scope, TokenLocation};
 use crate::decision::{bearer_challenge, keys_unavailable, realm, Decision, Forward, Reply};
 use crate::form;
 use crate::host::{Host, LogLevel};
@@ -72,6 +73,8 @@ fn bad_authority<H: Host>(host: &H, why: BadAuthority) -> Reply {
         status: 400,
         headers: vec![("content-type", "text/plain".into())],
         body: "Bad Request: invalid host.".into(),
+        verdict: audit::denied("bad_authority"),
+        who: None,
     }
 }
 
@@ -98,6 +101,45 @@ pub fn on_request_headers<'c, H: Host>(
     host: &mut H,
     end_of_stream: bool,
 ) -> Decision<'c, Wait> {
+    decide(
+        config,
+        cache,
+        host,
+        end_of_stream,
+        &mut Placement::default(),
+    )
+}
+
+/// The configured route name of this request: Envoy's `route_name` when a
+/// `_match_route_` lists it. Envoy is asked only when some rule matches on
+/// route names (and then usually was asked already by the rule match).
+fn configured_route<H: Host>(config: &Config, facts: &mut HostFacts<'_, H>) -> Option<String> {
+    let route_lists = || {
+        config
+            .rules
+            .iter()
+            .flat_map(|r| &r.matchers)
+            .filter_map(|m| match m {
+                Matcher::Route(routes) => Some(routes),
+                _ => None,
+            })
+    };
+    route_lists().next()?;
+    let route = facts.route_name();
+    route_lists()
+        .any(|routes| routes.iter().any(|r| r == route))
+        .then(|| route.to_string())
+}
+
+/// As [`on_request_headers`], and says where the request fell in the
+/// configuration (`placement`, for the audit trail and metrics).
+pub fn decide<'c, H: Host>(
+    config: &'c Config,
+    cache: &TokenCache,
+    host: &mut H,
+    end_of_stream: bool,
+    placement: &mut Placement,
+) -> Decision<'c, Wait> {
     let now = host.now_unix_seconds();
     if crate::keys::remote::adopt_published_keys(&config.remote_sources, &*host, now) {
         cache.clear();
@@ -111,6 +153,9 @@ pub fn on_request_headers<'c, H: Host>(
     };
     let mut facts = HostFacts::new(&*host, &view.host);
     let rule = rules::select(config, &mut facts);
+    let rule_index = rule.and_then(|r| config.rules.iter().position(|x| std::ptr::eq(x, r)));
+    placement.rule = rule_index;
+    placement.route = configured_route(config, &mut facts);
     let requirement = rules::requirement(config, rule);
     if requirement == Requirement::Disabled {
         return Decision::Forward(Forward::anonymous(&config.identity_headers));
@@ -123,8 +168,6 @@ pub fn on_request_headers<'c, H: Host>(
     // match list decide; a matched rule's `allow` still applies.
     if let Some(sso) = &scope.oidc {
         if !token_endpoint {
-            let rule_index =
-                rule.and_then(|r| config.rules.iter().position(|x| std::ptr::eq(x, r)));
             let facts = SsoFacts::with_view(host, view);
             let req = facts.request(&path);
             return crate::oidc::flow::on_request(config, sso, rule_index, &req, host)
@@ -244,6 +287,9 @@ struct Refusal {
     reason: &'static str,
     /// A token was presented (it gets `error="invalid_token"`).
     token_presented: bool,
+    /// The verified identity refused (not in the allow list), for the
+    /// audit record.
+    who: Option<Box<Who>>,
 }
 
 impl Refusal {
@@ -253,6 +299,7 @@ impl Refusal {
             code,
             reason,
             token_presented,
+            who: None,
         }
     }
 
@@ -262,6 +309,7 @@ impl Refusal {
             code,
             reason,
             token_presented: true,
+            who: None,
         }
     }
 
@@ -272,9 +320,11 @@ impl Refusal {
                     status: 403,
                     headers: vec![("content-type", "text/plain".into())],
                     body: "Access Denied.".into(),
+                    verdict: audit::denied(self.code),
+                    who: self.who,
                 }
             }
-            503 => return keys_unavailable(),
+            503 => return keys_unavailable().because(audit::denied(self.code)),
             _ => {}
         }
         let scheme = host
@@ -289,6 +339,8 @@ impl Refusal {
                 ("www-authenticate", challenge),
             ],
             body: "Invalid Jwt token.".into(),
+            verdict: audit::denied(self.code),
+            who: None,
         }
     }
 }
@@ -301,6 +353,7 @@ impl From<TokenError> for Refusal {
                 code: e.code(),
                 reason: e.description(),
                 token_presented: true,
+                who: None,
             },
             _ => Refusal::unauthorized(e.code(), e.description(), true),
         }
@@ -364,16 +417,32 @@ fn authenticate<'c, H: Host>(
         ));
     };
     if allow.is_some_and(|list| !list.contains(&identity.consumer)) {
-        return Err(Refusal::forbidden(
-            "consumer_not_in_allow_list",
-            "consumer not in allow list",
-        ));
+        let mut refusal =
+            Refusal::forbidden("consumer_not_in_allow_list", "consumer not in allow list");
+        refusal.who = Some(Box::new(Who {
+            kind: if identity.gateway_token {
+                ConsumerKind::Gateway
+            } else {
+                ConsumerKind::Jwt
+            },
+            consumer: identity.consumer,
+            sub: identity.sub,
+            jti: identity.jti,
+        }));
+        return Err(refusal);
     }
     Ok(Forward {
         scrub: &config.identity_headers,
         strip_header: identity.strip_header,
         consumer: Some(identity.consumer),
         claim_headers: identity.claim_headers,
+        kind: Some(if identity.gateway_token {
+            ConsumerKind::Gateway
+        } else {
+            ConsumerKind::Jwt
+        }),
+        sub: identity.sub,
+        jti: identity.jti,
         ..Forward::default()
     })
 }
@@ -466,6 +535,8 @@ fn verify_token(
                     claim_headers: Vec::new(),
                     strip_header: (!scope.keep_token).then(|| scope.auth_header.clone()),
                     gateway_token: true,
+                    sub: Some(v.consumer.name.clone()),
+                    jti: v.jti,
                 };
                 let valid_until = v.expires_at.saturating_add(scope.clock_skew);
                 return Ok((identity, valid_until, Vec::new()));
@@ -508,12 +579,21 @@ fn verify_token(
                 TokenLocation::Header { name, .. } if !consumer.keep_token => Some(name.clone()),
                 _ => None,
             };
+            let text_claim = |name: &str| {
+                parsed
+                    .claims
+                    .get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            };
             let identity = Identity {
                 consumer: consumer.name.clone(),
                 audience: Vec::new(),
                 claim_headers,
                 strip_header,
                 gateway_token: false,
+                sub: text_claim("sub"),
+                jti: text_claim("jti"),
             };
             let valid_until = verified
                 .valid_until

@@ -12,6 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use crate::audit::{self, Placement, Subject, Who};
 use crate::config::{compile_json, Config};
 use crate::decision::{
     apply, keys_unavailable, server_error, BodyFlow, Decision, Flow, Hold, Reply,
@@ -176,6 +177,9 @@ impl Worker {
                     continue; // the stream is gone
                 }
                 let reply = token_endpoint::body_not_received(config.token_body_timeout_ms, &*host);
+                // The stream's placement is its own; the token endpoint's
+                // record says enough without it.
+                audit::record(host, reply.verdict, &Placement::default(), &Subject::default());
                 apply(host, Decision::<Wait>::Reply(reply));
             }
             // Back to the worker: key fetches dispatched next belong to it,
@@ -217,6 +221,7 @@ impl Worker {
             waiting: None,
             response_cookies: Vec::new(),
             answered: false,
+            placement: Placement::default(),
         }
     }
 }
@@ -239,6 +244,8 @@ pub struct Stream {
     response_cookies: Vec<String>,
     /// Answered locally (or refused): nothing of it may go on any more.
     answered: bool,
+    /// Where the request fell in the configuration (for the audit record).
+    placement: Placement,
 }
 
 impl Stream {
@@ -249,11 +256,18 @@ impl Stream {
                 status: 503,
                 headers: vec![("content-type", "text/plain".into())],
                 body: "edge-auth is not configured.".into(),
+                verdict: crate::audit::error("not_configured"),
+                who: None,
             };
             return self.settle(host, Decision::Reply(reply));
         };
-        let decision =
-            crate::request::on_request_headers(&config, &self.cache, host, end_of_stream);
+        let decision = crate::request::decide(
+            &config,
+            &self.cache,
+            host,
+            end_of_stream,
+            &mut self.placement,
+        );
         // Identities verified just now, for the other workers.
         self.cache.publish_shared(host);
         match decision {
@@ -374,10 +388,23 @@ impl Stream {
 
     /// Carries out a reply or a forward; a stream stopped by it (a local
     /// answer, or a forward whose header edits failed) is answered.
+    /// Every decision carried out passes here, so the audit record is
+    /// written here, once per decision.
     fn settle<H: Host>(&mut self, host: &mut H, decision: Decision<'_, Wait>) -> Flow {
+        let forwarded = matches!(decision, Decision::Forward(_));
+        audit_decision(host, &decision, &self.placement);
         let flow = apply(host, decision);
         if flow == Flow::Stop {
             self.answered = true;
+            if forwarded {
+                // The header edits failed and the request was refused.
+                audit::record(
+                    host,
+                    audit::error("header_edit_failed"),
+                    &self.placement,
+                    &Subject::default(),
+                );
+            }
         }
         flow
     }
@@ -467,6 +494,31 @@ impl Stream {
         }
         let reply = token_endpoint::on_body(&pending, body, host);
         self.settle(host, Decision::Reply(reply))
+    }
+}
+
+/// The audit record of a decision about to be carried out.
+fn audit_decision<H: Host>(host: &mut H, decision: &Decision<'_, Wait>, placement: &Placement) {
+    match decision {
+        Decision::Forward(forward) => {
+            let subject = Subject {
+                consumer: forward.consumer.as_deref(),
+                kind: forward.kind,
+                sub: forward.sub.as_deref(),
+                jti: forward.jti.as_deref(),
+            };
+            let verdict = if forward.consumer.is_some() {
+                audit::ALLOWED
+            } else {
+                audit::OPEN
+            };
+            audit::record(host, verdict, placement, &subject);
+        }
+        Decision::Reply(reply) => {
+            let subject = reply.who.as_deref().map(Who::subject).unwrap_or_default();
+            audit::record(host, reply.verdict, placement, &subject);
+        }
+        Decision::Wait(_) => {}
     }
 }
 

@@ -14,11 +14,12 @@ use std::rc::Rc;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::audit::{self, ConsumerKind, Who};
 use crate::config::{Consumer, Scope};
 use crate::decision::{server_error, Decision, Reply};
 use crate::form::{self, basic_credentials, FormError};
 use crate::host::{Host, LogLevel};
-use crate::token::issue::{issue_access_token, AccessTokenRequest};
+use crate::token::issue::{issue_access_token, uuid_v4, AccessTokenRequest};
 
 /// Form bodies bigger than this are refused before parsing.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -295,11 +296,17 @@ struct Answer {
 /// Counts the outcome (`tokens_issued` or `token_endpoint_errors_<code>`)
 /// and hands over the reply.
 fn counted<H: Host>(answer: Answer, host: &H) -> Reply {
-    match answer.outcome {
-        Outcome::Issued => host.count("tokens_issued"),
-        Outcome::Refused(e) => host.count(&format!("token_endpoint_errors_{}", e.code())),
-    }
-    answer.reply
+    let verdict = match answer.outcome {
+        Outcome::Issued => {
+            host.count("tokens_issued");
+            audit::Verdict::new("token_issued", "")
+        }
+        Outcome::Refused(e) => {
+            host.count(&format!("token_endpoint_errors_{}", e.code()));
+            audit::Verdict::new("token_refused", e.code())
+        }
+    };
+    answer.reply.because(verdict)
 }
 
 fn issue<H: Host>(
@@ -402,12 +409,20 @@ fn issue<H: Host>(
         ttl: scope.token_ttl,
         jti_random,
     });
+    let mut reply = json_reply(
+        200,
+        json!({"token_type": "bearer", "access_token": token, "expires_in": scope.token_ttl}),
+    );
+    // The audit trail names the client and the token's jti, never the token.
+    reply.who = Some(Box::new(Who {
+        consumer: consumer.name.clone(),
+        kind: ConsumerKind::Gateway,
+        sub: Some(consumer.name.clone()),
+        jti: Some(uuid_v4(jti_random)),
+    }));
     Answer {
         outcome: Outcome::Issued,
-        reply: json_reply(
-            200,
-            json!({"token_type": "bearer", "access_token": token, "expires_in": scope.token_ttl}),
-        ),
+        reply,
     }
 }
 
@@ -462,6 +477,8 @@ fn json_reply(status: u32, body: serde_json::Value) -> Reply {
             ("pragma", "no-cache".into()),
         ],
         body: body.to_string(),
+        verdict: audit::Verdict::new("token_refused", ""),
+        who: None,
     }
 }
 

@@ -9,15 +9,17 @@ use std::rc::Rc;
 
 use super::identity::{bearer_forward, session_forward};
 use super::idp_call::{new_keys_request, token_call, token_response, TokenResponse};
-use super::login::{callback, forbidden_page, login_cookie_attributes, login_or_401, unauthorized};
+use super::login::{callback, login_cookie_attributes, login_or_401, unauthorized};
 use super::logout::sign_out;
+use super::pages;
 use super::redirect::safe_redirect;
 use super::session_store::{
     clear_session, new_session, read_session, refresh_due, write_session, SessionRefusal,
 };
+use crate::audit::Verdict;
 use crate::config::{Config, OidcScope};
 use crate::cookie::jar as cookie;
-use crate::decision::{keys_unavailable, redirect, Decision, Forward, Reply};
+use crate::decision::{redirect, Decision, Forward, Reply};
 use crate::host::{Host, LogLevel};
 use crate::keys::remote::{accept_jwks, jwks_fetch_failed};
 
@@ -56,7 +58,12 @@ pub fn on_request<'c, H: Host>(
     // the keys are in would burn its code at a callback that cannot check
     // the ID token (another worker may publish the two a moment apart).
     let (Some(metadata), Some(_)) = (sso.provider.metadata(), sso.provider.current()) else {
-        return Decision::Reply(keys_unavailable());
+        return Decision::Reply(pages::idp_unreachable(
+            &*host,
+            req.is_navigation(),
+            req.path,
+            req.authority,
+        ));
     };
     let Some(session) = read_session(oidc, req.cookie, now) else {
         return login_or_401(sso, &metadata, req, host);
@@ -84,14 +91,18 @@ pub fn on_request<'c, H: Host>(
             return login_or_401(sso, &metadata, req, host);
         }
     }
-    decide(session_forward(
-        config,
-        sso,
-        &session,
-        allow,
-        req,
-        Vec::new(),
-    ))
+    decide(
+        session_forward(config, sso, &session, allow, req, Vec::new()).map_err(|r| {
+            pages::access_denied_for_browser(
+                r,
+                &*host,
+                req.is_navigation(),
+                req.path,
+                req.authority,
+                &oidc.logout_path,
+            )
+        }),
+    )
 }
 
 fn decide(result: Result<Forward<'_>, Reply>) -> Decision<'_, CallOut> {
@@ -196,8 +207,11 @@ fn on_token_response<'c, H: Host>(
                     "edge-auth: code exchange refused by the identity provider",
                 );
                 host.count("sso_logins_failed");
-                return Decision::Reply(forbidden_page(
-                    "The identity provider did not accept the sign-in code.",
+                return Decision::Reply(pages::sign_in_failed(
+                    &*host,
+                    "code_refused",
+                    Some(&login.url),
+                    req.authority,
                     vec![clear_login],
                 ));
             };
@@ -213,7 +227,9 @@ fn on_token_response<'c, H: Host>(
                             .unwrap_or_else(|| "/".into());
                     host.log(LogLevel::Debug, "edge-auth: sign-in completed");
                     host.count("sso_logins_completed");
-                    Decision::Reply(redirect(&target, cookies))
+                    Decision::Reply(
+                        redirect(&target, cookies).because(Verdict::new("sso_signed_in", "")),
+                    )
                 }
                 Err(refusal) => {
                     host.log(
@@ -224,7 +240,13 @@ fn on_token_response<'c, H: Host>(
                         ),
                     );
                     host.count("sso_logins_failed");
-                    Decision::Reply(forbidden_page(refusal.reason, vec![clear_login]))
+                    Decision::Reply(pages::sign_in_failed(
+                        &*host,
+                        refusal.code,
+                        Some(&login.url),
+                        req.authority,
+                        vec![clear_login],
+                    ))
                 }
             }
         }
@@ -273,7 +295,12 @@ fn on_token_response<'c, H: Host>(
                         return Decision::Reply(reply);
                     }
                     let Some(metadata) = sso.provider.metadata() else {
-                        return Decision::Reply(keys_unavailable());
+                        return Decision::Reply(pages::idp_unreachable(
+                            &*host,
+                            true,
+                            req.path,
+                            req.authority,
+                        ));
                     };
                     match login_or_401(&sso, &metadata, req, host) {
                         Decision::Reply(mut reply) => {

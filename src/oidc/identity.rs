@@ -6,9 +6,11 @@
 
 use serde_json::{Map, Value};
 
+use super::pages;
 use super::session::Session;
 use super::session_store::is_our_cookie;
 use super::sso_request::SsoRequest;
+use crate::audit::{self, ConsumerKind};
 use crate::config::oidc::{OidcConfig, PassToken};
 use crate::config::{AllowList, Config, OidcScope};
 use crate::cookie::jar as cookie;
@@ -83,6 +85,8 @@ pub(super) fn identity_forward<'c>(
         status: 403,
         headers: vec![("content-type", "text/plain".into())],
         body: "Access Denied.".into(),
+        verdict: audit::denied(pages::NOT_ALLOWED),
+        who: None,
     };
     // Tokens are checked for an identity before they get here; a session
     // that still names nobody is never forwarded as authenticated.
@@ -104,6 +108,15 @@ pub(super) fn identity_forward<'c>(
         scrub: &config.identity_headers,
         consumer: Some(consumer),
         claim_headers,
+        kind: Some(ConsumerKind::Oidc),
+        sub: claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        jti: claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         ..Forward::default()
     })
 }
@@ -118,16 +131,18 @@ pub(super) fn bearer_forward<'c>(
     now: u64,
 ) -> Result<Forward<'c>, Reply> {
     let oidc = &sso.config;
-    let refuse = |reason: &str| Reply {
+    let refuse = |e: TokenError| Reply {
         status: 401,
         headers: vec![
             ("content-type", "text/plain".into()),
             (
                 "www-authenticate",
-                bearer_challenge(&req.realm(), Some(reason)),
+                bearer_challenge(&req.realm(), Some(e.description())),
             ),
         ],
         body: "Invalid Jwt token.".into(),
+        verdict: audit::denied(e.code()),
+        who: None,
     };
     let Some(keys) = sso.provider.current() else {
         return Err(keys_unavailable());
@@ -140,7 +155,7 @@ pub(super) fn bearer_forward<'c>(
             if e == TokenError::UnknownKid {
                 sso.provider.want_refetch();
             }
-            refuse(e.description())
+            refuse(e)
         })?
         .claims;
     identity_forward(config, oidc, &claims, allow)

@@ -9,15 +9,17 @@ use subtle::ConstantTimeEq;
 
 use super::continuation::{CallOut, Continuation};
 use super::idp_call::token_call;
+use super::pages;
 use super::session::{LoginState, LOGIN_TTL_SECONDS};
 use super::session_store::random_nonce;
 use super::sso_request::SsoRequest;
+use crate::audit::{self, Verdict};
 use crate::b64::b64url;
 use crate::canonical::CanonicalPath;
 use crate::config::oidc::{OidcConfig, RedirectUrl};
 use crate::config::OidcScope;
 use crate::cookie::jar::{self as cookie, CookieAttributes, SameSite};
-use crate::decision::{bearer_challenge, keys_unavailable, page, redirect, Decision, Reply};
+use crate::decision::{bearer_challenge, keys_unavailable, redirect, Decision, Reply};
 use crate::form;
 use crate::host::{Host, LogLevel};
 use crate::http_url::with_query;
@@ -60,6 +62,8 @@ pub(super) fn unauthorized(req: &SsoRequest<'_>) -> Reply {
             ("www-authenticate", bearer_challenge(&req.realm(), None)),
         ],
         body: "Authentication required.".into(),
+        verdict: audit::denied("no_session"),
+        who: None,
     }
 }
 
@@ -86,16 +90,16 @@ pub(super) fn login_or_401<'c, H: Host>(
             ),
         );
         host.count("denied_400_unsafe_path");
-        return Decision::Reply(page(
-            400,
-            "Bad request",
-            "This address cannot be used: its path is ambiguous.",
-            Vec::new(),
-        ));
+        return Decision::Reply(pages::bad_address(&*host));
     }
     let oidc = &sso.config;
     let Some(authorize) = metadata.authorization_endpoint.as_deref() else {
-        return Decision::Reply(keys_unavailable());
+        return Decision::Reply(pages::idp_unreachable(
+            &*host,
+            req.is_navigation(),
+            req.path,
+            req.authority,
+        ));
     };
     let (Some(state), Some(nonce), Some(verifier), Some(seal_nonce)) = (
         random_token(host),
@@ -144,11 +148,7 @@ pub(super) fn login_or_401<'c, H: Host>(
     };
     host.log(LogLevel::Debug, "edge-auth: sign-in started");
     host.count("sso_logins_started");
-    Decision::Reply(redirect(&location, vec![cookie_line]))
-}
-
-pub(super) fn forbidden_page(message: &str, cookies: Vec<String>) -> Reply {
-    page(403, "Sign-in failed", message, cookies)
+    Decision::Reply(redirect(&location, vec![cookie_line]).because(Verdict::new("sso_login", "")))
 }
 
 pub(super) fn query_param(path: &str, name: &str) -> Option<String> {
@@ -161,21 +161,30 @@ pub(super) fn callback<'c, H: Host>(
     host: &mut H,
 ) -> Decision<'c, CallOut> {
     let oidc = &sso.config;
-    if let Some(error) = query_param(req.path, "error") {
-        let detail = query_param(req.path, "error_description").unwrap_or_default();
+    // The IdP's error and description are not shown (request text on our
+    // page); the reason code goes to the access log.
+    if query_param(req.path, "error").is_some() {
         host.log(
             LogLevel::Debug,
             "edge-auth: identity provider returned an error",
         );
-        let message = format!("The identity provider answered: {error} {detail}");
-        return Decision::Reply(forbidden_page(message.trim(), Vec::new()));
+        return Decision::Reply(pages::sign_in_failed(
+            &*host,
+            "idp_error",
+            None,
+            req.authority,
+            Vec::new(),
+        ));
     }
     let (Some(state), Some(code)) = (
         query_param(req.path, "state"),
         query_param(req.path, "code"),
     ) else {
-        return Decision::Reply(forbidden_page(
-            "The sign-in response lacks state or code.",
+        return Decision::Reply(pages::sign_in_failed(
+            &*host,
+            "missing_state_or_code",
+            None,
+            req.authority,
             Vec::new(),
         ));
     };
@@ -190,13 +199,21 @@ pub(super) fn callback<'c, H: Host>(
         bool::from(l.state.as_bytes().ct_eq(state.as_bytes()))
             && now < l.created_at.saturating_add(LOGIN_TTL_SECONDS)
     }) else {
-        return Decision::Reply(forbidden_page(
-            "This sign-in was not started here, has expired, or was already used.",
+        return Decision::Reply(pages::sign_in_failed(
+            &*host,
+            "unknown_login",
+            None,
+            req.authority,
             Vec::new(),
         ));
     };
     let (Some(metadata), Some(_)) = (sso.provider.metadata(), sso.provider.current()) else {
-        return Decision::Reply(keys_unavailable());
+        return Decision::Reply(pages::idp_unreachable(
+            &*host,
+            true,
+            &login.url,
+            req.authority,
+        ));
     };
     let redirect_to = redirect_uri(oidc, req);
     let verifier = login.verifier.clone();

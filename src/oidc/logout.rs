@@ -6,6 +6,7 @@ use super::redirect::safe_redirect;
 use super::session::Session;
 use super::session_store::clear_session;
 use super::sso_request::SsoRequest;
+use crate::audit::Verdict;
 use crate::config::OidcScope;
 use crate::cookie::jar as cookie;
 use crate::decision::{redirect, Reply};
@@ -54,5 +55,5 @@ pub(super) fn sign_out(sso: &OidcScope, req: &SsoRequest<'_>) -> Reply {
         }
         None => after,
     };
-    redirect(&location, cookies)
+    redirect(&location, cookies).because(Verdict::new("sso_signed_out", ""))
 }

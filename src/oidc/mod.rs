@@ -7,6 +7,7 @@ mod identity;
 mod idp_call;
 mod login;
 mod logout;
+pub mod pages;
 mod paths;
 pub mod redirect;
 pub mod session;

@@ -16,17 +16,64 @@ thread_local! {
     static COUNTERS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
 }
 
-fn counter_id(name: &str) -> Option<u32> {
+/// The counter with exactly this name, defined on first use.
+fn counter_id(full_name: &str) -> Option<u32> {
     COUNTERS.with(|ids| {
         let mut ids = ids.try_borrow_mut().ok()?;
-        if let Some(id) = ids.get(name) {
+        if let Some(id) = ids.get(full_name) {
             return Some(*id);
         }
-        let id =
-            hostcalls::define_metric(MetricType::Counter, &format!("edge_auth_{name}")).ok()?;
-        ids.insert(name.to_string(), id);
+        let id = hostcalls::define_metric(MetricType::Counter, full_name).ok()?;
+        ids.insert(full_name.to_string(), id);
         Some(id)
     })
+}
+
+// The SDK's wrappers panic on an unexpected status (set_property) or pass no
+// response code details (send_http_response), so these two ABI calls are
+// made directly. Signatures as in proxy-wasm-rust-sdk 0.2.5 src/hostcalls.rs
+// (ABI 0.2.1); the return value is the ABI status, 0 meaning Ok.
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+/// The ABI's header map: count, then each name and value length (u32,
+/// little endian), then each name and value NUL-terminated.
+fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    bytes.extend_from_slice(&len32(headers.len()));
+    for (name, value) in headers {
+        bytes.extend_from_slice(&len32(name.len()));
+        bytes.extend_from_slice(&len32(value.len()));
+    }
+    for (name, value) in headers {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
 }
 
 impl Host for WasmHost {
@@ -89,8 +136,24 @@ impl Host for WasmHost {
     }
 
     fn count(&self, name: &str) {
+        self.count_metric(&format!("edge_auth_{name}"));
+    }
+
+    fn count_metric(&self, name: &str) {
         if let Some(id) = counter_id(name) {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        // A one-segment property path is the name itself (no separator).
+        // SAFETY: both slices outlive the call; the host copies them.
+        let status =
+            unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+        if status == 0 {
+            Ok(())
+        } else {
+            Err(HostError("set filter state"))
         }
     }
 
@@ -176,10 +239,28 @@ impl Host for WasmHost {
     fn send_reply(
         &mut self,
         status: u32,
+        details: &str,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), HostError> {
-        hostcalls::send_http_response(status, headers.to_vec(), Some(body))
-            .map_err(|_| HostError("send local reply"))
+        let headers = serialize_headers(headers);
+        // SAFETY: every slice outlives the call; the host copies them.
+        let result = unsafe {
+            proxy_send_local_response(
+                status,
+                details.as_ptr(),
+                details.len(),
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1, // no gRPC status
+            )
+        };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(HostError("send local reply"))
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Native tests of whole request flows through the core with a fake host.
 
+mod audit_trail;
 mod canonical_view;
 mod config_all_errors;
 mod config_errors;

@@ -85,3 +85,46 @@ fn an_array_claim_is_allowed_when_any_element_is_listed() {
     assert_eq!(call(&cfg, json!({"uid": 42})).reply, None);
     assert_eq!(call(&cfg, json!({"uid": 43})).reply.unwrap().status, 403);
 }
+
+/// A signed-in browser the rule's `allow` refuses gets a page whose "Sign in
+/// again" signs out and comes back (so another account can be used), with
+/// the request id; an API call with the same session keeps the plain 403.
+/// Fails on the code before: the browser got the plain "Access Denied.".
+#[test]
+fn a_refused_browser_session_gets_a_page_to_sign_in_as_someone_else() {
+    use super::sso::{
+        browser, cookie_header, finish_login, id_token, query_value, set_cookies, sso_json,
+        start_login,
+    };
+    let mut raw = sso_json(json!({}));
+    raw["_rules_"] = json!([{"_match_domain_": ["gw.example.com"], "allow": ["admins"]}]);
+    let cfg = compile_json(raw.to_string().as_bytes()).unwrap();
+    load_provider(&cfg);
+    let login = start_login(&cfg, "/app");
+    let nonce = query_value(&login.location, "nonce");
+    let (status, headers) = finish_login(&cfg, &login, &id_token(json!({"nonce": nonce})));
+    assert_eq!(status, 302);
+    let session = cookie_header(&set_cookies(&headers));
+
+    let mut host = browser("/app/x?a=1", Some(&session)).with_header("x-request-id", "rid-1");
+    let d = on_request_headers(&cfg, &TokenCache::new(0), &mut host, true);
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.details, "edge_auth_denied{consumer_not_allowed}");
+    assert!(
+        r.body
+            .contains(r#"<a href="/oauth2/sign_out?rd=%2Fapp%2Fx%3Fa%3D1">Sign in again</a>"#),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("<code>rid-1</code>"), "{}", r.body);
+
+    let mut host = FakeHost::new(NOW)
+        .request("GET", "gw.example.com", "/app/x")
+        .with_header("cookie", &session);
+    let d = on_request_headers(&cfg, &TokenCache::new(0), &mut host, true);
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (403, "Access Denied."));
+}

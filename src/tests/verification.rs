@@ -406,6 +406,8 @@ fn a_full_cache_evicts_and_counts() {
         claim_headers: vec![],
         strip_header: None,
         gateway_token: true,
+        sub: None,
+        jti: None,
     }
     .entry_bytes();
     let cache = crate::verified::cache::TokenCache::with_budget(100, 2 * one + one / 2);

@@ -61,6 +61,8 @@ pub struct Verified<'c> {
     /// Copied out of the decoded payload, which does not outlive the check.
     pub audience: Audience<'static>,
     pub expires_at: u64,
+    /// For the audit trail.
+    pub jti: Option<String>,
 }
 
 /// `max_bytes` is the configured `max_token_bytes`.
@@ -117,10 +119,12 @@ pub fn verify_gateway_token<'c>(
         ),
         Some(_) => return Err(TokenError::Malformed),
     };
+    let jti = string_claim(claims, "jti")?.map(str::to_string);
     Ok(Verified {
         consumer,
         audience,
         expires_at: u64::try_from(exp).unwrap_or(0),
+        jti,
     })
 }
 

@@ -272,6 +272,8 @@ mod tests {
             claim_headers: vec![],
             strip_header: None,
             gateway_token: false,
+            sub: None,
+            jti: None,
         }
     }
 

@@ -12,6 +12,11 @@ pub struct Identity {
     pub strip_header: Option<String>,
     /// Issued by this gateway (its `aud` may bind it to a route).
     pub gateway_token: bool,
+    /// The token's `sub` and `jti`, for the audit trail.
+    #[serde(default)]
+    pub sub: Option<String>,
+    #[serde(default)]
+    pub jti: Option<String>,
 }
 
 impl Identity {
@@ -28,6 +33,8 @@ impl Identity {
                 .map(|(h, v, _)| s(h) + s(v))
                 .sum::<usize>()
             + self.strip_header.as_ref().map_or(0, s)
+            + self.sub.as_ref().map_or(0, s)
+            + self.jti.as_ref().map_or(0, s)
     }
 }
 

@@ -160,6 +160,8 @@ mod tests {
             claim_headers: vec![("x-sub".into(), "s".into(), false)],
             strip_header: None,
             gateway_token: false,
+            sub: None,
+            jti: None,
         }
     }
 
