@@ -90,7 +90,7 @@ demo: build venv idp
 
 bench: build venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(PYTHON) bench/run.py
+	$(PYTHON) bench/run.py --diagnostics --wait-quiet 30 $(BENCH_ARGS)
 
 # The .wasm size (and bench speed) at opt-level 3 / s / z: the size section
 # of BENCHMARKS.md.
