@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
 import jose_forge as jf
-from harness import Envoy, Response
+from harness import Envoy, EnvoyError, Response
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ FORM = "application/x-www-form-urlencoded"
 INVALID_JWT_BODY = b"Invalid Jwt token."
 DENIED_BODY = b"Access Denied."
 REALM_HOST = "gw.example.test"
+# What the plugin logs when it refuses a configuration.
+CONFIG_ERROR_PREFIX = "edge-auth: invalid configuration:"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
 
 
@@ -262,3 +264,36 @@ def assert_unavailable(r: Response) -> None:
     values = r.headers.get_all("Retry-After") or []
     assert len(values) == 1 and retry_after_ok(values[0]), r
     assert b"x-mse-consumer" not in r.body, r
+
+
+def assert_config_refused(gw: Envoy, echo, fields: Iterable[str], path: str = "/x") -> None:
+    """Spawns ``gw`` (built with an invalid plugin configuration): it never
+    serves through its listener (up but refusing, or exited non-zero), and
+    its first ``invalid configuration`` line names every one of ``fields``.
+    Stops the gateway."""
+    gw.spawn()
+    try:
+        try:
+            gw.wait_ready(timeout=60)
+            ready = True
+        except EnvoyError:
+            ready = False
+        if ready:
+            # Still up: it must not serve anything through the listener.
+            p = probe()
+            try:
+                served = gw.get(path, headers=[p]).status == 200
+            except OSError:
+                served = False
+            assert not served and upstream_saw(echo, p) == [], "envoy served requests with an invalid plugin config"
+        else:
+            rc = gw.wait_exit(30)
+            assert rc is not None, "envoy neither became ready nor exited\n" + gw.log_tail()
+            assert rc != 0, "envoy exited 0 on an invalid plugin config\n" + gw.log_tail()
+        lines = gw.wait_log(CONFIG_ERROR_PREFIX, timeout=10)
+        assert lines, f"no log line with {CONFIG_ERROR_PREFIX!r}\n" + gw.log_tail()
+        said = lines[0].split(CONFIG_ERROR_PREFIX, 1)[1]
+        missing = [f for f in fields if f not in said]
+        assert not missing, f"the line does not name {missing}: {lines[0]}"
+    finally:
+        gw.stop()

@@ -23,7 +23,6 @@ Environment:
 
 from __future__ import annotations
 
-import atexit
 import http.client
 import itertools
 import json
@@ -37,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 from urllib.parse import urlencode
+
+from child_process import ChildProcess, live
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parent
@@ -404,22 +405,11 @@ class EnvoyError(RuntimeError):
     pass
 
 
-_LIVE: set["Envoy"] = set()
-_LIVE_LOCK = threading.Lock()
-
-
 def live_envoys() -> list["Envoy"]:
-    with _LIVE_LOCK:
-        return list(_LIVE)
+    return live(Envoy)
 
 
-@atexit.register
-def _stop_all() -> None:
-    for e in live_envoys():
-        e.stop()
-
-
-class Envoy:
+class Envoy(ChildProcess):
     """One Envoy process (a child of this process) serving one bootstrap.
 
     ``bootstrap`` is a dict (written as JSON) or YAML/JSON text written
@@ -491,16 +481,7 @@ class Envoy:
         """Start the process without waiting for readiness."""
         text = self.bootstrap if isinstance(self.bootstrap, str) else json.dumps(self.bootstrap, indent=2)
         self.config_path.write_text(text)
-        self._log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            self.command(),
-            cwd=str(REPO_ROOT),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        with _LIVE_LOCK:
-            _LIVE.add(self)
+        self._spawn(self.command(), REPO_ROOT)
         return self
 
     def start(self, timeout: float = 60.0) -> "Envoy":
@@ -520,9 +501,6 @@ class Envoy:
     @property
     def returncode(self) -> int | None:
         return self.proc.poll() if self.proc else None
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Poll admin ``/ready`` (200 ``LIVE``) then the listener port."""
@@ -555,34 +533,7 @@ class Envoy:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
-
-    def __enter__(self) -> "Envoy":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     # -- logs ----------------------------------------------------------------
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def log_tail(self, lines: int = 80) -> str:
         """The interesting end of the log: start-up chatter (the info lines

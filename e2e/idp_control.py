@@ -20,7 +20,6 @@ The IdP's npm dependencies must be installed: ``npm ci --prefix e2e/idp``.
 
 from __future__ import annotations
 
-import atexit
 import http.cookiejar
 import json
 import os
@@ -28,12 +27,13 @@ import re
 import shlex
 import shutil
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from child_process import ChildProcess
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import harness
@@ -122,19 +122,7 @@ def make_keyset(*algs: str, tag: str = "k") -> tuple[dict, dict[str, jf.Key]]:
 # The IdP process
 # ---------------------------------------------------------------------------
 
-_LIVE: set["Idp"] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-@atexit.register
-def _stop_all() -> None:
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for idp in live:
-        idp.stop()
-
-
-class Idp:
+class Idp(ChildProcess):
     """One IdP process on 127.0.0.1:``port`` (a fixed port, so the issuer
     ``http://127.0.0.1:<port>`` survives restarts).
 
@@ -206,29 +194,13 @@ class Idp:
         check_node()
         if self.running():
             raise IdpError(f"{self.name} already running")
-        env = {**os.environ, **self.env}
-        self._log_file = open(self.log_path, "ab")
-        self._log_file.write(f"=== start {' '.join(self.command())}\n".encode())
-        self._log_file.flush()
-        self.proc = subprocess.Popen(
-            self.command(),
-            cwd=str(IDP_DIR),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        with _LIVE_LOCK:
-            _LIVE.add(self)
+        self._spawn(self.command(), IDP_DIR, append_log=True, env=self.env)
         try:
             self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Poll the discovery document until it names this issuer."""
@@ -250,19 +222,7 @@ class Idp:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
+        super().stop()
         # The port must be free again before a restart binds it.
         deadline = time.monotonic() + 10
         while harness.port_open(self.port) and time.monotonic() < deadline:
@@ -275,19 +235,7 @@ class Idp:
             self.set_keys(keyset)
         return self.start(timeout)
 
-    def __enter__(self) -> "Idp":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     # -- logs -----------------------------------------------------------------
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def log_tail(self, lines: int = 40) -> str:
         tail = self.log_text().splitlines()[-lines:]

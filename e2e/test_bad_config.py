@@ -13,9 +13,8 @@ import re
 import pytest
 
 import harness
-from common import C1, C2, consumers, probe, upstream_saw
+from common import C1, C2, CONFIG_ERROR_PREFIX as PREFIX, consumers, probe, upstream_saw
 
-PREFIX = "edge-auth: invalid configuration:"
 # Envoy's own lines for a plugin that failed on_configure (source/extensions/common/wasm/wasm.cc, server.cc).
 ENVOY_REFUSAL = (
     "][error][wasm]", "Wasm VM failed Failed to configure base Wasm plugin",

@@ -18,10 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import harness
-from common import probe, upstream_saw
+from common import CONFIG_ERROR_PREFIX as PREFIX, assert_config_refused, probe, upstream_saw
 from idp_control import APP1, Idp, gateway as gateway_with_clusters, poll
 
-PREFIX = "edge-auth: invalid configuration:"
 CALLBACK = "http://foo.bar.com/oauth2/callback"
 COOKIE_SECRET = "nqavJrGvRmQxWwGNptLdyUVKcBNZ2b18Guc1n_8DCfY="
 SERVICE_CLUSTER = "outbound|80||keycloak.static"
@@ -139,27 +138,4 @@ def test_unsafe_higress_settings_are_refused_by_key(case, echo, wasm):
         config = {"redirect_url": CALLBACK, "oidc_issuer_url": "http://127.0.0.1:9/idp", "client_id": "c",
                   "client_secret": "s", "cookie_secret": COOKIE_SECRET, "service_name": "idp.static", **over}
     gw = harness.gateway(config, echo.port, name=f"bad-higress-{case}", wasm=wasm)
-    gw.spawn()
-    try:
-        try:
-            gw.wait_ready(timeout=60)
-            ready = True
-        except harness.EnvoyError:
-            ready = False
-        if ready:
-            p = probe()
-            try:
-                served = gw.get("/x", headers=[p]).status == 200
-            except OSError:
-                served = False
-            assert not served and upstream_saw(echo, p) == [], "served with an invalid config"
-        else:
-            rc = gw.wait_exit(30)
-            assert rc not in (None, 0), gw.log_tail()
-        lines = gw.wait_log(PREFIX, timeout=10)
-        assert lines, gw.log_tail()
-        said = lines[0].split(PREFIX, 1)[1]
-        missing = [f for f in fields if f not in said]
-        assert not missing, f"the line does not name {missing}: {lines[0]}"
-    finally:
-        gw.stop()
+    assert_config_refused(gw, echo, fields)
