@@ -179,7 +179,12 @@ impl Worker {
                 let reply = token_endpoint::body_not_received(config.token_body_timeout_ms, &*host);
                 // The stream's placement is its own; the token endpoint's
                 // record says enough without it.
-                audit::record(host, reply.verdict, &Placement::default(), &Subject::default());
+                audit::record(
+                    host,
+                    reply.verdict,
+                    &Placement::default(),
+                    &Subject::default(),
+                );
                 apply(host, Decision::<Wait>::Reply(reply));
             }
             // Back to the worker: key fetches dispatched next belong to it,
