@@ -1,6 +1,7 @@
 """The compiled module's shell (src/plugin/) under a real Envoy: every
 callback it translates, once each, so a shell regression fails here quickly
-(the native tests drive src/stream.rs directly and never run the shell).
+(the native tests drive src/stream/ directly and never run the shell or
+its host adapter, src/host/wasm.rs).
 
 * request body: with the headers in one frame, in two pieces, chunked and
   ended by trailers (on_http_request_body / on_http_request_trailers);

@@ -1,10 +1,13 @@
 //! The one door between the core and Envoy.
 //!
-//! The wasm shell implements [`Host`] over proxy-wasm host calls; native tests
-//! implement it with `fake_host::FakeHost`. Host calls report failure as
-//! `None`/`Err`; nothing here may panic.
+//! `wasm` (wasm build only) implements [`Host`] over proxy-wasm host calls;
+//! native tests implement it with `fake_host::FakeHost`. Host calls report
+//! failure as `None`/`Err`; nothing here may panic.
 
-/// Log levels the core uses. Mapped to Envoy's levels by the shell.
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod wasm;
+
+/// Log levels the core uses. Mapped to Envoy's levels by `wasm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
     Debug,

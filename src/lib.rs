@@ -5,7 +5,8 @@
 //! the per-request decision and the per-stream state machine in [`stream`])
 //! is plain Rust that talks to Envoy only through [`host::Host`], so it is
 //! unit-tested natively with a fake host. The proxy-wasm shell in `plugin/`
-//! exists only in the wasm build and only translates Envoy's callbacks into
+//! and `host::wasm`, the [`host::Host`] it hands to the core, exist only in
+//! the wasm build; the shell only translates Envoy's callbacks into
 //! [`stream`] calls. Imports run bottom to top (`scripts/import_graph.py`
 //! checks it in `make lint`): host, audit, headers, b64, http_url, canonical, form →
 //! keys, cookie → config → token → decision → rules, token_endpoint, oidc →

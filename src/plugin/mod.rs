@@ -2,15 +2,13 @@
 //! calls on [`crate::stream`] and its [`Flow`] answers into Envoy's actions.
 //! It decides nothing; every host call goes through [`WasmHost`].
 
-mod wasm_host;
-
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel as WasmLogLevel};
 
 use crate::decision::Flow;
+use crate::host::wasm::WasmHost;
 use crate::stream::{Stream, Worker};
-use wasm_host::WasmHost;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(WasmLogLevel::Trace);

@@ -1,4 +1,4 @@
-//! The per-stream and per-worker state machines (`stream.rs`) driven the
+//! The per-stream and per-worker state machines (`src/stream/`) driven the
 //! way the shell drives them: callbacks in, `Flow` out, everything else on
 //! the fake host. Body arrival orders, call answers (including one tagged
 //! with another call's token), dispatch failure, response cookies, the

@@ -1,235 +1,28 @@
-//! The per-worker and per-stream state machines: what happens when Envoy
-//! hands over request headers, body pieces, trailers, a call's answer,
-//! response headers or a tick. Each callback returns the next [`Flow`];
-//! everything else goes through [`Host`]. The shell in `plugin/` only
-//! translates Envoy's callbacks into these calls.
+//! One HTTP stream's state machine: request headers, body pieces,
+//! trailers, the answer to its call to the IdP, response headers. Each
+//! callback returns the next [`Flow`]; a decision carried out is audited
+//! once, in `settle`.
 //!
 //! A stream is *held* while it waits for something (a token POST for its
 //! body, an SSO request for the IdP's answer): its headers are paused and
 //! never continued alone, and any body that arrives meanwhile is kept (see
 //! [`Hold::body_flow`]).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::call_answer::read_call_answer;
+use super::tick::{TickPeriod, BODY_WAIT_TICK_MS};
 use crate::audit::{self, Placement, Subject, Who};
-use crate::config::{compile_json, Config};
+use crate::config::Config;
 use crate::decision::{
     apply, keys_unavailable, server_error, BodyFlow, Decision, Flow, Hold, Reply,
 };
-use crate::host::{CallBody, Host, HostError, LogLevel};
-use crate::keys::remote::{KeyFetcher, MAX_DOCUMENT_BYTES};
+use crate::host::{Host, LogLevel};
 use crate::oidc::flow::Continuation;
 use crate::request::{SsoFacts, Wait};
 use crate::token_endpoint::{self, BodyStep, BodyWaits, PendingTokenRequest, MAX_FORM_BYTES};
 use crate::verified::cache::TokenCache;
-use crate::verified::shared_cache::SharedTokenCache;
-
-/// Remote keys are looked after once a second (fetches themselves follow
-/// their own schedule).
-pub const KEY_TICK_MS: u64 = 1000;
-/// While token POSTs wait for their body the worker ticks this often, to
-/// answer those whose wait ran out.
-pub const BODY_WAIT_TICK_MS: u64 = 200;
-
-/// The tick period this worker last set. Envoy re-arms the tick timer from
-/// now on every set, so a period set again on each token POST would keep it
-/// from firing while POSTs arrive faster than the period: it is set only
-/// when it changes.
-#[derive(Debug, Default)]
-struct TickPeriod(Cell<Option<u64>>);
-
-impl TickPeriod {
-    fn set<H: Host>(&self, host: &mut H, period_ms: u64) -> Result<(), HostError> {
-        if self.0.get() == Some(period_ms) {
-            return Ok(());
-        }
-        host.set_tick_period_ms(period_ms)?;
-        self.0.set(Some(period_ms));
-        Ok(())
-    }
-}
-
-/// The status and body of the answer to an HTTP call being delivered: one
-/// reader, one limit (`MAX_DOCUMENT_BYTES`) for key fetches and single
-/// sign-on alike. An oversize answer is logged and handed on with an empty
-/// body, so it fails like any unusable answer (never truncated).
-fn read_call_answer<H: Host>(host: &H, body_size: usize) -> (Option<u32>, Vec<u8>) {
-    let status = host.call_response_status();
-    let body = CallBody::read(body_size, MAX_DOCUMENT_BYTES, |n| {
-        host.call_response_body(n)
-    });
-    if let CallBody::TooLarge(size) = body {
-        host.log(
-            LogLevel::Warn,
-            &format!(
-                "edge-auth: an answer of {size} bytes from an identity provider or key server \
-                 is over the {MAX_DOCUMENT_BYTES}-byte limit; refused"
-            ),
-        );
-    }
-    (status, body.into_usable())
-}
-
-/// One per worker VM: the compiled config, the worker's verified-token
-/// cache, the background key fetches, and the token POSTs waiting for their
-/// body (shared with the streams of this worker).
-pub struct Worker {
-    /// The worker's own context id: host calls go back to it after the
-    /// tick acted for a stream.
-    id: u32,
-    config: Option<Rc<Config>>,
-    cache: Rc<TokenCache>,
-    fetcher: KeyFetcher,
-    body_waits: Rc<RefCell<BodyWaits>>,
-    /// The tick period in force (shared with the streams, which start the
-    /// fast tick).
-    tick: Rc<TickPeriod>,
-    /// When the key fetcher last ran: it keeps its own pace while the tick
-    /// runs faster for waiting token requests.
-    last_key_tick_ms: u64,
-}
-
-impl Worker {
-    pub fn new(id: u32) -> Self {
-        Worker {
-            id,
-            config: None,
-            cache: Rc::new(TokenCache::new(0)),
-            fetcher: KeyFetcher::default(),
-            body_waits: Rc::new(RefCell::new(BodyWaits::default())),
-            tick: Rc::new(TickPeriod::default()),
-            last_key_tick_ms: 0,
-        }
-    }
-
-    /// The tick the worker needs when no token request waits.
-    fn base_tick_ms(&self) -> u64 {
-        match &self.config {
-            Some(config) if !config.remote_sources.is_empty() => KEY_TICK_MS,
-            _ => 0,
-        }
-    }
-
-    /// A new plugin configuration; false refuses it (Envoy then rejects the
-    /// filter: never half-configured).
-    pub fn configure<H: Host>(&mut self, bytes: &[u8], host: &mut H) -> bool {
-        match compile_json(bytes) {
-            Ok(config) => {
-                for warning in &config.warnings {
-                    host.log(LogLevel::Warn, &format!("edge-auth: {warning}"));
-                }
-                self.cache = Rc::new(
-                    TokenCache::with_budget(config.token_cache_size, config.token_cache_bytes)
-                        .with_sharing(SharedTokenCache::for_budget(config.token_cache_bytes)),
-                );
-                self.fetcher = KeyFetcher::default();
-                self.config = Some(Rc::new(config));
-                // Envoy cannot dispatch calls during on_configure: the first
-                // fetch starts on the first tick.
-                let waiting = self.body_waits.try_borrow().map_or(true, |w| !w.is_empty());
-                if !waiting {
-                    let _ = self.tick.set(host, self.base_tick_ms());
-                }
-                true
-            }
-            Err(e) => {
-                host.log(
-                    LogLevel::Error,
-                    &format!("edge-auth: invalid configuration: {e}"),
-                );
-                self.config = None;
-                false
-            }
-        }
-    }
-
-    /// Answers every token POST whose body did not arrive in time (each on
-    /// behalf of its stream), then looks after remote keys at their pace.
-    pub fn on_tick<H: Host>(&mut self, host: &mut H) {
-        let Some(config) = self.config.clone() else {
-            return;
-        };
-        self.answer_overdue_body_waits(&config, host);
-        let now = host.now_unix_millis();
-        // A little early is fine: ticks are not exact.
-        if now.saturating_sub(self.last_key_tick_ms) + 50 < KEY_TICK_MS {
-            return;
-        }
-        self.last_key_tick_ms = now;
-        if self
-            .fetcher
-            .on_tick(&config.remote_sources, host)
-            .keys_replaced
-        {
-            self.cache.clear();
-        }
-    }
-
-    fn answer_overdue_body_waits<H: Host>(&mut self, config: &Config, host: &mut H) {
-        let overdue = match self.body_waits.try_borrow_mut() {
-            Ok(mut waits) => waits.take_overdue(host.now_unix_millis()),
-            Err(_) => return,
-        };
-        if !overdue.is_empty() {
-            for stream in overdue {
-                if host.act_for_context(stream).is_err() {
-                    continue; // the stream is gone
-                }
-                let reply = token_endpoint::body_not_received(config.token_body_timeout_ms, &*host);
-                // The stream's placement is its own; the token endpoint's
-                // record says enough without it.
-                audit::record(
-                    host,
-                    reply.verdict,
-                    &Placement::default(),
-                    &Subject::default(),
-                );
-                apply(host, Decision::<Wait>::Reply(reply));
-            }
-            // Back to the worker: key fetches dispatched next belong to it,
-            // not to the last stream answered (their answers would go there).
-            let _ = host.act_for_context(self.id);
-        }
-        // No token POST waits any more (answered here, or their bodies came):
-        // back to the worker's own pace (a no-op when already there).
-        let idle = self.body_waits.try_borrow().is_ok_and(|w| w.is_empty());
-        if idle {
-            let _ = self.tick.set(host, self.base_tick_ms());
-        }
-    }
-
-    /// The answer to a key fetch this worker made. Nothing verified before
-    /// stands once keys were replaced.
-    pub fn on_call_response<H: Host>(&mut self, token_id: u32, body_size: usize, host: &mut H) {
-        let Some(config) = self.config.clone() else {
-            return;
-        };
-        let (status, body) = read_call_answer(&*host, body_size);
-        let changes =
-            self.fetcher
-                .on_response(&config.remote_sources, token_id, status, &body, host);
-        if changes.keys_replaced {
-            self.cache.clear();
-        }
-    }
-
-    /// The state of a new stream on this worker.
-    pub fn new_stream(&self, id: u32) -> Stream {
-        Stream {
-            id,
-            config: self.config.clone(),
-            cache: Rc::clone(&self.cache),
-            body_waits: Rc::clone(&self.body_waits),
-            tick: Rc::clone(&self.tick),
-            pending: None,
-            waiting: None,
-            response_cookies: Vec::new(),
-            answered: false,
-            placement: Placement::default(),
-        }
-    }
-}
 
 /// One HTTP stream.
 pub struct Stream {
@@ -254,6 +47,29 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// A new stream on a worker: the worker's config, cache, body waits and
+    /// tick, shared.
+    pub(super) fn new(
+        id: u32,
+        config: Option<Rc<Config>>,
+        cache: Rc<TokenCache>,
+        body_waits: Rc<RefCell<BodyWaits>>,
+        tick: Rc<TickPeriod>,
+    ) -> Self {
+        Stream {
+            id,
+            config,
+            cache,
+            body_waits,
+            tick,
+            pending: None,
+            waiting: None,
+            response_cookies: Vec::new(),
+            answered: false,
+            placement: Placement::default(),
+        }
+    }
+
     pub fn on_request_headers<H: Host>(&mut self, host: &mut H, end_of_stream: bool) -> Flow {
         let Some(config) = self.config.clone() else {
             // No valid configuration: fail closed.

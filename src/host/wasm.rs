@@ -1,4 +1,6 @@
-//! [`Host`] over proxy-wasm host calls. Every failure becomes `None`/`Err`.
+//! [`Host`] over proxy-wasm host calls (wasm build only): the adapter behind
+//! the one door to Envoy, which the shell in `plugin/` hands to the core.
+//! Every failure becomes `None`/`Err`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -7,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel as WasmLogLevel, MapType, MetricType};
 
-use crate::host::{Host, HostError, LogLevel};
+use super::{Host, HostError, LogLevel};
 
 pub struct WasmHost;
 
