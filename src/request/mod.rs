@@ -1,9 +1,9 @@
 //! The per-request decision on a request's headers: which rule and scope
 //! apply, then the token endpoint, single sign-on or bearer verification, and
 //! the answer. Reads the request through [`Host`] only. The parts:
-//! [`facts`] (route and cluster names, asked once), [`bearer`] (the tokens a
-//! scope accepts and its `allow` list), [`verify`] (one token in full),
-//! [`refusal`] (the 401/403/503 replies), [`sso`] (what single sign-on reads).
+//! `facts` (route and cluster names, asked once), `bearer` (the tokens a
+//! scope accepts and its `allow` list), `verify` (one token in full),
+//! `refusal` (the 401/403/503 replies), `sso` (what single sign-on reads).
 
 mod bearer;
 mod facts;
