@@ -7,23 +7,31 @@
 //! read; [`BodyWaits`] bounds how long, so a body that arrives late, never,
 //! or cannot reach the plugin at all (Envoy without
 //! `allow_on_headers_stop_iteration`) is answered locally too.
+//!
+//! The parts: `grant` (the client-credentials parameters and client
+//! authentication), `issue` (the token and its reply), `answer` (refusal
+//! codes, JSON replies, counting), `body_waits` (deadlines of held POSTs).
 
-use std::collections::BTreeMap;
+mod answer;
+mod body_waits;
+mod grant;
+mod issue;
+
+pub use answer::{Outcome, TokenError};
+pub use body_waits::{body_not_received, BodyWaits};
+
 use std::rc::Rc;
 
-use serde_json::json;
-use subtle::ConstantTimeEq;
+use crate::config::Scope;
+use crate::decision::{Decision, Reply};
+use crate::form;
+use crate::host::Host;
 
-use crate::audit::{self, ConsumerKind, Who};
-use crate::config::{Consumer, Scope};
-use crate::decision::{server_error, Decision, Reply};
-use crate::form::{self, basic_credentials, FormError};
-use crate::host::{Host, LogLevel};
-use crate::token::issue::{issue_access_token, uuid_v4, AccessTokenRequest};
+use answer::{body_too_large, counted, error, Answer};
+use issue::issue_token;
 
 /// Form bodies bigger than this are refused before parsing.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
-use crate::token::GLOBAL_AUDIENCE as DEFAULT_AUDIENCE;
 const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 
 /// The request line and headers of a token request.
@@ -76,70 +84,6 @@ impl PendingTokenRequest {
     }
 }
 
-/// The token POSTs of one worker whose headers are held while their body is
-/// awaited, each with the moment it is given up on. The worker checks it on a
-/// timer and answers every overdue request with [`body_not_received`]; an
-/// entry leaves when its request is answered or its stream ends.
-#[derive(Debug, Default)]
-pub struct BodyWaits {
-    /// stream (context id) → deadline, milliseconds since the Unix epoch.
-    deadlines: BTreeMap<u32, u64>,
-}
-
-impl BodyWaits {
-    /// A token POST's headers are now held (counted as `token_body_waits`).
-    pub fn start<H: Host>(&mut self, stream: u32, now_ms: u64, timeout_ms: u64, host: &H) {
-        host.count("token_body_waits");
-        self.deadlines
-            .insert(stream, now_ms.saturating_add(timeout_ms));
-    }
-
-    /// Whether `stream` is still waiting for its body (it was not answered
-    /// by the timeout yet).
-    pub fn is_waiting(&self, stream: u32) -> bool {
-        self.deadlines.contains_key(&stream)
-    }
-
-    /// The stream is answered or gone; true if it was still waiting.
-    pub fn finish(&mut self, stream: u32) -> bool {
-        self.deadlines.remove(&stream).is_some()
-    }
-
-    /// Removes and returns the streams whose deadline has passed.
-    pub fn take_overdue(&mut self, now_ms: u64) -> Vec<u32> {
-        let overdue: Vec<u32> = self
-            .deadlines
-            .iter()
-            .filter(|(_, deadline)| **deadline <= now_ms)
-            .map(|(stream, _)| *stream)
-            .collect();
-        for stream in &overdue {
-            self.deadlines.remove(stream);
-        }
-        overdue
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.deadlines.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.deadlines.len()
-    }
-}
-
-/// The answer to a token POST whose body did not reach the plugin in time:
-/// the client was too slow, or Envoy cannot deliver a body to a filter that
-/// holds the headers (no `allow_on_headers_stop_iteration`). Counted.
-pub fn body_not_received<H: Host>(timeout_ms: u64, host: &H) -> Reply {
-    let description = format!(
-        "request body not received within {timeout_ms} ms; send the client credentials \
-         with HTTP Basic (or in the query) on a GET, or enable allow_on_headers_stop_iteration \
-         in the gateway's Wasm plugin configuration"
-    );
-    counted(error(400, TokenError::BodyNotReceived, &description), host)
-}
-
 pub fn on_headers<'c, H: Host>(
     scope: &Rc<Scope>,
     head: TokenRequestHead<'_>,
@@ -160,7 +104,7 @@ fn head_answer<H: Host>(
     match head.method {
         "GET" => {
             let params = form::query(head.path).unwrap_or("");
-            Err(issue(
+            Err(answer_params(
                 scope,
                 &head.route_name,
                 params,
@@ -222,7 +166,7 @@ fn body_answer<H: Host>(pending: &PendingTokenRequest, body: &[u8], host: &mut H
     let Ok(params) = std::str::from_utf8(body) else {
         return error(400, TokenError::InvalidRequest, "malformed parameters");
     };
-    issue(
+    answer_params(
         &pending.scope,
         &pending.route_name,
         params,
@@ -231,254 +175,17 @@ fn body_answer<H: Host>(pending: &PendingTokenRequest, body: &[u8], host: &mut H
     )
 }
 
-fn body_too_large() -> Answer {
-    error(413, TokenError::BodyTooLarge, "request body too large")
-}
-
-/// Why the token endpoint refused: a stable code for metrics and logs (never
-/// derived from the reply's text), and the RFC 6749 §5.2 `error` it shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
-    InvalidRequest,
-    InvalidClient,
-    InvalidScope,
-    UnsupportedGrantType,
-    MethodNotAllowed,
-    BodyTooLarge,
-    BodyNotReceived,
-    ServerError,
-}
-
-impl TokenError {
-    /// Counted as `token_endpoint_errors_<code>`.
-    pub fn code(self) -> &'static str {
-        match self {
-            TokenError::InvalidRequest => "invalid_request",
-            TokenError::InvalidClient => "invalid_client",
-            TokenError::InvalidScope => "invalid_scope",
-            TokenError::UnsupportedGrantType => "unsupported_grant_type",
-            TokenError::MethodNotAllowed => "method_not_allowed",
-            TokenError::BodyTooLarge => "body_too_large",
-            TokenError::BodyNotReceived => "body_not_received",
-            TokenError::ServerError => "server_error",
-        }
-    }
-
-    /// The `error` member of the JSON reply.
-    pub fn rfc6749_error(self) -> &'static str {
-        match self {
-            TokenError::InvalidClient => "invalid_client",
-            TokenError::InvalidScope => "invalid_scope",
-            TokenError::UnsupportedGrantType => "unsupported_grant_type",
-            TokenError::ServerError => "server_error",
-            TokenError::InvalidRequest
-            | TokenError::MethodNotAllowed
-            | TokenError::BodyTooLarge
-            | TokenError::BodyNotReceived => "invalid_request",
-        }
-    }
-}
-
-/// How a token request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Issued,
-    Refused(TokenError),
-}
-
-/// A reply together with the outcome it stands for.
-#[derive(Debug)]
-struct Answer {
-    outcome: Outcome,
-    reply: Reply,
-}
-
-/// Counts the outcome (`tokens_issued` or `token_endpoint_errors_<code>`)
-/// and hands over the reply.
-fn counted<H: Host>(answer: Answer, host: &H) -> Reply {
-    let verdict = match answer.outcome {
-        Outcome::Issued => {
-            host.count("tokens_issued");
-            audit::Verdict::new("token_issued", "")
-        }
-        Outcome::Refused(e) => {
-            host.count(&format!("token_endpoint_errors_{}", e.code()));
-            audit::Verdict::new("token_refused", e.code())
-        }
-    };
-    answer.reply.because(verdict)
-}
-
-fn issue<H: Host>(
+/// Answers a token request's parameters: a token, or why not.
+fn answer_params<H: Host>(
     scope: &Scope,
     route_name: &str,
     params: &str,
     authorization: Option<&str>,
     host: &mut H,
 ) -> Answer {
-    let [grant_type, client_id, client_secret, requested_scope] = match form::pick(
-        params,
-        ["grant_type", "client_id", "client_secret", "scope"],
-    ) {
-        Ok(found) => found,
-        Err(FormError::Repeated(name)) => {
-            return error(
-                400,
-                TokenError::InvalidRequest,
-                &format!("{name} is repeated"),
-            )
-        }
-        Err(FormError::Malformed) => {
-            return error(400, TokenError::InvalidRequest, "malformed parameters")
-        }
-    };
-    match grant_type.as_deref() {
-        None => return error(400, TokenError::InvalidRequest, "grant_type is missing"),
-        Some("client_credentials") => {}
-        Some(_) => {
-            return error(
-                400,
-                TokenError::UnsupportedGrantType,
-                "grant_type is not supported, only client_credentials is",
-            )
-        }
-    }
-
-    // RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
-    let basic = authorization.and_then(basic_credentials);
-    let (client_id, client_secret, via_basic) = match basic {
-        None => (client_id, client_secret, false),
-        Some(_) if client_id.is_some() || client_secret.is_some() => {
-            return error(
-                400,
-                TokenError::InvalidRequest,
-                "client credentials must be sent either in Authorization: Basic or as parameters, not both",
-            )
-        }
-        Some(Err(_)) => return invalid_client(true),
-        Some(Ok(creds)) => (Some(creds.client_id), Some(creds.client_secret), true),
-    };
-    let Some(client_id) = client_id.filter(|s| !s.is_empty()) else {
-        return error(400, TokenError::InvalidRequest, "client_id is missing");
-    };
-    let Some(client_secret) = client_secret.filter(|s| !s.is_empty()) else {
-        return error(400, TokenError::InvalidRequest, "client_secret is missing");
-    };
-    let Some(consumer) = authenticate_client(scope, &client_id, &client_secret) else {
-        host.log(
-            LogLevel::Debug,
-            "edge-auth: token request refused: invalid client credentials",
-        );
-        return invalid_client(via_basic);
-    };
-    if let Some(s) = requested_scope.as_deref() {
-        if !is_valid_scope(s) {
-            return error(
-                400,
-                TokenError::InvalidScope,
-                "scope has invalid characters",
-            );
-        }
-    }
-
-    let mut jti_random = [0u8; 16];
-    if let Err(e) = host.random_bytes(&mut jti_random) {
-        host.log(
-            LogLevel::Error,
-            &format!(
-                "edge-auth: no random bytes for jti ({}); token not issued",
-                e.0
-            ),
-        );
-        return Answer {
-            outcome: Outcome::Refused(TokenError::ServerError),
-            reply: server_error(),
-        };
-    }
-    let audience = if scope.global_credentials {
-        DEFAULT_AUDIENCE
-    } else {
-        route_name
-    };
-    let token = issue_access_token(&AccessTokenRequest {
-        consumer,
-        issuer: &scope.issuer,
-        audience,
-        scope: requested_scope.as_deref(),
-        now: host.now_unix_seconds(),
-        ttl: scope.token_ttl,
-        jti_random,
-    });
-    let mut reply = json_reply(
-        200,
-        json!({"token_type": "bearer", "access_token": token, "expires_in": scope.token_ttl}),
-    );
-    // The audit trail names the client and the token's jti, never the token.
-    reply.who = Some(Box::new(Who {
-        consumer: consumer.name.clone(),
-        kind: ConsumerKind::Gateway,
-        sub: Some(consumer.name.clone()),
-        jti: Some(uuid_v4(jti_random)),
-    }));
-    Answer {
-        outcome: Outcome::Issued,
-        reply,
-    }
-}
-
-/// Looks the client up and compares the secret in constant time.
-fn authenticate_client<'s>(
-    scope: &'s Scope,
-    client_id: &str,
-    secret: &str,
-) -> Option<&'s Consumer> {
-    let consumer = scope.consumers.by_client_id(client_id)?;
-    bool::from(consumer.secret.as_slice().ct_eq(secret.as_bytes())).then_some(consumer)
-}
-
-/// RFC 6749 §3.3: space-separated NQCHAR tokens.
-fn is_valid_scope(scope: &str) -> bool {
-    scope
-        .bytes()
-        .all(|b| b == b' ' || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-}
-
-fn invalid_client(via_basic: bool) -> Answer {
-    let description = "invalid client_id or client_secret";
-    if via_basic {
-        // RFC 6749 §5.2: 401 with a challenge for the scheme the client used.
-        let mut answer = error(401, TokenError::InvalidClient, description);
-        answer
-            .reply
-            .headers
-            .push(("www-authenticate", "Basic realm=\"oauth2\"".into()));
-        answer
-    } else {
-        error(400, TokenError::InvalidClient, description)
-    }
-}
-
-fn error(status: u32, why: TokenError, description: &str) -> Answer {
-    Answer {
-        outcome: Outcome::Refused(why),
-        reply: json_reply(
-            status,
-            json!({"error": why.rfc6749_error(), "error_description": description}),
-        ),
-    }
-}
-
-fn json_reply(status: u32, body: serde_json::Value) -> Reply {
-    Reply {
-        status,
-        headers: vec![
-            ("content-type", "application/json".into()),
-            ("cache-control", "no-store".into()),
-            ("pragma", "no-cache".into()),
-        ],
-        body: body.to_string(),
-        verdict: audit::Verdict::new("token_refused", ""),
-        who: None,
+    match grant::validate(scope, params, authorization, &*host) {
+        Ok(grant) => issue_token(scope, route_name, grant, host),
+        Err(answer) => answer,
     }
 }
 
