@@ -32,10 +32,9 @@ import jose_forge as jf
 from test_sso import BIG_CLAIM, CALLBACK, SECRET_A, SECRET_B, SIGN_OUT, Site, _idp, new_port, sso_config
 
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -56,6 +55,22 @@ CHROMIUM_FLAGS = [
 # ---------------------------------------------------------------------------
 # The browser
 # ---------------------------------------------------------------------------
+
+
+def page_left(html) -> bool:
+    """True once ``html`` (the old page's root) is gone. Chromedriver reports
+    a node of a page being replaced either as stale or, mid-navigation, as
+    "does not belong to the document" (a plain WebDriverException, which
+    selenium's ``staleness_of`` does not catch): both mean the page left."""
+    try:
+        html.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as e:
+        if "does not belong to the document" in str(e):
+            return True
+        raise
 
 
 class Chromium:
@@ -108,7 +123,7 @@ class Chromium:
     def _click_and_wait(self, element) -> None:
         html = self.driver.find_element(By.TAG_NAME, "html")
         element.click()
-        WebDriverWait(self.driver, STEP_WAIT).until(EC.staleness_of(html))
+        WebDriverWait(self.driver, STEP_WAIT).until(lambda _: page_left(html))
         WebDriverWait(self.driver, STEP_WAIT).until(
             lambda d: d.execute_script("return document.readyState") == "complete")
 
