@@ -87,6 +87,18 @@ def edge_auth(**extra: Any) -> list[dict]:
     return [harness.wasm_filter(edge_auth_config(**extra))]
 
 
+EMPTY_FILTER_DIR = REPO_ROOT / "bench" / "empty_filter"
+
+
+def empty_filter() -> list[dict]:
+    """bench/empty_filter: a proxy-wasm filter that does nothing (built here
+    on first use), to measure what a wasm filter costs Envoy before any work."""
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1"],
+                   cwd=EMPTY_FILTER_DIR, check=True, timeout=900)
+    wasm = EMPTY_FILTER_DIR / "target" / "wasm32-wasip1" / "release" / "empty_filter.wasm"
+    return [harness.wasm_filter("", wasm=wasm, name="empty", root_id="empty")]
+
+
 #: jwt_authn's verified-JWT cache, as large as edge-auth's default token cache.
 JWT_CACHE_CONFIG = {"jwt_cache_size": 1024}
 
@@ -422,6 +434,14 @@ SCENARIOS: list[Scenario] = [
              note="client_credentials POST (form body) to edge-auth's token endpoint"),
     # --diagnostics: the wasm filter doing (almost) no work.
     Scenario(
+        "empty wasm filter",
+        empty_filter,
+        authenticates=False,
+        diagnostic=True,
+        note="diagnostic: `bench/empty_filter`, a proxy-wasm filter that continues every callback and makes "
+        "no host call: the cost of any wasm filter in V8",
+    ),
+    Scenario(
         "edge-auth, auth off (global_auth:false)",
         lambda: edge_auth(global_auth=False),
         authenticates=False,
@@ -504,6 +524,8 @@ TARGETS: list[Target] = [
     # many-tokens goals above; the gap is the VM's per-request cost.
     Target("edge-auth, auth off (global_auth:false)", "jwt_authn RS256, many tokens, cache on", None,
            label="the wasm filter's floor vs a cached native verification"),
+    Target("empty wasm filter", "jwt_authn RS256, many tokens, cache on", None,
+           label="a wasm filter doing nothing vs a cached native verification"),
 ]
 
 

@@ -112,9 +112,11 @@ def run(args) -> int:
             load.stop()
         services.stop()
     report = render(ctx)
+    # Printed first: a refusal to write (a tree changed during the run) must
+    # not lose a 10-minute run's result.
+    print(report)
     if args.write:
         report_section.replace_section("soak", report)
-    print(report)
     return 0 if ctx["passed"] else 1
 
 
