@@ -65,9 +65,17 @@ pub(super) fn load_provider(cfg: &Config) {
 }
 
 pub(super) fn id_token(claims: serde_json::Value) -> String {
-    let mut base = json!({"iss": IDP, "aud": "gateway", "sub": "alice", "email": "alice@example.com",
-                          "iat": NOW, "exp": NOW + 300, "nonce": "n"});
-    for (k, v) in claims.as_object().unwrap() {
+    idp_signed(
+        json!({"iss": IDP, "aud": "gateway", "sub": "alice", "email": "alice@example.com",
+               "iat": NOW, "exp": NOW + 300, "nonce": "n"}),
+        claims,
+    )
+}
+
+/// `base` with `overrides` merged over it, signed with the test IdP's key
+/// (HS256, kid `k1`).
+pub(super) fn idp_signed(mut base: serde_json::Value, overrides: serde_json::Value) -> String {
+    for (k, v) in overrides.as_object().unwrap() {
         base[k] = v.clone();
     }
     hs256_jwt(

@@ -4,14 +4,14 @@
 
 use serde_json::json;
 
-use super::{hs256_jwt, NOW};
+use super::NOW;
 use crate::config::{compile_json, Config};
 use crate::decision::apply;
 use crate::fake_host::FakeHost;
 use crate::request::on_request_headers;
 use crate::verified::cache::TokenCache;
 
-use super::sso::{load_provider, IDP, KEY};
+use super::sso::{idp_signed, load_provider, IDP};
 
 fn config(allow_claim: &str) -> Config {
     let cfg = json!({
@@ -26,15 +26,9 @@ fn config(allow_claim: &str) -> Config {
 }
 
 fn token(claims: serde_json::Value) -> String {
-    let mut base =
-        json!({"iss": IDP, "aud": "gateway", "sub": "alice", "iat": NOW, "exp": NOW + 300});
-    for (k, v) in claims.as_object().unwrap() {
-        base[k] = v.clone();
-    }
-    hs256_jwt(
-        r#"{"alg":"HS256","kid":"k1"}"#,
-        &base.to_string(),
-        KEY.as_bytes(),
+    idp_signed(
+        json!({"iss": IDP, "aud": "gateway", "sub": "alice", "iat": NOW, "exp": NOW + 300}),
+        claims,
     )
 }
 

@@ -587,16 +587,7 @@ fn a_revoked_key_stops_on_every_worker_within_a_second_without_their_tick() {
         &mut worker1
     ));
     // Worker 2 (never ticks here) serves and caches a token of key a.
-    let on_worker2 = |now: u64, shared: &FakeHost| {
-        let mut host = FakeHost::new(now)
-            .request("GET", "gw", "/x")
-            .with_property("route_name", "r")
-            .with_header("authorization", &bearer(&t));
-        host.shared = shared.shared.clone();
-        let decision = on_request_headers(&cfg2, &cache2, &mut host, true);
-        apply(&mut host, decision);
-        host
-    };
+    let on_worker2 = |now: u64, shared: &FakeHost| serve_sharing(&cfg2, &cache2, &t, now, shared);
     for now in [NOW, NOW + 1] {
         let host = on_worker2(now, &worker1);
         assert!(host.reply.is_none(), "{:?}", host.reply);
@@ -618,6 +609,25 @@ fn a_revoked_key_stops_on_every_worker_within_a_second_without_their_tick() {
     assert_eq!(host.header("x-mse-consumer"), None);
 }
 
+/// A GET with `token` on another worker (its own config and cache) that
+/// shares Envoy's shared data with `shared`; the host after the decision.
+fn serve_sharing(
+    cfg: &Config,
+    cache: &TokenCache,
+    token: &str,
+    now: u64,
+    shared: &FakeHost,
+) -> FakeHost {
+    let mut host = FakeHost::new(now)
+        .request("GET", "gw", "/x")
+        .with_property("route_name", "r")
+        .with_header("authorization", &bearer(token));
+    host.shared = shared.shared.clone();
+    let decision = on_request_headers(cfg, cache, &mut host, true);
+    apply(&mut host, decision);
+    host
+}
+
 /// A refresh that brings back the same JWKS body changes no key: the
 /// verified-token cache stays, on the worker that fetched and on the ones
 /// that adopt the newer record (found by the soak: every refresh emptied
@@ -637,16 +647,7 @@ fn an_unchanged_key_set_keeps_the_verified_token_cache_on_every_worker() {
             crate::keys::remote::accept_jwks(&cfg1.remote_sources[0], body.as_bytes(), &mut host);
         (replaced, host)
     };
-    let on_worker2 = |now: u64, shared: &FakeHost| {
-        let mut host = FakeHost::new(now)
-            .request("GET", "gw", "/x")
-            .with_property("route_name", "r")
-            .with_header("authorization", &bearer(&t));
-        host.shared = shared.shared.clone();
-        let decision = on_request_headers(&cfg2, &cache2, &mut host, true);
-        apply(&mut host, decision);
-        host
-    };
+    let on_worker2 = |now: u64, shared: &FakeHost| serve_sharing(&cfg2, &cache2, &t, now, shared);
 
     let (replaced, worker1) = refresh(NOW, &FakeHost::new(NOW), &both);
     assert!(replaced, "the first key set replaces nothing but is new");
