@@ -43,7 +43,8 @@ pub mod token;
 pub mod token_endpoint;
 pub mod verified;
 
-#[cfg(test)]
+// Also for examples/hot_path_bench.rs (feature `fake-host`), never in the plugin.
+#[cfg(any(test, feature = "fake-host"))]
 pub mod fake_host;
 
 #[cfg(target_arch = "wasm32")]
