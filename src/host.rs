@@ -1,9 +1,15 @@
 //! The one door between the core and Envoy.
 //!
-//! `wasm` (wasm build only) implements [`Host`] over proxy-wasm host calls;
-//! native tests implement it with `fake_host::FakeHost`. Host calls report
-//! failure as `None`/`Err`; nothing here may panic.
+//! `wasm` (wasm build only) implements [`Host`] over the proxy-wasm ABI
+//! calls in `abi` (never the SDK's panicking wrappers); native tests
+//! implement it with `fake_host::FakeHost`. Host calls report failure as
+//! `None`/`Err`; nothing here may panic. `pairs` is the ABI's header-map
+//! encoding.
 
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod abi;
+#[cfg(any(target_arch = "wasm32", test))]
+pub(crate) mod pairs;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod wasm;
 
