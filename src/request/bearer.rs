@@ -122,7 +122,7 @@ fn identify<H: Host>(
         .then(|| cache.key(scope.id, presented.index, token));
     let cached = key
         .as_ref()
-        .and_then(|k| cache.lookup(config, facts.host, k, now));
+        .and_then(|k| cache.lookup(config, facts.host, k, token, now));
     let identity = match cached {
         Some(identity) => identity,
         None => {
@@ -135,7 +135,7 @@ fn identify<H: Host>(
                 );
             }
             if let Some(k) = key {
-                cache.store(config, facts.host, k, identity.clone(), valid_until);
+                cache.store(config, facts.host, k, token, identity.clone(), valid_until);
             }
             identity
         }

@@ -43,7 +43,7 @@ impl Worker {
         Worker {
             id,
             config: None,
-            cache: Rc::new(TokenCache::new(0)),
+            cache: Rc::new(TokenCache::disabled()),
             fetcher: KeyFetcher::default(),
             body_waits: Rc::new(RefCell::new(BodyWaits::default())),
             tick: Rc::new(TickPeriod::default()),
@@ -67,9 +67,15 @@ impl Worker {
                 for warning in &config.warnings {
                     host.log(LogLevel::Warn, &format!("edge-auth: {warning}"));
                 }
+                // Its key secret is drawn here, once per configuration (a
+                // cache without one is off, logged).
                 self.cache = Rc::new(
-                    TokenCache::with_budget(config.token_cache_size, config.token_cache_bytes)
-                        .with_sharing(SharedTokenCache::for_budget(config.token_cache_bytes)),
+                    TokenCache::with_budget(
+                        config.token_cache_size,
+                        config.token_cache_bytes,
+                        host,
+                    )
+                    .with_sharing(SharedTokenCache::for_budget(config.token_cache_bytes)),
                 );
                 self.fetcher = KeyFetcher::default();
                 self.config = Some(Rc::new(config));

@@ -45,7 +45,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn new() -> Self {
+    /// Worker `n`: its local cache has a secret of its own (as each VM
+    /// draws one), the shared ring is common.
+    fn new(n: u8) -> Self {
         let cfg = compile_json(
             json!({"consumers": [{"name": "idp-app", "issuer": ISS,
                    "jwks_uri": "http://idp.local:8080/jwks", "cluster": "idp"}]})
@@ -53,9 +55,12 @@ impl Worker {
             .as_bytes(),
         )
         .unwrap();
+        let mut secret_source = FakeHost::new(0);
+        secret_source.random_counter = n.wrapping_mul(16);
         Worker {
             cfg,
-            cache: TokenCache::with_budget(100, 1 << 20).with_sharing(SharedTokenCache::new(64)),
+            cache: TokenCache::with_budget(100, 1 << 20, &mut secret_source)
+                .with_sharing(SharedTokenCache::new(64)),
             fetcher: KeyFetcher::default(),
         }
     }
@@ -130,7 +135,7 @@ fn refused(host: &FakeHost) {
 #[test]
 fn a_token_verified_on_one_worker_is_a_hit_on_the_other() {
     let mut store = Store::new();
-    let (mut one, mut two) = (Worker::new(), Worker::new());
+    let (mut one, mut two) = (Worker::new(1), Worker::new(2));
     one.fetched(&mut store, NOW, &jwks(&[("a", KEY_A)]));
     two.tick(&mut store, NOW);
     one.tick(&mut store, NOW);
@@ -161,7 +166,7 @@ fn a_token_verified_on_one_worker_is_a_hit_on_the_other() {
 #[test]
 fn a_revoked_key_stops_its_tokens_on_every_worker() {
     let mut store = Store::new();
-    let (one, mut two) = (Worker::new(), Worker::new());
+    let (one, mut two) = (Worker::new(1), Worker::new(2));
     one.fetched(&mut store, NOW, &jwks(&[("a", KEY_A), ("b", KEY_B)]));
     two.tick(&mut store, NOW);
     let t = token("a", KEY_A);
@@ -192,7 +197,7 @@ fn a_revoked_key_stops_its_tokens_on_every_worker() {
 #[test]
 fn a_key_rotation_invalidates_shared_entries() {
     let mut store = Store::new();
-    let (one, mut two) = (Worker::new(), Worker::new());
+    let (one, mut two) = (Worker::new(1), Worker::new(2));
     one.fetched(&mut store, NOW, &jwks(&[("a", KEY_A)]));
     two.tick(&mut store, NOW);
     let old = token("a", KEY_A);

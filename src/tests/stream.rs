@@ -11,6 +11,7 @@ use super::{consumers_json, NOW, SECRET1};
 use crate::b64::b64url;
 use crate::decision::Flow;
 use crate::fake_host::{FakeHost, SentReply};
+use crate::host::LogLevel;
 use crate::stream::{Stream, Worker, BODY_WAIT_TICK_MS, KEY_TICK_MS};
 use crate::token_endpoint::MAX_FORM_BYTES;
 
@@ -437,4 +438,58 @@ fn the_key_tick_runs_at_its_own_pace() {
     host.extra_ms = KEY_TICK_MS / 2;
     worker.on_tick(&mut host);
     assert_eq!(host.calls.len(), calls, "too early for keys");
+}
+
+/// A worker whose host gives no random bytes for the verified-token cache's
+/// key runs without the cache (a known key would make its keys forgeable):
+/// it says so once, verifies every token in full and decides alike.
+#[test]
+fn a_worker_without_random_bytes_verifies_every_token_in_full() {
+    let key = "cache-key-test-0123456789abcdef0123";
+    let jwks = json!({"keys": [{"kty": "oct", "kid": "k", "alg": "HS256",
+        "k": b64url(key.as_bytes())}]});
+    let config = json!({"consumers": [{"name": "app", "issuer": "iss",
+        "jwks": jwks.to_string()}]})
+    .to_string();
+    let token = super::hs256_jwt(
+        &json!({"alg": "HS256", "kid": "k"}).to_string(),
+        &json!({"iss": "iss", "sub": "u", "exp": NOW + 600}).to_string(),
+        key.as_bytes(),
+    );
+    for fail_random in [false, true] {
+        let mut worker = Worker::new(WORKER);
+        let mut host = FakeHost::new(NOW);
+        host.fail_random = fail_random;
+        assert!(worker.configure(config.as_bytes(), &mut host));
+        let warnings: Vec<_> = host
+            .logs
+            .borrow()
+            .iter()
+            .filter(|(level, _)| *level == LogLevel::Warn)
+            .map(|(_, m)| m.clone())
+            .collect();
+        let expected: &[&str] = if fail_random {
+            &[
+                "edge-auth: verified-token cache off: the host gave no random bytes \
+               for its key (every token is verified in full)",
+            ]
+        } else {
+            &[]
+        };
+        assert_eq!(warnings, expected);
+        let mut hits = 0;
+        for _ in 0..2 {
+            let mut host = FakeHost::new(NOW)
+                .request("GET", "api.example", "/data")
+                .with_header("authorization", &format!("Bearer {token}"));
+            host.context = STREAM;
+            let mut stream = worker.new_stream(STREAM);
+            assert_eq!(stream.on_request_headers(&mut host, true), Flow::Continue);
+            assert_eq!(host.header("x-mse-consumer"), Some("app"));
+            assert!(host.replies.is_empty());
+            hits += host.counter("cache_hits");
+        }
+        let expected_hits = if fail_random { 0 } else { 1 };
+        assert_eq!(hits, expected_hits, "fail_random {fail_random}");
+    }
 }

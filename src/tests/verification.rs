@@ -410,7 +410,11 @@ fn a_full_cache_evicts_and_counts() {
         jti: None,
     }
     .entry_bytes();
-    let cache = crate::verified::cache::TokenCache::with_budget(100, 2 * one + one / 2);
+    let cache = crate::verified::cache::TokenCache::with_budget(
+        100,
+        2 * one + one / 2,
+        &mut crate::fake_host::FakeHost::new(0),
+    );
     let run = |token: &str| {
         let mut host = crate::fake_host::FakeHost::new(NOW)
             .request("GET", "gw", "/x")

@@ -44,5 +44,6 @@ pub struct CacheKey {
     /// Index of the token location in the scope's list.
     pub(super) location: usize,
     pub(super) generation: u64,
-    pub(super) token: [u8; 32],
+    /// The token under this cache's secret key (`TokenCache::key`).
+    pub(super) token: [u8; 16],
 }

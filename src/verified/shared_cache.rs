@@ -10,7 +10,9 @@
 //! Never trusted across key sets: an entry's key is the SHA-256 of the
 //! key-set fingerprint (this configuration's text and the digest of every
 //! remote JWKS body this worker holds), the scope, the token's location and
-//! the token's own hash. A worker only finds entries written under exactly
+//! the token's own SHA-256 (not the local cache's keyed digest: that key is
+//! secret to each VM, and every worker must name an entry alike). It is
+//! computed only when the ring is read (a local miss) or written. A worker only finds entries written under exactly
 //! the keys it holds itself: after a rotation or a revocation (a key removed
 //! from the JWKS) it stops finding the old entries as soon as it installs the
 //! new key set, which every worker does within the refresh interval. An
@@ -137,13 +139,14 @@ impl SharedTokenCache {
 }
 
 impl CacheKey {
-    /// This key in the shared ring, under the key-set `fingerprint`.
-    pub fn shared(&self, fingerprint: &[u8; 32]) -> [u8; 32] {
+    /// This key in the shared ring, under the key-set `fingerprint`, for
+    /// `token` (the token this key was made from).
+    pub fn shared(&self, fingerprint: &[u8; 32], token: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(fingerprint);
         h.update((self.scope as u64).to_be_bytes());
         h.update((self.location as u64).to_be_bytes());
-        h.update(self.token);
+        h.update(Sha256::digest(token.as_bytes()));
         h.finalize().into()
     }
 }
