@@ -27,6 +27,22 @@ class Sample:
     rss_kb: int
     allocated: int | None  # tcmalloc: bytes in use
     heap_size: int | None  # tcmalloc: bytes reserved
+    unmapped: int | None = None  # tcmalloc: reserved bytes given back to the OS
+
+    @property
+    def heap_resident_kb(self) -> int | None:
+        """Envoy's heap as resident memory (reserved minus given back):
+        what its allocator holds, in use or kept free for reuse."""
+        if self.heap_size is None or self.unmapped is None:
+            return None
+        return (self.heap_size - self.unmapped) // 1024
+
+    @property
+    def outside_heap_kb(self) -> int | None:
+        """RSS outside Envoy's heap: the wasm VMs' linear memory and
+        code, the binary, stacks."""
+        heap = self.heap_resident_kb
+        return None if heap is None else self.rss_kb - heap
 
 
 class Monitor(threading.Thread):
@@ -57,13 +73,14 @@ class Monitor(threading.Thread):
         try:
             memory = json.loads(self.gw.admin("/memory"))
             allocated, heap = int(memory["allocated"]), int(memory["heap_size"])
+            unmapped = int(memory.get("pageheap_unmapped", 0))
         except (OSError, ValueError, KeyError):
-            allocated = heap = None
-        self.samples.append(Sample(self.ledger.now(), rss, allocated, heap))
+            allocated = heap = unmapped = None
+        self.samples.append(Sample(self.ledger.now(), rss, allocated, heap, unmapped))
 
     def write_csv(self, path: Path) -> None:
-        rows = ["seconds,rss_kb,allocated,heap_size"]
-        rows += [f"{s.t:.1f},{s.rss_kb},{s.allocated},{s.heap_size}" for s in self.samples]
+        rows = ["seconds,rss_kb,allocated,heap_size,pageheap_unmapped"]
+        rows += [f"{s.t:.1f},{s.rss_kb},{s.allocated},{s.heap_size},{s.unmapped}" for s in self.samples]
         path.write_text("\n".join(rows) + "\n")
 
     def scan_log(self) -> None:

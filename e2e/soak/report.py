@@ -147,11 +147,39 @@ def memory(ctx: dict) -> list[str]:
     if "base" not in m:
         return lines + [f"No verdict: {m.get('why')}."]
     base, last = m["base"], m["last"]
-    return lines + [
+    peak = m["peak_sample"]
+    lines += [
         "| | end of warm-up | max after warm-up | end of run | max vs warm-up |",
         "|---|---:|---:|---:|---:|",
         f"| RSS (MB) | {mb(base.rss_kb, 1024)} | {mb(m['peak_rss'], 1024)} | {mb(last.rss_kb, 1024)} "
         f"| {pct(m['peak_rss'], base.rss_kb)} |",
         f"| /memory allocated (MB) | {mb(base.allocated, 1)} | {mb(m['peak_alloc'], 1)} "
         f"| {mb(last.allocated, 1)} | {pct(m['peak_alloc'], base.allocated)} |",
+        f"| Envoy heap resident (MB): allocated + kept free by tcmalloc | {mb(base.heap_resident_kb, 1024)} "
+        f"| {mb(peak.heap_resident_kb, 1024)} (at the RSS max) | {mb(last.heap_resident_kb, 1024)} | |",
+        f"| RSS outside Envoy's heap (MB): wasm VMs, code, stacks | {mb(base.outside_heap_kb, 1024)} "
+        f"| {mb(peak.outside_heap_kb, 1024)} (at the RSS max) | {mb(last.outside_heap_kb, 1024)} | |",
     ]
+    return lines + ["", *memory_by_fault(ctx)]
+
+
+def memory_by_fault(ctx: dict) -> list[str]:
+    """RSS and its two parts just before each fault and 30 s after it
+    ended: which fault left memory behind."""
+    samples = ctx["memory"].get("samples") or []
+    if not samples:
+        return []
+
+    def at(t: float):
+        before = [s for s in samples if s.t <= t]
+        return before[-1] if before else samples[0]
+
+    def cell(s) -> str:
+        return f"{mb(s.rss_kb, 1024)} ({mb(s.heap_resident_kb, 1024)} / {mb(s.outside_heap_kb, 1024)})"
+
+    lines = ["RSS in MB around each fault (in brackets: Envoy heap resident / outside it):", "",
+             "| fault | at | before | 30 s after its end |", "|---|---|---:|---:|"]
+    for f in sorted(ctx["timeline"].faults, key=lambda f: f.start):
+        end = f.end if f.end is not None else ctx["actual"]
+        lines.append(f"| {f.name} | {f.start:.0f} s | {cell(at(f.start))} | {cell(at(end + 30))} |")
+    return lines

@@ -86,6 +86,7 @@ def memory_verdict(samples, warm_up: float) -> dict:
     return {
         "ok": growth <= MEMORY_LIMIT, "growth": growth, "base": base, "last": last,
         "peak_rss": peak_rss.rss_kb, "peak_at": peak_rss.t, "peak_alloc": max(allocs) if allocs else None,
+        "peak_sample": peak_rss, "samples": samples,
     }
 
 
