@@ -571,11 +571,17 @@ def upstream_listener(port: int) -> dict:
     }
 
 
+#: Every port handed to an Envoy of this run: all of them are spawned before
+#: any binds, so a port free now may already be another Envoy's.
+_PORTS_GIVEN: set[int] = set()
+
+
 def distinct_ports(n: int) -> list[int]:
     ports: list[int] = []
     while len(ports) < n:
         p = harness.free_port()
-        if p not in ports:
+        if p not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(p)
             ports.append(p)
     return ports
 
