@@ -9,7 +9,7 @@ import collections
 from soak.monitor import SAMPLE_SECONDS
 from soak.records import PASS, Result
 from soak.services import (DRAIN_SECONDS, IDP_IDLE_TIMEOUT, IDP_TOKEN_TTL, JWKS_REFRESH_SECONDS,
-                           TOKEN_BODY_TIMEOUT_MS)
+                           MEMORY_ALLOCATOR_MANAGER, TOKEN_BODY_TIMEOUT_MS)
 from soak.verdict import Judged, Window
 
 
@@ -42,7 +42,9 @@ def header(ctx: dict) -> list[str]:
         "",
         f"Written by `make soak` (`e2e/soak --duration {ctx['duration']:.0f}`) on {ctx['date']}. "
         f"Envoy {ctx['envoy']} (V8), `--concurrency {ctx['concurrency']}`, `--drain-time-s {DRAIN_SECONDS}`, "
-        f"plugin configuration on file-based LDS, `token_body_timeout_ms: {TOKEN_BODY_TIMEOUT_MS}`, "
+        f"bootstrap `memory_allocator_manager` releasing up to "
+        f"{MEMORY_ALLOCATOR_MANAGER['bytes_to_release'] // (1024 * 1024)} MiB of free heap every "
+        f"{MEMORY_ALLOCATOR_MANAGER['memory_release_interval']} (as the README advises), plugin configuration on file-based LDS, `token_body_timeout_ms: {TOKEN_BODY_TIMEOUT_MS}`, "
         f"`jwks_refresh_seconds: {JWKS_REFRESH_SECONDS}`, IdP access tokens living {IDP_TOKEN_TTL} s (SSO "
         f"sessions refresh), `idp` cluster `idle_timeout: {IDP_IDLE_TIMEOUT}s` through a proxy that can slow "
         f"the IdP down; {ctx['users']:,} distinct IdP users; everything on 127.0.0.1, {load.processes} Python load "
