@@ -140,6 +140,16 @@ impl FakeHost {
         self.exact_counters.borrow().get(name).copied().unwrap_or(0)
     }
 
+    /// The messages logged at exactly `level`, in order.
+    pub fn logged_at(&self, level: LogLevel) -> Vec<String> {
+        self.logs
+            .borrow()
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
     /// The audit record written for this stream (`audit::record`).
     pub fn audit(&self) -> Option<&str> {
         self.filter_state

@@ -77,6 +77,7 @@ class LoadProcesses:
         self.stats = LoadStats(processes=count)
         self.tally: Any = multiprocessing.RawArray("q", 2 * count)  # per process: results, not as expected
         self.lock = threading.Lock()
+        self.load_over = False  # set once the results are collected
         self.next_one = itertools.cycle(range(count))
         ctx = multiprocessing.get_context("fork")
         self.commands, self.material, self.procs = [], [], []
@@ -95,11 +96,15 @@ class LoadProcesses:
 
     def to_all(self, what: str, value: object) -> None:
         with self.lock:
+            if self.load_over:
+                return
             for conn in self.material:
                 conn.send((what, value))
 
     def to_one(self, what: str, value: object) -> None:
         with self.lock:
+            if self.load_over:
+                return
             self.material[next(self.next_one)].send((what, value))
 
     def answers(self) -> int:
@@ -168,6 +173,11 @@ class LoadProcesses:
     def collect(self) -> None:
         """The processes' results, probes, users and counters, into this
         process's ledger and stats (they exit then)."""
+        # The load is over and the processes exit once they answer: material
+        # from now on (a browser login finishing after the run's end) has
+        # nobody to go to (it raised BrokenPipeError in the login thread).
+        with self.lock:
+            self.load_over = True
         merged: list[Result] = []
         for i, (results, probes, sent, stats) in enumerate(self._all([("results",)] * self.count)):
             merged += [Result(*r) for r in results]

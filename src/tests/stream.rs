@@ -461,13 +461,7 @@ fn a_worker_without_random_bytes_verifies_every_token_in_full() {
         let mut host = FakeHost::new(NOW);
         host.fail_random = fail_random;
         assert!(worker.configure(config.as_bytes(), &mut host));
-        let warnings: Vec<_> = host
-            .logs
-            .borrow()
-            .iter()
-            .filter(|(level, _)| *level == LogLevel::Warn)
-            .map(|(_, m)| m.clone())
-            .collect();
+        let warnings = host.logged_at(LogLevel::Warn);
         let expected: &[&str] = if fail_random {
             &[
                 "edge-auth: verified-token cache off: the host gave no random bytes \

@@ -517,13 +517,7 @@ mod tests {
         let cache = TokenCache::with_budget(8, usize::MAX, &mut host)
             .with_sharing(SharedTokenCache::new(64));
         assert!(!cache.enabled());
-        let warnings: Vec<_> = host
-            .logs
-            .borrow()
-            .iter()
-            .filter(|(level, _)| *level == LogLevel::Warn)
-            .map(|(_, m)| m.clone())
-            .collect();
+        let warnings = host.logged_at(LogLevel::Warn);
         assert_eq!(
             warnings,
             [
