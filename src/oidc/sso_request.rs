@@ -31,7 +31,7 @@ impl SsoRequest<'_> {
 
     /// A browser navigating (gets a login redirect) rather than an API call
     /// or XHR (gets 401).
-    pub(super) fn is_navigation(&self) -> bool {
+    pub fn is_navigation(&self) -> bool {
         matches!(self.method, "GET" | "HEAD")
             && self.requested_with.is_none()
             && self.accept.is_some_and(|a| a.contains("text/html"))

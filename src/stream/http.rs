@@ -15,11 +15,10 @@ use super::call_answer::read_call_answer;
 use super::tick::{TickPeriod, BODY_WAIT_TICK_MS};
 use crate::audit::{self, Placement, Subject, Who};
 use crate::config::Config;
-use crate::decision::{
-    apply, keys_unavailable, server_error, BodyFlow, Decision, Flow, Hold, Reply,
-};
+use crate::decision::{apply, server_error, BodyFlow, Decision, Flow, Hold, Reply};
 use crate::host::{Host, LogLevel};
 use crate::oidc::flow::Continuation;
+use crate::oidc::pages::idp_unreachable;
 use crate::request::{SsoFacts, Wait};
 use crate::token_endpoint::{self, BodyStep, BodyWaits, PendingTokenRequest, MAX_FORM_BYTES};
 use crate::verified::cache::TokenCache;
@@ -195,7 +194,15 @@ impl Stream {
                             LogLevel::Warn,
                             &format!("edge-auth: cannot call cluster \"{}\"", call.cluster),
                         );
-                        self.settle(host, Decision::Reply(keys_unavailable()))
+                        // Every call a stream makes is single sign-on's: a
+                        // browser gets the same page as when the IdP's
+                        // endpoints never arrived, an API call the plain 503.
+                        let path = host.request_header(":path").unwrap_or_default();
+                        let facts = SsoFacts::read(&*host);
+                        let req = facts.request(&path);
+                        let reply =
+                            idp_unreachable(&*host, req.is_navigation(), req.path, req.authority);
+                        self.settle(host, Decision::Reply(reply))
                     }
                 }
             }

@@ -413,18 +413,44 @@ fn an_oversize_idp_answer_is_refused_unread() {
 fn a_call_that_cannot_be_dispatched_fails_closed_with_503() {
     let (worker, worker_host) = sso_worker(json!({"cookie_refresh": "10m", "cookie_expire": "1h"}));
     let session = sign_in(&worker, &worker_host);
-    let mut host = browser_on(&worker_host, "/app", Some(&session));
-    host.now = NOW + 601;
-    host.fail_dispatch = true;
-    let mut stream = worker.new_stream(STREAM);
-    assert_eq!(stream.on_request_headers(&mut host, false), Flow::Stop);
-    let reply = only_reply(&host);
-    assert_eq!(reply.status, 503);
-    assert_eq!(reply.header("retry-after"), Some("5"));
-    assert_eq!(reply.body, "Authentication keys are not available yet.");
-    // Answered: a body that still arrives goes nowhere.
-    assert_eq!(stream.on_request_body(&mut host, 3, true), Flow::Stop);
-    assert_eq!(host.header("x-forwarded-access-token"), None);
+    // A browser navigation gets the "sign-in unavailable" page (as when the
+    // IdP's endpoints never arrived), an API call the plain answer.
+    for navigation in [true, false] {
+        let mut host = browser_on(&worker_host, "/app", Some(&session));
+        if !navigation {
+            host.headers.retain(|(name, _)| name != "accept");
+            host.headers
+                .push(("accept".into(), "application/json".into()));
+        }
+        host.now = NOW + 601;
+        host.fail_dispatch = true;
+        let mut stream = worker.new_stream(STREAM);
+        assert_eq!(stream.on_request_headers(&mut host, false), Flow::Stop);
+        let reply = only_reply(&host);
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.header("retry-after"), Some("5"));
+        if navigation {
+            assert_eq!(
+                reply.header("content-type"),
+                Some("text/html; charset=utf-8")
+            );
+            assert!(
+                reply.body.contains("Sign-in is unavailable"),
+                "{}",
+                reply.body
+            );
+            assert!(reply.body.contains("href=\"/app\""), "{}", reply.body);
+        } else {
+            assert_eq!(reply.body, "Authentication keys are not available yet.");
+        }
+        assert_eq!(
+            host.audit(),
+            Some("decision=denied reason=idp_unreachable rule=- consumer=- kind=- sub=- jti=-")
+        );
+        // Answered: a body that still arrives goes nowhere.
+        assert_eq!(stream.on_request_body(&mut host, 3, true), Flow::Stop);
+        assert_eq!(host.header("x-forwarded-access-token"), None);
+    }
 }
 
 #[test]
