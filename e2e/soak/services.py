@@ -291,10 +291,9 @@ class Gateway:
         bootstrap["static_resources"]["clusters"].append(idp_cluster(idp_cluster_port))
         bootstrap["dynamic_resources"] = {"lds_config": self.lds.config_source()}
         # Envoy's allocator keeps the pages a burst freed (connections and
-        # streams held while the IdP is slow) mapped unless told to give
-        # them back; the README's operator advice sets this, so the soak
-        # measures an Envoy configured that way (the report shows what the
-        # allocator holds beside what is in use).
+        # streams held while the IdP is slow) unless told to give them back;
+        # the soak asks, as an operator would (the report shows what the
+        # allocator holds beside what is in use, so whether it helped).
         bootstrap["memory_allocator_manager"] = MEMORY_ALLOCATOR_MANAGER
         self.lds.write(listener)
         self.envoy = SoakEnvoy(bootstrap, listener_port, self.admin_port, name="soak",
