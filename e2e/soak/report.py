@@ -44,7 +44,7 @@ def header(ctx: dict) -> list[str]:
         f"Envoy {ctx['envoy']} (V8), `--concurrency {ctx['concurrency']}`, `--drain-time-s {DRAIN_SECONDS}`, "
         f"bootstrap `memory_allocator_manager` releasing up to "
         f"{MEMORY_ALLOCATOR_MANAGER['bytes_to_release'] // (1024 * 1024)} MiB of free heap every "
-        f"{MEMORY_ALLOCATOR_MANAGER['memory_release_interval']} (as the README advises), plugin configuration on file-based LDS, `token_body_timeout_ms: {TOKEN_BODY_TIMEOUT_MS}`, "
+        f"{MEMORY_ALLOCATOR_MANAGER['memory_release_interval']}, plugin configuration on file-based LDS, `token_body_timeout_ms: {TOKEN_BODY_TIMEOUT_MS}`, "
         f"`jwks_refresh_seconds: {JWKS_REFRESH_SECONDS}`, IdP access tokens living {IDP_TOKEN_TTL} s (SSO "
         f"sessions refresh), `idp` cluster `idle_timeout: {IDP_IDLE_TIMEOUT}s` through a proxy that can slow "
         f"the IdP down; {ctx['users']:,} distinct IdP users; everything on 127.0.0.1, {load.processes} Python load "
