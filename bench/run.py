@@ -87,16 +87,24 @@ def edge_auth(**extra: Any) -> list[dict]:
     return [harness.wasm_filter(edge_auth_config(**extra))]
 
 
-EMPTY_FILTER_DIR = REPO_ROOT / "bench" / "empty_filter"
+def bench_filter(crate: str) -> list[dict]:
+    """bench/<crate>: a proxy-wasm filter that does nothing (built here on
+    first use), to measure what a wasm filter costs Envoy before any work."""
+    crate_dir = REPO_ROOT / "bench" / crate
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1"],
+                   cwd=crate_dir, check=True, timeout=900)
+    wasm = crate_dir / "target" / "wasm32-wasip1" / "release" / f"{crate}.wasm"
+    return [harness.wasm_filter("", wasm=wasm, name="empty", root_id="empty")]
 
 
 def empty_filter() -> list[dict]:
-    """bench/empty_filter: a proxy-wasm filter that does nothing (built here
-    on first use), to measure what a wasm filter costs Envoy before any work."""
-    subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1"],
-                   cwd=EMPTY_FILTER_DIR, check=True, timeout=900)
-    wasm = EMPTY_FILTER_DIR / "target" / "wasm32-wasip1" / "release" / "empty_filter.wasm"
-    return [harness.wasm_filter("", wasm=wasm, name="empty", root_id="empty")]
+    """bench/empty_filter: built on the proxy-wasm SDK (every callback exported)."""
+    return bench_filter("empty_filter")
+
+
+def minimal_filter() -> list[dict]:
+    """bench/minimal_filter: no SDK, only the callbacks a filter needs exported."""
+    return bench_filter("minimal_filter")
 
 
 #: jwt_authn's verified-JWT cache, as large as edge-auth's default token cache.
@@ -442,6 +450,15 @@ SCENARIOS: list[Scenario] = [
         "no host call: the cost of any wasm filter in V8",
     ),
     Scenario(
+        "empty wasm filter, minimal exports",
+        minimal_filter,
+        authenticates=False,
+        diagnostic=True,
+        note="diagnostic: `bench/minimal_filter`, the same without the SDK, exporting only context creation and "
+        "the two header callbacks (Envoy skips a callback a module does not export): what the SDK's other "
+        "exported callbacks cost per request",
+    ),
+    Scenario(
         "edge-auth, auth off (global_auth:false)",
         lambda: edge_auth(global_auth=False),
         authenticates=False,
@@ -526,6 +543,8 @@ TARGETS: list[Target] = [
            label="the wasm filter's floor vs a cached native verification"),
     Target("empty wasm filter", "jwt_authn RS256, many tokens, cache on", None,
            label="a wasm filter doing nothing vs a cached native verification"),
+    Target("empty wasm filter, minimal exports", "empty wasm filter", None,
+           label="only the callbacks a filter needs exported vs the SDK's every callback"),
 ]
 
 
