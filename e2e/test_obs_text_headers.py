@@ -37,8 +37,15 @@ def assert_still_serving(gw) -> None:
     assert "panicked" not in gw.log_text(), gw.log_tail(20)
 
 
-def test_content_type_on_the_token_endpoint(gw):
-    r = raw(gw, "POST", "/oauth2/token", [("Content-Type", BAD)])
+@pytest.mark.parametrize("name, value", [
+    ("Content-Type", BAD),
+    # Other spellings: the name in lower case, a valid type with one
+    # obs-text byte after it, a lone continuation byte.
+    ("content-type", "application/x-www-form-urlencoded\xff"),
+    ("CONTENT-TYPE", "\x80"),
+])
+def test_content_type_on_the_token_endpoint(gw, name, value):
+    r = raw(gw, "POST", "/oauth2/token", [(name, value)])
     assert r.status == 400, (r.status, r.body)
     assert json.loads(r.body)["error"] == "invalid_request", r.body
     assert_still_serving(gw)
