@@ -12,11 +12,12 @@
 //! remote JWKS body this worker holds), the scope, the token's location and
 //! the token's own SHA-256 (not the local cache's keyed digest: that key is
 //! secret to each VM, and every worker must name an entry alike). It is
-//! computed only when the ring is read (a local miss) or written. A worker only finds entries written under exactly
-//! the keys it holds itself: after a rotation or a revocation (a key removed
-//! from the JWKS) it stops finding the old entries as soon as it installs the
-//! new key set, which every worker does within the refresh interval. An
-//! entry also carries its expiry (the token's `exp` plus skew).
+//! computed only when the ring is read (a local miss) or written. A worker
+//! only finds entries written under exactly the keys it holds itself: after
+//! a rotation or a revocation (a key removed from the JWKS) it stops finding
+//! the old entries as soon as it installs the new key set, which every
+//! worker does within the refresh interval. An entry also carries its expiry
+//! (the token's `exp` plus skew).
 
 use sha2::{Digest, Sha256};
 
