@@ -10,14 +10,12 @@
 //! 0.2.1); statuses are read as `u32`, never as the SDK's enum (an unknown
 //! value in an enum is undefined behaviour).
 //!
-//! One SDK wrapper stays: `dispatch_http_call`, because the SDK routes the
-//! answer to the calling context only for calls it registered itself; it
-//! panics on no status Envoy's `httpCall` returns (Ok, BadArgument,
-//! InternalFailure).
+//! The SDK itself is gone (see `plugin/`): its dispatcher exported every
+//! callback of the ABI, and Envoy enters the VM for each one a module
+//! exports. The few ABI types the plugin uses are declared here.
 
+use std::mem::MaybeUninit;
 use std::ptr::null_mut;
-
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, StreamType};
 
 use super::pairs::{parse_pairs, serialize_pairs, BytePairs};
 
@@ -25,6 +23,40 @@ use super::pairs::{parse_pairs, serialize_pairs, BytePairs};
 const OK: u32 = 0;
 /// The ABI's `NotFound`.
 const NOT_FOUND: u32 = 1;
+
+/// The ABI's log levels (proxy-wasm 0.2.1 `LogLevel`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+/// The header maps the plugin reads or writes (ABI `MapType`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMap {
+    Request = 0,
+    Response = 2,
+    CallResponse = 6,
+}
+
+/// The buffers the plugin reads (ABI `BufferType`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferType {
+    HttpRequestBody = 0,
+    HttpCallResponseBody = 4,
+    PluginConfiguration = 7,
+}
+
+/// ABI `MetricType::Counter`.
+const METRIC_COUNTER: u32 = 0;
+/// ABI `StreamType::HttpRequest`.
+const STREAM_HTTP_REQUEST: u32 = 0;
 
 /// A status other than `Ok` (and other than `NotFound` where absence is an
 /// answer).
@@ -44,31 +76,31 @@ extern "C" {
         return_buffer_size: *mut usize,
     ) -> u32;
     fn proxy_get_header_map_pairs(
-        map_type: MapType,
+        map_type: HeaderMap,
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
     fn proxy_get_header_map_value(
-        map_type: MapType,
+        map_type: HeaderMap,
         key_data: *const u8,
         key_size: usize,
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
     fn proxy_replace_header_map_value(
-        map_type: MapType,
+        map_type: HeaderMap,
         key_data: *const u8,
         key_size: usize,
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(
-        map_type: MapType,
+        map_type: HeaderMap,
         key_data: *const u8,
         key_size: usize,
     ) -> u32;
     fn proxy_add_header_map_value(
-        map_type: MapType,
+        map_type: HeaderMap,
         key_data: *const u8,
         key_size: usize,
         value_data: *const u8,
@@ -100,7 +132,7 @@ extern "C" {
         value_size: usize,
         cas: u32,
     ) -> u32;
-    fn proxy_continue_stream(stream_type: StreamType) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -113,12 +145,33 @@ extern "C" {
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_define_metric(
-        metric_type: MetricType,
+        metric_type: u32,
         name_data: *const u8,
         name_size: usize,
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_milliseconds: u32,
+        return_token: *mut u32,
+    ) -> u32;
+}
+
+/// Memory for the host to write into (header maps, buffers, property
+/// values): exactly `size` bytes, which [`host_bytes`] takes back as a
+/// `Vec<u8>` of that capacity. Exported as `proxy_on_memory_allocate` by
+/// the shell.
+pub fn allocate(size: usize) -> *mut u8 {
+    let buffer: Box<[MaybeUninit<u8>]> = Box::new_uninit_slice(size);
+    Box::into_raw(buffer).cast::<u8>()
 }
 
 fn checked(status: u32) -> Result<(), Status> {
@@ -130,7 +183,7 @@ fn checked(status: u32) -> Result<(), Status> {
 }
 
 /// Takes ownership of bytes the host wrote into memory it allocated through
-/// the SDK's `proxy_on_memory_allocate` (a `Vec<u8>` of exactly `size`).
+/// [`allocate`] (a boxed slice of exactly `size`).
 ///
 /// # Safety
 /// `data` is null or was returned by the host for this call with `size`.
@@ -187,7 +240,7 @@ pub fn buffer(
 }
 
 /// Every header of a map, in order, names and values as bytes.
-pub fn header_pairs(map_type: MapType) -> Result<BytePairs, Status> {
+pub fn header_pairs(map_type: HeaderMap) -> Result<BytePairs, Status> {
     // SAFETY: the host writes a pointer and a size into the two out-params.
     let bytes =
         read_bytes(|data, size| unsafe { proxy_get_header_map_pairs(map_type, data, size) })?;
@@ -195,14 +248,14 @@ pub fn header_pairs(map_type: MapType) -> Result<BytePairs, Status> {
 }
 
 /// The first value of a header (Envoy's answer for a repeated one).
-pub fn header_value(map_type: MapType, name: &str) -> Result<Option<Vec<u8>>, Status> {
+pub fn header_value(map_type: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, Status> {
     // SAFETY: `name` outlives the call; the host writes the out-params.
     read_bytes(|data, size| unsafe {
         proxy_get_header_map_value(map_type, name.as_ptr(), name.len(), data, size)
     })
 }
 
-pub fn replace_header(map_type: MapType, name: &str, value: &str) -> Result<(), Status> {
+pub fn replace_header(map_type: HeaderMap, name: &str, value: &str) -> Result<(), Status> {
     // SAFETY: both slices outlive the call; the host copies them.
     checked(unsafe {
         proxy_replace_header_map_value(
@@ -215,12 +268,12 @@ pub fn replace_header(map_type: MapType, name: &str, value: &str) -> Result<(), 
     })
 }
 
-pub fn remove_header(map_type: MapType, name: &str) -> Result<(), Status> {
+pub fn remove_header(map_type: HeaderMap, name: &str) -> Result<(), Status> {
     // SAFETY: the slice outlives the call.
     checked(unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) })
 }
 
-pub fn add_header(map_type: MapType, name: &str, value: &str) -> Result<(), Status> {
+pub fn add_header(map_type: HeaderMap, name: &str, value: &str) -> Result<(), Status> {
     // SAFETY: both slices outlive the call; the host copies them.
     checked(unsafe {
         proxy_add_header_map_value(
@@ -276,7 +329,7 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), 
 
 pub fn resume_request() -> Result<(), Status> {
     // SAFETY: no memory is shared.
-    checked(unsafe { proxy_continue_stream(StreamType::HttpRequest) })
+    checked(unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) })
 }
 
 pub fn send_local_response(
@@ -309,13 +362,42 @@ pub fn set_effective_context(context: u32) -> Result<(), Status> {
 pub fn define_counter(name: &str) -> Result<u32, Status> {
     let mut id = 0u32;
     // SAFETY: `name` outlives the call; the host writes the id.
-    checked(unsafe {
-        proxy_define_metric(MetricType::Counter, name.as_ptr(), name.len(), &mut id)
-    })?;
+    checked(unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) })?;
     Ok(id)
 }
 
 pub fn increment_counter(id: u32) -> Result<(), Status> {
     // SAFETY: no memory is shared.
     checked(unsafe { proxy_increment_metric(id, 1) })
+}
+
+/// Dispatches an HTTP call to `cluster`; its token, which Envoy's answer
+/// (`proxy_on_http_call_response`, always on the root context) carries.
+pub fn http_call(
+    cluster: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout_ms: u64,
+) -> Result<u32, Status> {
+    let headers = serialize_pairs(headers);
+    let no_trailers = serialize_pairs(&[]);
+    let timeout = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
+    let mut token = 0u32;
+    // SAFETY: every slice outlives the call; the host copies them and
+    // writes the token.
+    checked(unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            body.as_ptr(),
+            body.len(),
+            no_trailers.as_ptr(),
+            no_trailers.len(),
+            timeout,
+            &mut token,
+        )
+    })?;
+    Ok(token)
 }

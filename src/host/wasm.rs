@@ -7,21 +7,25 @@
 //! callback from that copy (a bearer request used to read the whole map
 //! twice and three single values besides); any change the plugin makes to
 //! the request headers drops the copy.
+//!
+//! It also knows which context it acts for (the one Envoy entered, or the
+//! one `act_for_context` switched to), because an HTTP call's answer comes
+//! back on the root context and must be routed to the context that made
+//! the call: [`take_call_owner`].
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use proxy_wasm::types::{BufferType, LogLevel as WasmLogLevel, MapType};
-
-use super::abi;
+use super::abi::{self, BufferType, HeaderMap, LogLevel as WasmLogLevel};
 use super::{Host, HostError, LogLevel};
 
 /// Request headers as Envoy listed them: names (lower case) and values as
 /// bytes.
 type HeaderList = Vec<(String, Vec<u8>)>;
 
-#[derive(Default)]
 pub struct WasmHost {
+    /// The context host calls are made for.
+    acting_for: u32,
     request_headers: RefCell<Option<HeaderList>>,
 }
 
@@ -31,6 +35,16 @@ thread_local! {
     static COUNTERS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
     /// The same ids by the short name `count` takes (no name built per call).
     static SHORT_COUNTERS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+    /// The context that made each HTTP call in flight, by the call's token.
+    /// Envoy answers every call it accepted exactly once (success, failure
+    /// or timeout), which removes its entry.
+    static CALL_OWNERS: RefCell<HashMap<u32, u32>> = RefCell::new(HashMap::new());
+}
+
+/// The context that made the call with this token (and forgets it); `None`
+/// for a token this VM did not hand out.
+pub fn take_call_owner(token: u32) -> Option<u32> {
+    CALL_OWNERS.with(|owners| owners.try_borrow_mut().ok()?.remove(&token))
 }
 
 /// The counter with exactly this name, defined on first use.
@@ -60,13 +74,21 @@ fn short_counter_id(name: &str) -> Option<u32> {
 }
 
 impl WasmHost {
+    /// A host for one callback Envoy made on `context`.
+    pub fn acting_for(context: u32) -> Self {
+        WasmHost {
+            acting_for: context,
+            request_headers: RefCell::new(None),
+        }
+    }
+
     /// Runs `read` over the request headers, listing them from Envoy first
     /// if this callback has not yet. `None` when Envoy has no request
     /// headers to give (the call failed).
     fn with_request_headers<T>(&self, read: impl FnOnce(&HeaderList) -> T) -> Option<T> {
         let mut cached = self.request_headers.try_borrow_mut().ok()?;
         if cached.is_none() {
-            let pairs = abi::header_pairs(MapType::HttpRequestHeaders).ok()?;
+            let pairs = abi::header_pairs(HeaderMap::Request).ok()?;
             *cached = Some(
                 pairs
                     .into_iter()
@@ -183,19 +205,18 @@ impl Host for WasmHost {
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
         self.forget_request_headers();
-        abi::replace_header(MapType::HttpRequestHeaders, name, value)
+        abi::replace_header(HeaderMap::Request, name, value)
             .map_err(|_| HostError("set request header"))
     }
 
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
         self.forget_request_headers();
-        abi::remove_header(MapType::HttpRequestHeaders, name)
-            .map_err(|_| HostError("remove request header"))
+        abi::remove_header(HeaderMap::Request, name).map_err(|_| HostError("remove request header"))
     }
 
     fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
         self.forget_request_headers();
-        abi::add_header(MapType::HttpRequestHeaders, name, value)
+        abi::add_header(HeaderMap::Request, name, value)
             .map_err(|_| HostError("add request header"))
     }
 
@@ -206,16 +227,21 @@ impl Host for WasmHost {
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u32, HostError> {
-        // The SDK's wrapper: it registers the call so that the answer
-        // reaches this context (see `abi`).
-        proxy_wasm::hostcalls::dispatch_http_call(
-            cluster,
-            headers.to_vec(),
-            (!body.is_empty()).then_some(body),
-            vec![],
-            std::time::Duration::from_millis(timeout_ms),
-        )
-        .map_err(|_| HostError("dispatch_http_call refused (unknown cluster?)"))
+        let token = abi::http_call(cluster, headers, body, timeout_ms)
+            .map_err(|_| HostError("dispatch_http_call refused (unknown cluster?)"))?;
+        // The answer reaches the root context; the shell hands it to us.
+        let owner = self.acting_for;
+        let registered = CALL_OWNERS.with(|owners| {
+            owners
+                .try_borrow_mut()
+                .map(|mut owners| owners.insert(token, owner))
+                .is_ok()
+        });
+        if registered {
+            Ok(token)
+        } else {
+            Err(HostError("cannot register the call's owner"))
+        }
     }
 
     fn request_body(&self, max_bytes: usize) -> Option<Vec<u8>> {
@@ -225,7 +251,7 @@ impl Host for WasmHost {
     }
 
     fn call_response_status(&self) -> Option<u32> {
-        abi::header_value(MapType::HttpCallResponseHeaders, ":status")
+        abi::header_value(HeaderMap::CallResponse, ":status")
             .ok()
             .flatten()
             .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok())
@@ -238,7 +264,7 @@ impl Host for WasmHost {
     }
 
     fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-        abi::add_header(MapType::HttpResponseHeaders, name, value)
+        abi::add_header(HeaderMap::Response, name, value)
             .map_err(|_| HostError("add response header"))
     }
 
@@ -249,7 +275,9 @@ impl Host for WasmHost {
     fn act_for_context(&mut self, context: u32) -> Result<(), HostError> {
         // Another stream's headers from now on.
         self.forget_request_headers();
-        abi::set_effective_context(context).map_err(|_| HostError("context gone"))
+        abi::set_effective_context(context).map_err(|_| HostError("context gone"))?;
+        self.acting_for = context;
+        Ok(())
     }
 
     fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

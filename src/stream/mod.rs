@@ -8,6 +8,8 @@
 //!   the config, the verified-token cache, key fetches, and the tick that
 //!   answers token POSTs whose body is overdue.
 //! - [`Stream`] (`http.rs`): one per HTTP stream, its state machine.
+//! - [`Contexts`] (`contexts.rs`): the workers and streams by Envoy's
+//!   context ids, and a call's answer to the context that made the call.
 //! - `tick.rs`: the worker's tick periods and the one in force, which
 //!   streams share; `call_answer.rs`: reading an HTTP call's answer.
 //!
@@ -19,10 +21,12 @@
 //! [`Flow`]: crate::decision::Flow
 
 mod call_answer;
+mod contexts;
 mod http;
 mod tick;
 mod worker;
 
+pub use contexts::{refuse_unknown_stream, Contexts};
 pub use http::Stream;
 pub use tick::{BODY_WAIT_TICK_MS, KEY_TICK_MS};
 pub use worker::Worker;

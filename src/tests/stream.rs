@@ -12,7 +12,7 @@ use crate::b64::b64url;
 use crate::decision::Flow;
 use crate::fake_host::{FakeHost, SentReply};
 use crate::host::LogLevel;
-use crate::stream::{Stream, Worker, BODY_WAIT_TICK_MS, KEY_TICK_MS};
+use crate::stream::{Contexts, Stream, Worker, BODY_WAIT_TICK_MS, KEY_TICK_MS};
 use crate::token_endpoint::MAX_FORM_BYTES;
 
 const WORKER: u32 = 1;
@@ -267,16 +267,26 @@ fn sso_worker(extra: serde_json::Value) -> (Worker, FakeHost) {
     host.context = WORKER;
     worker.on_tick(&mut host);
     assert_eq!(host.calls.len(), 1, "discovery");
-    let doc = json!({"issuer": IDP, "jwks_uri": format!("{IDP}/jwks"),
-        "authorization_endpoint": format!("{IDP}/auth"), "token_endpoint": format!("{IDP}/token")});
     host.call_status = Some(200);
-    host.call_body = doc.to_string().into_bytes();
+    host.call_body = discovery_document();
     worker.on_call_response(1, host.call_body.len(), &mut host);
     assert_eq!(host.calls.len(), 2, "the JWKS right after discovery");
-    let jwks = json!({"keys": [{"kty": "oct", "kid": "k1", "k": b64url(KEY.as_bytes())}]});
-    host.call_body = jwks.to_string().into_bytes();
+    host.call_body = provider_keys();
     worker.on_call_response(2, host.call_body.len(), &mut host);
     (worker, host)
+}
+
+fn discovery_document() -> Vec<u8> {
+    json!({"issuer": IDP, "jwks_uri": format!("{IDP}/jwks"),
+        "authorization_endpoint": format!("{IDP}/auth"), "token_endpoint": format!("{IDP}/token")})
+    .to_string()
+    .into_bytes()
+}
+
+fn provider_keys() -> Vec<u8> {
+    json!({"keys": [{"kty": "oct", "kid": "k1", "k": b64url(KEY.as_bytes())}]})
+        .to_string()
+        .into_bytes()
 }
 
 /// A browser request on `STREAM`, sharing the worker host's shared data and
@@ -512,4 +522,160 @@ fn a_worker_without_random_bytes_verifies_every_token_in_full() {
         let expected_hits = if fail_random { 0 } else { 1 };
         assert_eq!(hits, expected_hits, "fail_random {fail_random}");
     }
+}
+
+// The shell's contexts (`stream::Contexts`): callbacks by Envoy's context
+// ids, and each call's answer handed to the context that made the call.
+
+const CALLBACK_STREAM: u32 = 8;
+
+/// A worker on root context `WORKER` whose provider document and keys
+/// reached it as answers routed by the contexts.
+fn sso_contexts() -> (Contexts, FakeHost) {
+    let mut contexts = Contexts::default();
+    contexts.create(WORKER, 0);
+    let mut host = FakeHost::new(NOW);
+    host.context = WORKER;
+    let config = sso_json(json!({})).to_string();
+    assert!(contexts.configure(WORKER, config.as_bytes(), &mut host));
+    contexts.tick(WORKER, &mut host);
+    host.call_status = Some(200);
+    for (n, body) in [discovery_document(), provider_keys()]
+        .into_iter()
+        .enumerate()
+    {
+        let call = host.calls.last().unwrap().clone();
+        assert_eq!((call.token, call.context), (n as u32 + 1, WORKER));
+        host.call_body = body;
+        let size = host.call_body.len();
+        assert_eq!(
+            contexts.on_call_response(WORKER, call.token, size, &mut host),
+            Flow::Stop
+        );
+    }
+    // The worker took both answers: it dispatched the JWKS fetch after the
+    // document, and now knows the provider (a login redirects to it).
+    assert_eq!(host.calls.len(), 2);
+    (contexts, host)
+}
+
+/// A browser's login on `STREAM`, then its callback on `CALLBACK_STREAM`,
+/// held for the code exchange. Returns the callback's host and the call.
+fn held_callback(
+    contexts: &mut Contexts,
+    worker_host: &FakeHost,
+) -> (FakeHost, crate::fake_host::DispatchedCall, String) {
+    contexts.create(STREAM, WORKER);
+    let mut host = browser_on(worker_host, "/app", None);
+    let flow = contexts.on_stream(STREAM, &mut host, |s, h| s.on_request_headers(h, true));
+    assert_eq!(flow, Flow::Stop);
+    let login = only_reply(&host);
+    assert_eq!(login.status, 302);
+    let location = login.header("location").unwrap().to_string();
+    assert!(location.starts_with(&format!("{IDP}/auth?")), "{location}");
+    let cookie = cookie_header(&set_cookies(&login.headers));
+
+    contexts.create(CALLBACK_STREAM, WORKER);
+    let state = query_value(&location, "state");
+    let path = format!("/oauth2/callback?code=c0de&state={state}");
+    let mut host = browser_on(worker_host, &path, Some(&cookie));
+    host.context = CALLBACK_STREAM;
+    let flow = contexts.on_stream(CALLBACK_STREAM, &mut host, |s, h| {
+        s.on_request_headers(h, true)
+    });
+    assert_eq!(flow, Flow::Stop);
+    let exchange = host.calls.last().unwrap().clone();
+    assert_eq!(
+        exchange.context, CALLBACK_STREAM,
+        "the stream made the call"
+    );
+    assert!(host.replies_on(CALLBACK_STREAM).is_empty(), "held");
+    (host, exchange, query_value(&location, "nonce"))
+}
+
+#[test]
+fn a_call_answer_goes_to_the_stream_that_made_the_call() {
+    let (mut contexts, worker_host) = sso_contexts();
+    let (mut host, exchange, nonce) = held_callback(&mut contexts, &worker_host);
+    // The answer arrives on the root context; the shell names the owner.
+    host.context = WORKER;
+    host.call_status = Some(200);
+    host.call_body = json!({"id_token": id_token(json!({"nonce": nonce})),
+        "access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600})
+    .to_string()
+    .into_bytes();
+    let size = host.call_body.len();
+    let flow = contexts.on_call_response(CALLBACK_STREAM, exchange.token, size, &mut host);
+    assert_eq!(flow, Flow::Stop, "answered locally: the sign-in redirect");
+    assert_eq!(host.context, CALLBACK_STREAM, "acting for the stream");
+    let replies = host.replies_on(CALLBACK_STREAM);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].status, 302, "{}", replies[0].body);
+    assert!(host.replies_on(WORKER).is_empty());
+}
+
+#[test]
+fn the_answer_to_a_stream_that_is_gone_is_dropped() {
+    let (mut contexts, worker_host) = sso_contexts();
+    let (mut host, exchange, _) = held_callback(&mut contexts, &worker_host);
+    assert_eq!(contexts.stream_count(), 2);
+    contexts.delete(CALLBACK_STREAM);
+    contexts.delete(STREAM);
+    assert_eq!(contexts.stream_count(), 0, "deleted streams are forgotten");
+    host.context = WORKER;
+    host.call_body = b"{}".to_vec();
+    let flow = contexts.on_call_response(CALLBACK_STREAM, exchange.token, 2, &mut host);
+    assert_eq!(flow, Flow::Stop, "nothing resumed");
+    assert!(host.replies.is_empty(), "{:?}", host.replies);
+    assert_eq!(host.context, WORKER);
+}
+
+#[test]
+fn the_answer_to_a_stream_envoy_ended_is_dropped() {
+    let (mut contexts, worker_host) = sso_contexts();
+    let (mut host, exchange, _) = held_callback(&mut contexts, &worker_host);
+    host.context = WORKER;
+    host.gone_contexts.push(CALLBACK_STREAM);
+    host.call_body = b"{}".to_vec();
+    let flow = contexts.on_call_response(CALLBACK_STREAM, exchange.token, 2, &mut host);
+    assert_eq!(flow, Flow::Stop);
+    assert!(host.replies.is_empty(), "{:?}", host.replies);
+}
+
+#[test]
+fn a_callback_for_an_unknown_stream_is_refused_503() {
+    let (mut contexts, _) = sso_contexts();
+    let mut host = FakeHost::new(NOW).request("GET", "gw", "/app");
+    host.context = 99;
+    let flow = contexts.on_stream(99, &mut host, |s, h| s.on_request_headers(h, true));
+    assert_eq!(flow, Flow::Stop, "never continued");
+    let reply = host.reply.clone().unwrap();
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.details, "edge_auth_unknown_context");
+    assert!(!host.logged_at(LogLevel::Error).is_empty());
+    // Its response side has nothing to decide.
+    assert_eq!(contexts.on_response_headers(99, &mut host), Flow::Continue);
+}
+
+#[test]
+fn a_stream_of_an_unknown_root_is_refused_as_unconfigured() {
+    let mut contexts = Contexts::default();
+    contexts.create(STREAM, 42);
+    let mut host = FakeHost::new(NOW).request("GET", "gw", "/app");
+    let flow = contexts.on_stream(STREAM, &mut host, |s, h| s.on_request_headers(h, true));
+    assert_eq!(flow, Flow::Stop);
+    let reply = host.reply.unwrap();
+    assert_eq!(reply.status, 503);
+    assert!(reply.body.contains("not configured"), "{}", reply.body);
+}
+
+#[test]
+fn a_configuration_for_an_unknown_root_is_refused() {
+    let mut contexts = Contexts::default();
+    let config = format!("{{{}}}", consumers_json());
+    assert!(!contexts.configure(WORKER, config.as_bytes(), &mut FakeHost::new(NOW)));
+    contexts.create(WORKER, 0);
+    assert!(contexts.configure(WORKER, config.as_bytes(), &mut FakeHost::new(NOW)));
+    contexts.delete(WORKER);
+    assert!(!contexts.configure(WORKER, config.as_bytes(), &mut FakeHost::new(NOW)));
 }
