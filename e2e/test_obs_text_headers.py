@@ -6,6 +6,12 @@ The SDK's header read panicked on them: one unauthenticated request with
 request on that worker got a 503 until Envoy restarted the plugin. Each case
 sends the bad value, checks the answer to it, then checks that the gateway
 still serves a valid token and that Envoy logged no panic.
+
+On a single sign-on route the plugin takes its own cookies out of the
+request before it goes upstream. It used to rebuild the ``Cookie`` header
+from its text view, so another application's cookie with a byte that is not
+UTF-8 reached the upstream as U+FFFD, and only the first ``Cookie`` line was
+looked at; the other cookies now pass byte for byte, from every line.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import json
 import pytest
 
 import harness
-from common import C1, assert_passed, assert_unauthorized, consumers, issue_token
+from common import C1, assert_passed, assert_unauthorized, consumers, issue_token, probe
+from proxied_idp import ProxiedIdp, base_url, sign_in_until_callback, sso_gateway
+from sso_browser import Browser
 
 BAD = "\xff\xfe"  # sent as the bytes 0xff 0xfe (latin-1)
 
@@ -71,3 +79,58 @@ def test_cookie_and_other_values(gw):
                                 ("User-Agent", BAD)])
     assert_passed(r, C1, "GET", "/a/x")
     assert_still_serving(gw)
+
+
+SSO_COOKIE = "_edge_auth_obs"
+
+
+@pytest.fixture(scope="module")
+def idp():
+    with ProxiedIdp("obs-text", harness.free_port()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def site(idp, echo, wasm):
+    gw = sso_gateway(idp, echo.port, wasm, "test_obs_text", SSO_COOKIE,
+                     "edge-auth-e2e-cookie-secret-O-0123456789abcdef01")
+    yield gw
+    gw.stop()
+
+
+def session_cookies(site, idp) -> str:
+    """A signed-in browser's session cookies, as one Cookie value (the
+    IdP's own cookies, on the same host, left out)."""
+    browser = Browser(name="obs-text")
+    r = browser.request("GET", sign_in_until_callback(site, idp, browser, "/app"))
+    assert r.status == 302, (r, site.log_tail(30))
+    cookies = browser.jar.header_for(base_url(site) + "/app/page") or ""
+    ours = [c for c in cookies.split("; ") if c.startswith(SSO_COOKIE)]
+    assert ours, cookies
+    return "; ".join(ours)
+
+
+def upstream_cookie(site, echo, cookie_lines: list[str]):
+    p = probe()
+    r = raw(site, "GET", "/app/page", [*(("Cookie", c) for c in cookie_lines), p])
+    assert r.status == 200, (r.status, r.body, site.log_tail(20))
+    seen = echo.requests_seen(p[1])
+    assert len(seen) == 1 and seen[0]["headers"]["x-mse-consumer"] == "alice", seen
+    return seen[0]["headers"].get("cookie")
+
+
+def test_other_cookies_reach_the_upstream_byte_for_byte(site, idp, echo):
+    ours = session_cookies(site, idp)
+    # The echo server reads header bytes as latin-1: "\xe9" is the byte 0xe9.
+    got = upstream_cookie(site, echo, [f"legacy=caf\xe9; {ours}; n\xff=1; plain=2"])
+    assert got == "legacy=caf\xe9; n\xff=1; plain=2", got
+    assert "\ufffd" not in got and "\xef\xbf\xbd" not in got
+
+
+def test_our_cookies_are_taken_out_of_every_cookie_line(site, idp, echo):
+    ours = session_cookies(site, idp)
+    # A forged login cookie of ours in a second Cookie line, next to another
+    # application's cookie: ours never reaches the upstream, theirs does.
+    got = upstream_cookie(site, echo, [ours, f"{SSO_COOKIE}_csrf_x=forged; other=2"])
+    assert got is not None and SSO_COOKIE not in got, got
+    assert "other=2" in got, got

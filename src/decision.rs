@@ -63,8 +63,9 @@ pub struct Forward<'c> {
 pub enum CookieEdit {
     #[default]
     Keep,
-    Replace(String),
-    Remove,
+    /// Take this cookie family (`cookie::jar::in_family`) out of the
+    /// request's `Cookie` values.
+    StripFamily(String),
 }
 
 impl<'c> Forward<'c> {
@@ -210,10 +211,13 @@ fn edit_headers<H: Host>(host: &mut H, forward: &Forward<'_>) -> Result<(), Host
     if let Some(name) = &forward.consumer {
         host.set_request_header(CONSUMER_HEADER, name)?;
     }
-    match &forward.upstream_cookie {
-        CookieEdit::Keep => {}
-        CookieEdit::Replace(value) => host.set_request_header("cookie", value)?,
-        CookieEdit::Remove => host.remove_request_header("cookie")?,
+    if let CookieEdit::StripFamily(family) = &forward.upstream_cookie {
+        let values = host.request_header_values_bytes("cookie")?;
+        match crate::cookie::jar::without_family(&values, family) {
+            None => {}
+            Some(rest) if rest.is_empty() => host.remove_request_header("cookie")?,
+            Some(rest) => host.set_request_header_bytes("cookie", &rest)?,
+        }
     }
     for (header, value, replace) in &forward.claim_headers {
         if *replace {

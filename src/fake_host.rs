@@ -197,6 +197,15 @@ impl Host for FakeHost {
             .collect())
     }
 
+    /// The fake keeps headers as text: bytes of the text.
+    fn request_header_values_bytes(&self, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
+        Ok(self
+            .request_header_values(name)?
+            .into_iter()
+            .map(String::into_bytes)
+            .collect())
+    }
+
     fn request_header_names(&self) -> Result<Vec<String>, HostError> {
         if self.fail_header_list {
             return Err(HostError("cannot list request headers"));
@@ -248,6 +257,12 @@ impl Host for FakeHost {
         self.headers.retain(|(k, _)| k != name);
         self.headers.push((name.into(), value.into()));
         Ok(())
+    }
+
+    /// Kept as text: bytes that are not UTF-8 become U+FFFD here (the
+    /// byte-exact path is tested in e2e against Envoy).
+    fn set_request_header_bytes(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
+        self.set_request_header(name, &String::from_utf8_lossy(value))
     }
 
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {

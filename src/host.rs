@@ -38,6 +38,9 @@ pub trait Host {
     /// values of a repeated header apart (except for a few it joins, such
     /// as `authorization`); `request_header` gives only the first.
     fn request_header_values(&self, name: &str) -> Result<Vec<String>, HostError>;
+    /// Every value of a request header as bytes, exactly as they arrived
+    /// (for rewriting a header whose other parts must pass unchanged).
+    fn request_header_values_bytes(&self, name: &str) -> Result<Vec<Vec<u8>>, HostError>;
     /// The names of all request headers, as they arrived (repeats possible).
     fn request_header_names(&self) -> Result<Vec<String>, HostError>;
     /// An Envoy attribute such as `["route_name"]` or `["cluster_name"]`.
@@ -58,6 +61,8 @@ pub trait Host {
     fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), HostError>;
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Sets a header to bytes that may not be UTF-8 (kept as they are).
+    fn set_request_header_bytes(&mut self, name: &str, value: &[u8]) -> Result<(), HostError>;
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
     /// Adds a value, keeping any already there.
     fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;

@@ -128,17 +128,41 @@ pub fn write(
     Some(lines)
 }
 
-/// The `Cookie` header without the cookies `is_ours` picks, for upstream.
-/// `None` when nothing is left (remove the header).
-pub fn without(header: &str, is_ours: impl Fn(&str) -> bool) -> Option<String> {
-    let kept: Vec<String> = header
-        .split(';')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .filter(|p| !is_ours(p.split_once('=').map_or(*p, |(k, _)| k.trim())))
-        .map(str::to_string)
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
+/// Whether `name` belongs to the cookie family `family`: the cookie itself
+/// or one of its `<family>_<suffix>` pieces (chunks, login cookies).
+pub fn in_family(family: &str, name: &str) -> bool {
+    name == family
+        || name
+            .strip_prefix(family)
+            .is_some_and(|rest| rest.starts_with('_'))
+}
+
+/// What the upstream gets of the request's `Cookie` values (every one, in
+/// order) once the family's cookies are taken out: `None` when none of them
+/// was there (leave the header alone), else the other cookies joined with
+/// `"; "` (empty: remove the header). Byte for byte: a value that is not
+/// UTF-8 (obs-text a browser still sends) reaches the upstream as sent; a
+/// name that is not UTF-8 is never the family's.
+pub fn without_family(values: &[Vec<u8>], family: &str) -> Option<Vec<u8>> {
+    let mut found = false;
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for piece in values.iter().flat_map(|v| v.split(|b| *b == b';')) {
+        let piece = piece.trim_ascii();
+        if piece.is_empty() {
+            continue;
+        }
+        let name = piece
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or(piece)
+            .trim_ascii();
+        if std::str::from_utf8(name).is_ok_and(|name| in_family(family, name)) {
+            found = true;
+        } else {
+            kept.push(piece);
+        }
+    }
+    found.then(|| kept.join(&b"; "[..]))
 }
 
 #[cfg(test)]
@@ -218,12 +242,41 @@ mod tests {
 
     #[test]
     fn strips_our_cookies_for_upstream() {
-        let ours = |n: &str| n == "s" || n.starts_with("s_");
+        let strip = |values: &[&[u8]]| {
+            let values: Vec<Vec<u8>> = values.iter().map(|v| v.to_vec()).collect();
+            without_family(&values, "s")
+        };
         assert_eq!(
-            without("a=1; s_0=x; b=2; s=y", ours).as_deref(),
-            Some("a=1; b=2")
+            strip(&[b"a=1; s_0=x; b=2; s=y"]).as_deref(),
+            Some(&b"a=1; b=2"[..])
         );
-        assert_eq!(without("s=1", ours), None);
+        assert_eq!(
+            strip(&[b"s=1"]).as_deref(),
+            Some(&b""[..]),
+            "only ours: remove"
+        );
+        assert_eq!(strip(&[b"a=1; sx=2"]), None, "none of ours: leave alone");
+        // Every Cookie value (HTTP/2 sends one per cookie), ours in the second.
+        assert_eq!(
+            strip(&[b"a=1", b"s=2; b=3"]).as_deref(),
+            Some(&b"a=1; b=3"[..])
+        );
+        // Bytes that are not UTF-8 stay exactly as sent.
+        assert_eq!(
+            strip(&[b"legacy=caf\xe9; s=x; n\xff=1"]).as_deref(),
+            Some(&b"legacy=caf\xe9; n\xff=1"[..])
+        );
+        // Separators without spaces, a cookie without `=`, blanks.
+        assert_eq!(
+            strip(&[b";s;a;;s_1=z ; b=2"]).as_deref(),
+            Some(&b"a; b=2"[..])
+        );
+    }
+
+    #[test]
+    fn the_family_is_the_name_and_its_suffixed_pieces() {
+        assert!(in_family("s", "s") && in_family("s", "s_0") && in_family("s", "s_csrf_x"));
+        assert!(!in_family("s", "sx") && !in_family("s", "S") && !in_family("s", "_s"));
     }
 
     #[test]

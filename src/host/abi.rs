@@ -255,7 +255,7 @@ pub fn header_value(map_type: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, 
     })
 }
 
-pub fn replace_header(map_type: HeaderMap, name: &str, value: &str) -> Result<(), Status> {
+pub fn replace_header(map_type: HeaderMap, name: &str, value: &[u8]) -> Result<(), Status> {
     // SAFETY: both slices outlive the call; the host copies them.
     checked(unsafe {
         proxy_replace_header_map_value(

@@ -163,6 +163,17 @@ impl Host for WasmHost {
         .ok_or(HostError("list request headers"))
     }
 
+    fn request_header_values_bytes(&self, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
+        self.with_request_headers(|headers| {
+            headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
+        .ok_or(HostError("list request headers"))
+    }
+
     fn request_header_names(&self) -> Result<Vec<String>, HostError> {
         self.with_request_headers(|headers| headers.iter().map(|(k, _)| k.clone()).collect())
             .ok_or(HostError("list request headers"))
@@ -204,6 +215,12 @@ impl Host for WasmHost {
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.forget_request_headers();
+        abi::replace_header(HeaderMap::Request, name, value.as_bytes())
+            .map_err(|_| HostError("set request header"))
+    }
+
+    fn set_request_header_bytes(&mut self, name: &str, value: &[u8]) -> Result<(), HostError> {
         self.forget_request_headers();
         abi::replace_header(HeaderMap::Request, name, value)
             .map_err(|_| HostError("set request header"))

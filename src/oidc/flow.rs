@@ -92,7 +92,7 @@ pub fn on_request<'c, H: Host>(
         }
     }
     decide(
-        session_forward(config, sso, &session, allow, req, Vec::new()).map_err(|r| {
+        session_forward(config, sso, &session, allow, Vec::new()).map_err(|r| {
             pages::access_denied_for_browser(
                 r,
                 &*host,
@@ -272,7 +272,7 @@ fn on_token_response<'c, H: Host>(
                         Ok(lines) => lines,
                         Err(reply) => return Decision::Reply(reply),
                     };
-                    match session_forward(config, &sso, &session, allow, req, cookies) {
+                    match session_forward(config, &sso, &session, allow, cookies) {
                         Ok(forward) => Decision::Forward(forward),
                         Err(reply) => Decision::Reply(reply),
                     }

@@ -8,12 +8,10 @@ use serde_json::{Map, Value};
 
 use super::pages;
 use super::session::Session;
-use super::session_store::is_our_cookie;
 use super::sso_request::SsoRequest;
 use crate::audit::{self, ConsumerKind};
 use crate::config::oidc::{OidcConfig, PassToken};
 use crate::config::{AllowList, Config, OidcScope};
-use crate::cookie::jar as cookie;
 use crate::decision::{bearer_challenge, keys_unavailable, CookieEdit, Forward, Reply};
 use crate::token::jwt::{self, claim_header_value};
 use crate::token::policy::{self, OidcToken, Policy};
@@ -25,7 +23,6 @@ pub(super) fn session_forward<'c>(
     sso: &OidcScope,
     session: &Session,
     allow: Option<&AllowList>,
-    req: &SsoRequest<'_>,
     response_cookies: Vec<String>,
 ) -> Result<Forward<'c>, Reply> {
     let oidc = &sso.config;
@@ -62,14 +59,9 @@ pub(super) fn session_forward<'c>(
                 .push(("x-userinfo".into(), token.payload.to_string(), true));
         }
     }
-    forward.upstream_cookie = match req.cookie {
-        Some(header) => match cookie::without(header, |name| is_our_cookie(oidc, name)) {
-            Some(rest) if rest != header => CookieEdit::Replace(rest),
-            Some(_) => CookieEdit::Keep,
-            None => CookieEdit::Remove,
-        },
-        None => CookieEdit::Keep,
-    };
+    // Taken out of every Cookie value when the request is forwarded, byte
+    // for byte (the lossy text view above must not rewrite others' cookies).
+    forward.upstream_cookie = CookieEdit::StripFamily(oidc.cookie_name.clone());
     forward.response_cookies = response_cookies;
     Ok(forward)
 }

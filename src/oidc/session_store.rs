@@ -36,13 +36,6 @@ pub(super) fn refresh_due(oidc: &OidcConfig, session: &Session, now: u64) -> boo
             .is_some_and(|every| now >= session.refreshed_at.saturating_add(every))
 }
 
-pub(super) fn is_our_cookie(oidc: &OidcConfig, name: &str) -> bool {
-    name == oidc.cookie_name
-        || name
-            .strip_prefix(oidc.cookie_name.as_str())
-            .is_some_and(|rest| rest.starts_with('_'))
-}
-
 pub(super) fn random_nonce<H: Host>(host: &mut H) -> Option<[u8; NONCE_LEN]> {
     let mut nonce = [0u8; NONCE_LEN];
     host.random_bytes(&mut nonce).ok()?;

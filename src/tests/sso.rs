@@ -285,8 +285,12 @@ fn full_login_then_session_requests() {
     let Decision::Forward(f) = &d else {
         panic!("{d:?}")
     };
-    assert_eq!(f.upstream_cookie, CookieEdit::Replace("other=1".into()));
+    assert_eq!(
+        f.upstream_cookie,
+        CookieEdit::StripFamily("_edge_auth_session".into())
+    );
     assert_eq!(apply(&mut host, d), Flow::Continue);
+    assert_eq!(host.header("cookie"), Some("other=1"), "ours taken out");
     assert_eq!(host.header("x-mse-consumer"), Some("alice"));
     assert_eq!(host.header("x-user-email"), Some("alice@example.com"));
     assert!(host
