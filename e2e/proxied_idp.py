@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from urllib.parse import urlsplit
 
+import pytest
+
 import harness
 from fault_proxy import FaultProxy
 from idp_control import APP1, Idp
@@ -104,6 +106,26 @@ def sso_gateway(idp: ProxiedIdp, upstream_port: int, wasm, name: str, cookie_nam
     gw = harness.Envoy(bootstrap, listener, admin, name=name, extra_args=envoy_args)
     gw.start()
     return gw
+
+
+def sso_site_fixtures(name: str, cookie_name: str, cookie_secret: str, access_token_ttl: int | None = None,
+                      **oidc: object):
+    """A test module's two fixtures, ``idp`` (a :class:`ProxiedIdp`) and
+    ``site`` (an :func:`sso_gateway` signing browsers in at it, upstream
+    the ``echo`` server): ``idp, site = sso_site_fixtures(...)``."""
+
+    @pytest.fixture(scope="module")
+    def idp():
+        with ProxiedIdp(name, harness.free_port(), access_token_ttl=access_token_ttl) as server:
+            yield server
+
+    @pytest.fixture(scope="module")
+    def site(idp, echo, wasm):
+        gw = sso_gateway(idp, echo.port, wasm, f"test_{name}", cookie_name, cookie_secret, **oidc)
+        yield gw
+        gw.stop()
+
+    return idp, site
 
 
 def base_url(gw: harness.Envoy) -> str:

@@ -18,33 +18,21 @@ from __future__ import annotations
 import time
 from urllib.parse import urlsplit
 
-import pytest
-
 import harness
 from common import probe
 from harness import SlowRequest
-from proxied_idp import ProxiedIdp, base_url, sign_in_until_callback, sso_gateway
+from proxied_idp import base_url, sign_in_until_callback, sso_site_fixtures
 from sso_browser import Browser
 
 COOKIE = "_edge_auth_session"
 BODY = b"note=hello&x=" + b"y" * 64
 
 
-@pytest.fixture(scope="module")
-def idp():
-    # Access tokens live 1 s: the session needs a refresh right after sign-in.
-    with ProxiedIdp("held-requests", harness.free_port(), access_token_ttl=1) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def site(idp, echo, wasm):
-    gw = sso_gateway(idp, echo.port, wasm, "test_held_requests", COOKIE,
-                     "edge-auth-e2e-cookie-secret-H-0123456789abcdef01",
-                     match_type="whitelist",
-                     match_list=[{"match_rule_domain": "", "match_rule_path": "/open", "match_rule_type": "prefix"}])
-    yield gw
-    gw.stop()
+# Access tokens live 1 s: the session needs a refresh right after sign-in.
+idp, site = sso_site_fixtures(
+    "held_requests", COOKIE, "edge-auth-e2e-cookie-secret-H-0123456789abcdef01", access_token_ttl=1,
+    match_type="whitelist",
+    match_list=[{"match_rule_domain": "", "match_rule_path": "/open", "match_rule_type": "prefix"}])
 
 
 def held_post(gw: harness.Envoy, url: str, browser: Browser, p) -> SlowRequest:

@@ -11,28 +11,15 @@ browser in (positive control).
 
 from __future__ import annotations
 
-import pytest
-
 import harness
-from proxied_idp import ProxiedIdp, sign_in_until_callback, sso_gateway
+from proxied_idp import ProxiedIdp, sign_in_until_callback, sso_site_fixtures
 from sso_browser import Browser
 
 LIMIT = 512 * 1024
 COOKIE = "_edge_auth_session"
 
 
-@pytest.fixture(scope="module")
-def idp():
-    with ProxiedIdp("answer-limit", harness.free_port()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def site(idp, echo, wasm):
-    gw = sso_gateway(idp, echo.port, wasm, "test_idp_answer_limit", COOKIE,
-                     "edge-auth-e2e-cookie-secret-L-0123456789abcdef01")
-    yield gw
-    gw.stop()
+idp, site = sso_site_fixtures("idp_answer_limit", COOKIE, "edge-auth-e2e-cookie-secret-L-0123456789abcdef01")
 
 
 def session_cookies(r) -> list[str]:

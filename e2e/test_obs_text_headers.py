@@ -22,7 +22,7 @@ import pytest
 
 import harness
 from common import C1, assert_passed, assert_unauthorized, consumers, issue_token, probe
-from proxied_idp import ProxiedIdp, base_url, sign_in_until_callback, sso_gateway
+from proxied_idp import base_url, sign_in_until_callback, sso_site_fixtures
 from sso_browser import Browser
 
 BAD = "\xff\xfe"  # sent as the bytes 0xff 0xfe (latin-1)
@@ -84,18 +84,7 @@ def test_cookie_and_other_values(gw):
 SSO_COOKIE = "_edge_auth_obs"
 
 
-@pytest.fixture(scope="module")
-def idp():
-    with ProxiedIdp("obs-text", harness.free_port()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def site(idp, echo, wasm):
-    gw = sso_gateway(idp, echo.port, wasm, "test_obs_text", SSO_COOKIE,
-                     "edge-auth-e2e-cookie-secret-O-0123456789abcdef01")
-    yield gw
-    gw.stop()
+idp, site = sso_site_fixtures("obs_text", SSO_COOKIE, "edge-auth-e2e-cookie-secret-O-0123456789abcdef01")
 
 
 def session_cookies(site, idp) -> str:

@@ -30,7 +30,7 @@ import pytest
 import harness
 from common import C1, FORM, assert_token_response, consumers, cred_params, probe
 from harness import SlowRequest, form
-from proxied_idp import ProxiedIdp, base_url, sign_in_until_callback, sso_gateway
+from proxied_idp import base_url, sign_in_until_callback, sso_site_fixtures
 from sso_browser import Browser
 
 BODY = form(cred_params(C1)).encode()
@@ -42,18 +42,8 @@ def gw(start_gateway):
     return start_gateway({"consumers": consumers(C1), "global_auth": True}, name="token")
 
 
-@pytest.fixture(scope="module")
-def idp():
-    with ProxiedIdp("shell", harness.free_port(), access_token_ttl=1) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def site(idp, echo, wasm):
-    gw = sso_gateway(idp, echo.port, wasm, "test_shell", COOKIE,
-                     "edge-auth-e2e-cookie-secret-S-0123456789abcdef01")
-    yield gw
-    gw.stop()
+idp, site = sso_site_fixtures("shell", COOKIE, "edge-auth-e2e-cookie-secret-S-0123456789abcdef01",
+                              access_token_ttl=1)
 
 
 def token_post(gw: harness.Envoy, chunked: bool = False) -> SlowRequest:

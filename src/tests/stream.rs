@@ -319,12 +319,7 @@ fn sign_in(worker: &Worker, worker_host: &FakeHost) -> String {
     let exchange = host.calls.last().unwrap().clone();
     assert_eq!(exchange.cluster, "idp");
     assert!(String::from_utf8_lossy(&exchange.body).contains("grant_type=authorization_code"));
-    host.call_status = Some(200);
-    host.call_body = json!({"id_token": id_token(json!({"nonce": nonce})),
-        "access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600})
-    .to_string()
-    .into_bytes();
-    let size = host.call_body.len();
+    let size = answer_code_exchange(&mut host, &nonce);
     assert_eq!(
         stream.on_call_response(&mut host, exchange.token, size),
         Flow::Stop
@@ -332,6 +327,17 @@ fn sign_in(worker: &Worker, worker_host: &FakeHost) -> String {
     let signed_in = only_reply(&host);
     assert_eq!(signed_in.status, 302, "{}", signed_in.body);
     cookie_header(&set_cookies(&signed_in.headers))
+}
+
+/// The IdP's answer to a code exchange (tokens for `nonce`) as the call
+/// answer being delivered; returns its size.
+fn answer_code_exchange(host: &mut FakeHost, nonce: &str) -> usize {
+    host.call_status = Some(200);
+    host.call_body = json!({"id_token": id_token(json!({"nonce": nonce})),
+        "access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600})
+    .to_string()
+    .into_bytes();
+    host.call_body.len()
 }
 
 /// A request past `cookie_refresh`: held while the refresh call runs.
@@ -599,12 +605,7 @@ fn a_call_answer_goes_to_the_stream_that_made_the_call() {
     let (mut host, exchange, nonce) = held_callback(&mut contexts, &worker_host);
     // The answer arrives on the root context; the shell names the owner.
     host.context = WORKER;
-    host.call_status = Some(200);
-    host.call_body = json!({"id_token": id_token(json!({"nonce": nonce})),
-        "access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600})
-    .to_string()
-    .into_bytes();
-    let size = host.call_body.len();
+    let size = answer_code_exchange(&mut host, &nonce);
     let flow = contexts.on_call_response(CALLBACK_STREAM, exchange.token, size, &mut host);
     assert_eq!(flow, Flow::Stop, "answered locally: the sign-in redirect");
     assert_eq!(host.context, CALLBACK_STREAM, "acting for the stream");
