@@ -155,7 +155,11 @@ fn oidc_scope(
             source
         }
     };
-    Some(OidcScope { config, provider })
+    Some(OidcScope {
+        config,
+        provider,
+        idp_backoff: Default::default(),
+    })
 }
 
 /// No claim may be written into the header this scope reads gateway tokens
