@@ -54,9 +54,6 @@ pub struct Scope {
 pub struct OidcScope {
     pub config: OidcConfig,
     pub provider: Rc<RemoteKeySource>,
-    /// Whether this worker saw the IdP's token endpoint fail to answer
-    /// (refreshes are then refused at once for a while).
-    pub idp_backoff: crate::oidc::idp_backoff::IdpBackoff,
 }
 
 #[derive(Debug, PartialEq, Eq)]

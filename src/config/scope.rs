@@ -155,11 +155,7 @@ fn oidc_scope(
             source
         }
     };
-    Some(OidcScope {
-        config,
-        provider,
-        idp_backoff: Default::default(),
-    })
+    Some(OidcScope { config, provider })
 }
 
 /// No claim may be written into the header this scope reads gateway tokens

@@ -8,7 +8,6 @@
 use std::rc::Rc;
 
 use super::identity::{bearer_forward, session_forward};
-use super::idp_backoff::unavailable;
 use super::idp_call::{new_keys_request, token_call, token_response, TokenResponse};
 use super::login::{callback, login_cookie_attributes, login_or_401, unauthorized};
 use super::logout::sign_out;
@@ -22,6 +21,7 @@ use crate::config::{Config, OidcScope, DEFAULT_CALL_TIMEOUT_MS};
 use crate::cookie::jar as cookie;
 use crate::decision::{redirect, Decision, Forward, Reply};
 use crate::host::{Host, LogLevel};
+use crate::keys::remote::idp_backoff::unavailable;
 use crate::keys::remote::{accept_jwks, jwks_fetch_failed};
 
 pub use super::continuation::{CallOut, Continuation};
@@ -74,6 +74,7 @@ pub fn on_request<'c, H: Host>(
             // The IdP just failed to answer a refresh: refused now rather
             // than held for another call timeout (the session is kept).
             if !sso
+                .provider
                 .idp_backoff
                 .may_call(host.now_unix_millis(), DEFAULT_CALL_TIMEOUT_MS)
             {
@@ -121,6 +122,7 @@ pub fn on_request<'c, H: Host>(
 fn idp_unavailable<H: Host>(sso: &OidcScope, req: &SsoRequest<'_>, host: &H) -> Reply {
     let mut reply = pages::idp_unreachable(host, req.is_navigation(), req.path, req.authority);
     let seconds = sso
+        .provider
         .idp_backoff
         .retry_after_seconds(host.now_unix_millis())
         .to_string();
@@ -192,7 +194,7 @@ pub fn on_response<'c, H: Host>(
         }
         then => {
             let now_ms = host.now_unix_millis();
-            then.sso().idp_backoff.record(status, now_ms);
+            then.sso().provider.idp_backoff.record(status, now_ms);
             if let Continuation::Refresh { sso, .. } = &then {
                 if unavailable(status) {
                     // Not a refusal: the refresh token may be good, so the

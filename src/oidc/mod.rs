@@ -4,7 +4,6 @@ mod continuation;
 pub mod flow;
 pub mod id_token;
 mod identity;
-pub mod idp_backoff;
 mod idp_call;
 mod login;
 mod logout;

@@ -18,7 +18,7 @@ use std::cell::Cell;
 /// `Retry-After` of the answer, in seconds, says the same).
 pub const IDP_BACKOFF_MS: u64 = 5_000;
 
-/// The state of one `oidc` block's IdP, as one worker saw it last.
+/// The state of one provider's token endpoint, as one worker saw it last.
 #[derive(Debug, Default)]
 pub struct IdpBackoff {
     /// No refresh call before this time (unix ms); `None`: the IdP answers.
