@@ -31,8 +31,8 @@ HELD = {
     "idp_pending": "cluster.idp.upstream_rq_pending_active",
 }
 # Plugin counters sampled with them (what the plugin was doing meanwhile).
-COUNTERS = ("sso_refreshes", "sso_refresh_failed", "token_body_waits", "jwks_fetch_ok", "jwks_fetch_failed",
-            "cache_misses")
+COUNTERS = ("sso_refreshes", "sso_refresh_failed", "sso_refresh_deferred", "token_body_waits", "jwks_fetch_ok",
+            "jwks_fetch_failed", "cache_misses")
 _STATS_FILTER = "^(" + "|".join(v.replace(".", "\\.") for v in HELD.values()) + "|wasmcustom\\.edge_auth_(" + \
     "|".join(COUNTERS) + "))$"
 WASM_FAILURE = re.compile(
