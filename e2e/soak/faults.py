@@ -46,7 +46,8 @@ class Conductor(threading.Thread):
     """Runs the fault timeline (see :func:`plan`)."""
 
     def __init__(self, gw: Gateway, idp: Idp, proxy: SlowProxy, keys: KeyPlan, traffic: Traffic, ledger: Ledger,
-                 timeline: Timeline, duration: float, stop: threading.Event) -> None:
+                 timeline: Timeline, duration: float, stop: threading.Event,
+                 only: list[tuple[str, float | None]] | None = None) -> None:
         super().__init__(name="conductor", daemon=True)
         self.gw, self.idp, self.proxy, self.keys = gw, idp, proxy, keys
         self.traffic, self.ledger, self.timeline = traffic, ledger, timeline
@@ -57,7 +58,7 @@ class Conductor(threading.Thread):
         self.slowloris_streams = 200 if duration >= 300 else 100
         self.slowloris_times: list[float] = []
         self.revoked = False
-        self.events = plan(duration)
+        self.events = plan(duration) if only is None else chosen(only, duration)
         self._down = None
         self._slow = None
 
@@ -282,6 +283,37 @@ def plan(duration: float) -> list[tuple[float, Callable[[Conductor], None]]]:
     ]
     if d >= 300:
         events.append((0.88 * d, Conductor.idp_outage))
+    return sorted(events, key=lambda e: e[0])
+
+
+# The faults by name, for ``--faults`` (a developer's short try-out of some).
+FAULTS: dict[str, Callable[[Conductor], None]] = {
+    "reload": Conductor.reload,
+    "idp-down": Conductor.idp_outage,
+    "key-rotation": Conductor.rotate_keys,
+    "idp-slow": Conductor.idp_slow,
+    "key-revocation": Conductor.revoke_key,
+    "slowloris": Conductor.slowloris,
+}
+
+
+def parse_faults(text: str) -> list[tuple[str, float | None]]:
+    """``NAME[@SECONDS],...`` (names of FAULTS; empty: none) -> [(name, at or None)]."""
+    out: list[tuple[str, float | None]] = []
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        name, _, at = item.partition("@")
+        if name not in FAULTS:
+            raise ValueError(f"unknown fault {name!r} (known: {', '.join(FAULTS)})")
+        out.append((name, float(at) if at else None))
+    return out
+
+
+def chosen(only: list[tuple[str, float | None]], duration: float) -> list[tuple[float, Callable[[Conductor], None]]]:
+    """The faults named, each at its time or, without one, spread evenly
+    over the middle of the run (from a third on)."""
+    events = []
+    for i, (name, at) in enumerate(only):
+        events.append((at if at is not None else duration / 3 + i * duration / (2 * len(only)), FAULTS[name]))
     return sorted(events, key=lambda e: e[0])
 
 

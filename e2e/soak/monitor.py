@@ -1,6 +1,8 @@
 """Envoy watched while the soak runs: resident memory and tcmalloc's
-figures every SAMPLE_SECONDS, the process alive, and its log free of wasm
-failures (a panic, a failed VM, a plugin that fails closed)."""
+figures every SAMPLE_SECONDS, what Envoy holds at that moment (connections
+and requests, downstream and to each cluster: what its heap grows with),
+the process alive, and its log free of wasm failures (a panic, a failed VM,
+a plugin that fails closed)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,23 @@ from soak.records import Ledger, error_note
 from soak.services import Gateway
 
 SAMPLE_SECONDS = 5.0
+# What Envoy holds when a sample is taken: its heap grows with connections
+# and streams (buffers, codecs), so a fault that makes answers slow shows
+# here before it shows in the heap. Gauges, read with one admin call.
+HELD = {
+    "downstream_cx": "http.ingress_http.downstream_cx_active",
+    "downstream_rq": "http.ingress_http.downstream_rq_active",
+    "echo_cx": "cluster.echo.upstream_cx_active",
+    "echo_rq": "cluster.echo.upstream_rq_active",
+    "idp_cx": "cluster.idp.upstream_cx_active",
+    "idp_rq": "cluster.idp.upstream_rq_active",
+    "idp_pending": "cluster.idp.upstream_rq_pending_active",
+}
+# Plugin counters sampled with them (what the plugin was doing meanwhile).
+COUNTERS = ("sso_refreshes", "sso_refresh_failed", "sso_refresh_deferred", "token_body_waits", "jwks_fetch_ok",
+            "jwks_fetch_failed", "cache_misses")
+_STATS_FILTER = "^(" + "|".join(v.replace(".", "\\.") for v in HELD.values()) + "|wasmcustom\\.edge_auth_(" + \
+    "|".join(COUNTERS) + "))$"
 WASM_FAILURE = re.compile(
     r"Function: \S+ failed|Wasm VM failed|panicked at|\]\[critical\]|Plugin configured to fail closed"
     r"|wasm vm .*(crash|restart)|Failed to load Wasm", re.I)
@@ -28,6 +47,7 @@ class Sample:
     allocated: int | None  # tcmalloc: bytes in use
     heap_size: int | None  # tcmalloc: bytes reserved
     unmapped: int | None = None  # tcmalloc: reserved bytes given back to the OS
+    held: dict[str, int] | None = None  # HELD name -> gauge; "edge_auth_" + COUNTERS -> counter
 
     @property
     def heap_resident_kb(self) -> int | None:
@@ -46,8 +66,9 @@ class Sample:
 
 
 class Monitor(threading.Thread):
-    def __init__(self, gw: Gateway, ledger: Ledger, stop: threading.Event) -> None:
+    def __init__(self, gw: Gateway, ledger: Ledger, stop: threading.Event, interval: float = SAMPLE_SECONDS) -> None:
         super().__init__(name="monitor", daemon=True)
+        self.interval = interval
         self.gw = gw
         self.ledger = ledger
         self.stop_event = stop
@@ -59,11 +80,12 @@ class Monitor(threading.Thread):
         self.progress = None  # called every 30 s with the monitor
 
     def run(self) -> None:
+        every = max(1, round(30 / self.interval))  # progress every 30 s
         rounds = 0
-        while self.alive and not self.stop_event.wait(SAMPLE_SECONDS):
+        while self.alive and not self.stop_event.wait(self.interval):
             self.alive = self.check()
             rounds += 1
-            if self.progress and rounds % 6 == 0:
+            if self.progress and rounds % every == 0:
                 self.progress(self)
 
     def sample(self) -> None:
@@ -76,11 +98,24 @@ class Monitor(threading.Thread):
             unmapped = int(memory.get("pageheap_unmapped", 0))
         except (OSError, ValueError, KeyError):
             allocated = heap = unmapped = None
-        self.samples.append(Sample(self.ledger.now(), rss, allocated, heap, unmapped))
+        self.samples.append(Sample(self.ledger.now(), rss, allocated, heap, unmapped, self.held()))
+
+    def held(self) -> dict[str, int] | None:
+        try:
+            stats = self.gw.stats_matching(_STATS_FILTER)
+        except (OSError, ValueError):
+            return None
+        out = {name: stats.get(stat, 0) for name, stat in HELD.items()}
+        out.update({name: stats.get(f"wasmcustom.edge_auth_{name}", 0) for name in COUNTERS})
+        return out
 
     def write_csv(self, path: Path) -> None:
-        rows = ["seconds,rss_kb,allocated,heap_size,pageheap_unmapped"]
-        rows += [f"{s.t:.1f},{s.rss_kb},{s.allocated},{s.heap_size},{s.unmapped}" for s in self.samples]
+        names = list(HELD) + list(COUNTERS)
+        rows = [",".join(["seconds", "rss_kb", "allocated", "heap_size", "pageheap_unmapped", *names])]
+        for s in self.samples:
+            held = [str((s.held or {}).get(n, "")) for n in names]
+            rows.append(",".join([f"{s.t:.1f}", str(s.rss_kb), str(s.allocated), str(s.heap_size), str(s.unmapped),
+                                  *held]))
         path.write_text("\n".join(rows) + "\n")
 
     def scan_log(self) -> None:

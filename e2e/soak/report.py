@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 
-from soak.monitor import SAMPLE_SECONDS
+from soak.monitor import SAMPLE_SECONDS, Sample
 from soak.records import PASS, Result
 from soak.services import (DRAIN_SECONDS, IDP_IDLE_TIMEOUT, IDP_TOKEN_TTL, JWKS_REFRESH_SECONDS,
                            MEMORY_ALLOCATOR_MANAGER, TOKEN_BODY_TIMEOUT_MS)
@@ -145,7 +145,10 @@ def faults(ctx: dict) -> list[str]:
 
 def memory(ctx: dict) -> list[str]:
     m = ctx["memory"]
-    lines = [f"### Envoy memory (warm-up: first {ctx['warm_up']:.0f} s, samples every {SAMPLE_SECONDS:.0f} s)", ""]
+    every = ctx.get("sample_seconds", SAMPLE_SECONDS)
+    lines = [f"### Envoy memory (warm-up: first {ctx['warm_up']:.0f} s, samples every {every:g} s)", ""]
+    if not ctx.get("full_plan", True):
+        lines += ["Faults chosen with `--faults` (a try-out, not the full plan).", ""]
     if "base" not in m:
         return lines + [f"No verdict: {m.get('why')}."]
     base, last = m["base"], m["last"]
@@ -179,9 +182,24 @@ def memory_by_fault(ctx: dict) -> list[str]:
     def cell(s) -> str:
         return f"{mb(s.rss_kb, 1024)} ({mb(s.heap_resident_kb, 1024)} / {mb(s.outside_heap_kb, 1024)})"
 
-    lines = ["RSS in MB around each fault (in brackets: Envoy heap resident / outside it):", "",
-             "| fault | at | before | 30 s after its end |", "|---|---|---:|---:|"]
+    lines = ["RSS in MB around each fault (in brackets: Envoy heap resident / outside it), and the most "
+             "Envoy held in one sample from the fault's start to 30 s after its end (before it: in brackets): "
+             "downstream connections and requests, connections to the upstream (echo) and requests to the "
+             "IdP (`idp` cluster, each a connection of its own):", "",
+             "| fault | at | before | 30 s after its end | downstream cx | downstream rq | echo cx | IdP rq |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for f in sorted(ctx["timeline"].faults, key=lambda f: f.start):
         end = f.end if f.end is not None else ctx["actual"]
-        lines.append(f"| {f.name} | {f.start:.0f} s | {cell(at(f.start))} | {cell(at(end + 30))} |")
+        before = at(f.start)
+        during = [s for s in samples if f.start <= s.t <= end + 30]
+        held = [held_cell(before, during, name) for name in ("downstream_cx", "downstream_rq", "echo_cx", "idp_rq")]
+        lines.append(f"| {f.name} | {f.start:.0f} s | {cell(before)} | {cell(at(end + 30))} | {' | '.join(held)} |")
     return lines
+
+
+def held_cell(before: Sample, during: list[Sample], name: str) -> str:
+    """The most of gauge ``name`` in ``during`` (and its value ``before``)."""
+    values = [s.held[name] for s in during if s.held]
+    if not values or not before.held:
+        return "n/a"
+    return f"{max(values):,} ({before.held[name]:,})"

@@ -19,8 +19,8 @@ from envoy_process import envoy_version
 from envoy_process import envoy_pid
 
 from soak.cache_fill import CacheFill, fill_cache
-from soak.faults import Conductor, Minter
-from soak.monitor import Monitor
+from soak.faults import FAULTS, Conductor, Minter, parse_faults
+from soak.monitor import SAMPLE_SECONDS, Monitor
 from soak.records import PASS, Ledger, Result, Timeline, error_note
 from soak.report import mb, render
 from soak.services import CONCURRENCY, Services
@@ -89,8 +89,9 @@ def run(args) -> int:
         print(f"soak: maximum {maximum:.0f} req/s (closed loop, {args.connections} connections over "
               f"{args.load_processes} processes, {burst:.0f} s); holding {target:.0f} req/s for {duration:.0f} s",
               flush=True)
-        conductor = Conductor(gw, idp, services.proxy, services.keys, traffic, ledger, timeline, duration, stop)
-        monitor = Monitor(gw, ledger, stop)
+        conductor = Conductor(gw, idp, services.proxy, services.keys, traffic, ledger, timeline, duration, stop,
+                              only=args.faults)
+        monitor = Monitor(gw, ledger, stop, interval=args.sample_seconds)
         monitor.alive = monitor.check()
         monitor.progress = lambda m: progress(ledger, m, load)
         progress.last = load.answers() + ledger.count()  # type: ignore[attr-defined]  # (the rate's start)
@@ -165,6 +166,7 @@ def conclude(args, duration, ledger, timeline, conductor, monitor, services, tra
         "counters": counters, "idp_cluster": idp_cluster, "lds_before": lds_before,
         "phases": phase_windows(results, faults, duration), "span": min(30.0, max(3.0, duration / 15)),
         "baseline": window(results, 0.0, first_fault), "first_fault": first_fault, "fill": fill,
+        "sample_seconds": args.sample_seconds, "full_plan": args.faults is None,
     }
 
 
@@ -195,9 +197,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-write", dest="write", action="store_false",
                     help="print the report only, leave BENCHMARKS.md alone (short try-outs)")
     ap.add_argument("--access-log", action="store_true", help="Envoy's access log in its log (to look into a run)")
+    ap.add_argument("--faults", type=parse_faults, default=None, metavar="NAME[@SECONDS],...",
+                    help="developer try-outs: only these faults (of " + ", ".join(FAULTS) + "), each at its "
+                    "second of the held load or spread over the run's middle; '' for none (default: the full plan)")
+    ap.add_argument("--sample-seconds", type=float, default=SAMPLE_SECONDS,
+                    help=f"seconds between Envoy's memory samples (default {SAMPLE_SECONDS:.0f})")
     args = ap.parse_args(argv)
-    if args.duration < 30 or not 0 < args.share <= 1 or args.connections < 1 or args.load_processes < 1:
-        ap.error("need --duration >= 30, 0 < --share <= 1, --connections >= 1, --load-processes >= 1")
+    if args.duration < 30 or not 0 < args.share <= 1 or args.connections < 1 or args.load_processes < 1 \
+            or args.sample_seconds <= 0:
+        ap.error("need --duration >= 30, 0 < --share <= 1, --connections >= 1, --load-processes >= 1, "
+                 "--sample-seconds > 0")
     return args
 
 

@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -326,8 +327,12 @@ class Gateway:
             return r.read().decode()
 
     def stats(self, prefix: str) -> dict[str, int]:
+        return self.stats_matching(f"^{prefix}")
+
+    def stats_matching(self, regex: str) -> dict[str, int]:
+        """Counters and gauges whose name matches ``regex`` (Envoy's ``filter``)."""
         out = {}
-        for line in self.admin(f"/stats?filter=^{prefix}").splitlines():
+        for line in self.admin(f"/stats?filter={urllib.parse.quote(regex)}").splitlines():
             name, _, value = line.partition(": ")
             if value.strip().isdigit():
                 out[name] = int(value)

@@ -11,6 +11,10 @@ from typing import Iterable
 from soak.records import CLEAN, DENY, EITHER, NEVER, PASS, WRONG_IDENTITY, Fault, Ledger, Result, Timeline
 
 GRACE = 1.0  # seconds around an IdP disturbance during which IdP-dependent requests may fail
+# After the IdP failed to answer a refresh, a worker refuses refreshes (503,
+# the session kept) for this long before it tries again (README "Single
+# sign-on": the refresh backoff): sessions may get a 503 that much later.
+IDP_BACKOFF = 5.0
 MEMORY_LIMIT = 0.10  # max RSS growth after warm-up
 LOAD_SHARE = 0.50  # the held rate must reach this share of the measured maximum
 IDP_TROUBLE = "IdP down, restarting or slow (the request needs it)"
@@ -37,11 +41,14 @@ def explain(r: Result, timeline: Timeline) -> str | None:
     let-through), or None."""
     trouble = timeline.idp_trouble(r.t0, r.t1, GRACE)
     # A login needs the IdP (the browser's forms, the plugin's code exchange:
-    # a 403 page or 503); a session due for refresh needs it too (a failed
-    # refresh clears the session: a navigation is sent to log in again).
+    # a 403 page or 503); a session due for refresh needs it too (a refresh
+    # the IdP refused clears the session: a navigation is sent to log in
+    # again; one it did not answer is a 503, also during the backoff after).
     if r.kind == "SSO browser login" and trouble and r.status in (None, 403, 502, 503):
         return IDP_TROUBLE
     if r.kind == "SSO session" and trouble and r.status in (302, 401, 403, 503):
+        return IDP_TROUBLE
+    if r.kind == "SSO session" and r.status == 503 and timeline.idp_trouble(r.t0, r.t1, GRACE + IDP_BACKOFF):
         return IDP_TROUBLE
     if r.kind == "SSO session, IdP restarted since its login" and r.status in (302, 401, 403, 503):
         return IDP_RESTARTED

@@ -17,10 +17,11 @@ use super::session_store::{
     clear_session, new_session, read_session, refresh_due, write_session, SessionRefusal,
 };
 use crate::audit::Verdict;
-use crate::config::{Config, OidcScope};
+use crate::config::{Config, OidcScope, DEFAULT_CALL_TIMEOUT_MS};
 use crate::cookie::jar as cookie;
 use crate::decision::{redirect, Decision, Forward, Reply};
 use crate::host::{Host, LogLevel};
+use crate::keys::remote::idp_backoff::unavailable;
 use crate::keys::remote::{accept_jwks, jwks_fetch_failed};
 
 pub use super::continuation::{CallOut, Continuation};
@@ -70,6 +71,16 @@ pub fn on_request<'c, H: Host>(
     };
     if refresh_due(oidc, &session, now) {
         if let Some(refresh_token) = session.refresh_token.clone() {
+            // The IdP just failed to answer a refresh: refused now rather
+            // than held for another call timeout (the session is kept).
+            if !sso
+                .provider
+                .idp_backoff
+                .may_call(host.now_unix_millis(), DEFAULT_CALL_TIMEOUT_MS)
+            {
+                host.count("sso_refresh_deferred");
+                return Decision::Reply(idp_unavailable(sso, req, host));
+            }
             return token_call(
                 oidc,
                 &metadata,
@@ -103,6 +114,23 @@ pub fn on_request<'c, H: Host>(
             )
         }),
     )
+}
+
+/// 503 for a request whose session needs a refresh the IdP cannot make
+/// now (the "sign-in is unavailable" page for a navigation), retryable after
+/// the backoff; its cookie is left alone.
+fn idp_unavailable<H: Host>(sso: &OidcScope, req: &SsoRequest<'_>, host: &H) -> Reply {
+    let mut reply = pages::idp_unreachable(host, req.is_navigation(), req.path, req.authority);
+    let seconds = sso
+        .provider
+        .idp_backoff
+        .retry_after_seconds(host.now_unix_millis())
+        .to_string();
+    reply
+        .headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("retry-after"));
+    reply.headers.push(("retry-after", seconds));
+    reply
 }
 
 fn decide(result: Result<Forward<'_>, Reply>) -> Decision<'_, CallOut> {
@@ -165,6 +193,20 @@ pub fn on_response<'c, H: Host>(
             on_token_response(config, *then, response, req, host)
         }
         then => {
+            let now_ms = host.now_unix_millis();
+            then.sso().provider.idp_backoff.record(status, now_ms);
+            if let Continuation::Refresh { sso, .. } = &then {
+                if unavailable(status) {
+                    // Not a refusal: the refresh token may be good, so the
+                    // session stays for a retry once the IdP answers.
+                    host.log(
+                        LogLevel::Info,
+                        "edge-auth: session refresh failed: the identity provider did not answer [idp_unavailable]",
+                    );
+                    host.count("sso_refresh_failed");
+                    return Decision::Reply(idp_unavailable(sso, req, host));
+                }
+            }
             let response = token_response(status, body);
             match response.as_ref().and_then(|r| new_keys_request(&then, r)) {
                 Some(fetch) => Decision::Wait(CallOut {

@@ -4,6 +4,9 @@
 //!   IdP's token answer has no `expires_in` (with `cookie_refresh: 0` its
 //!   end is what makes the session refresh);
 //! - a refresh that gets no answer at all is sent once more, only once;
+//! - a refresh the IdP does not answer (no answer twice, or Envoy's 504 for
+//!   a timeout) is a 503 that keeps the session, and for `IDP_BACKOFF_MS`
+//!   the next refreshes are refused at once without a call; then one probes;
 //! - only the IdP's token answer can make the gateway fetch keys at once; a
 //!   client's token naming an unknown kid is refused on the spot and can at
 //!   most ask the rate-limited background refetch.
@@ -201,7 +204,8 @@ fn a_refresh_without_any_answer_is_sent_once_more() {
         .iter()
         .any(|c| c.starts_with("_edge_auth_session=")));
 
-    // Only once: a second silence is a failed refresh (session cleared, log in again).
+    // Only once: a second silence is a failed refresh. The IdP did not
+    // answer (it did not refuse): 503, the session kept for a later retry.
     let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
     let Decision::Wait(again) = answer(&cfg, &mut host, call, None, b"") else {
         panic!("expected the refresh sent again")
@@ -210,10 +214,119 @@ fn a_refresh_without_any_answer_is_sent_once_more() {
     assert!(!matches!(d, Decision::Wait(_)), "sent a third time");
     apply(&mut host, d);
     let r = host.reply.unwrap();
+    assert_eq!(r.status, 503);
+    assert!(
+        !r.headers.iter().any(|(k, _)| k == "set-cookie"),
+        "{:?}",
+        r.headers
+    );
+}
+
+/// A request with `session` at `now` (a navigation, or an API call), as
+/// the plugin decides it, applied: its reply (None: forwarded) and whether
+/// it waits for a call to the IdP.
+fn refused_without_call(cfg: &Config, session: &str, now: u64, navigation: bool) -> FakeHost {
+    let mut host = browser("/app", Some(session), now, 21);
+    if !navigation {
+        host = host.with_header("x-requested-with", "XMLHttpRequest");
+    }
+    let d = on_request_headers(cfg, &TokenCache::new(0), &mut host, true);
+    assert!(!matches!(d, Decision::Wait(_)), "a call to the IdP: {d:?}");
+    apply(&mut host, d);
+    host
+}
+
+fn assert_idp_unavailable(host: &FakeHost, retry_after: &str) {
+    let r = host.reply.as_ref().expect("answered");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some(retry_after));
+    // The session is kept: its refresh token was never refused.
+    assert!(
+        !r.headers.iter().any(|(k, _)| k == "set-cookie"),
+        "{:?}",
+        r.headers
+    );
+}
+
+#[test]
+fn while_the_idp_does_not_answer_refreshes_are_refused_at_once_then_one_probes() {
+    let cfg = config(3600);
+    let session = signed_in(
+        &cfg,
+        json!({"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600}),
+    );
+    // Envoy's own 504: the call timed out (the IdP is slow).
+    let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
+    let d = answer(
+        &cfg,
+        &mut host,
+        call,
+        Some(504),
+        b"upstream request timeout",
+    );
+    apply(&mut host, d);
+    assert_idp_unavailable(&host, "5");
+    assert!(host
+        .reply
+        .as_ref()
+        .unwrap()
+        .body
+        .contains("Sign-in is unavailable"));
+
+    // The next ones are answered without a call: a navigation gets the
+    // page, an API call the plain 503; both keep the session.
+    let nav = refused_without_call(&cfg, &session, NOW + 602, true);
+    assert_idp_unavailable(&nav, "4");
+    assert!(nav
+        .reply
+        .as_ref()
+        .unwrap()
+        .body
+        .contains("Sign-in is unavailable"));
+    assert_eq!(nav.counter("sso_refresh_deferred"), 1);
+    let api = refused_without_call(&cfg, &session, NOW + 605, false);
+    assert_idp_unavailable(&api, "1");
+
+    // The backoff is over: one request probes, the others wait for it.
+    let (mut probe, call) = refresh_call(&cfg, &session, NOW + 606);
+    let meanwhile = refused_without_call(&cfg, &session, NOW + 606, true);
+    assert_idp_unavailable(&meanwhile, "5");
+    // The IdP answers again: the probe is forwarded, refreshes call again.
+    let d = answer(
+        &cfg,
+        &mut probe,
+        call,
+        Some(200),
+        br#"{"access_token":"at-2","expires_in":600}"#,
+    );
+    assert!(matches!(d, Decision::Forward(_)), "{d:?}");
+    assert!(refreshes_at(&cfg, &session, NOW + 606));
+}
+
+#[test]
+fn an_idp_that_refuses_a_refresh_is_answering() {
+    // Control: a refusal (invalid_grant) ends the session as before and
+    // the next refresh is made (nothing held back).
+    let cfg = config(3600);
+    let session = signed_in(
+        &cfg,
+        json!({"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600}),
+    );
+    let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
+    let d = answer(
+        &cfg,
+        &mut host,
+        call,
+        Some(400),
+        br#"{"error":"invalid_grant"}"#,
+    );
+    apply(&mut host, d);
+    let r = host.reply.unwrap();
     assert_eq!(r.status, 302);
     assert!(r.headers.iter().any(|(k, v)| k == "set-cookie"
         && v.starts_with("_edge_auth_session=;")
         && v.contains("Max-Age=0")));
+    assert!(refreshes_at(&cfg, &session, NOW + 601));
 }
 
 #[test]

@@ -2,10 +2,12 @@
 //! through an Envoy cluster from the worker's tick, shared across workers
 //! through shared data, and swapped in without touching the request path.
 //! `source` holds a source's state and shared records, `fetcher` drives the
-//! calls, `discovery` reads discovery documents.
+//! calls, `discovery` reads discovery documents, `idp_backoff` remembers an
+//! OpenID provider's token endpoint not answering (single sign-on refreshes).
 
 pub mod discovery;
 pub mod fetcher;
+pub mod idp_backoff;
 pub mod source;
 
 pub use crate::http_url::split_url;

@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::discovery::{parse_discovery, ProviderMetadata};
+use super::idp_backoff::IdpBackoff;
 use crate::host::{Host, LogLevel};
 use crate::http_url::split_url;
 use crate::keys::jwk::{parse_jwks, KeySet};
@@ -48,6 +49,9 @@ pub struct RemoteKeySource {
     pub(super) metadata: RefCell<Option<Rc<ProviderMetadata>>>,
     /// When the request path last looked for a newer published key set.
     pub(super) checked_at: Cell<u64>,
+    /// An OpenID provider's token endpoint as this worker saw it last
+    /// (single sign-on refreshes back off while it does not answer).
+    pub idp_backoff: IdpBackoff,
 }
 
 impl RemoteKeySource {
@@ -80,6 +84,7 @@ impl RemoteKeySource {
             discovered: RefCell::new(None),
             metadata: RefCell::new(None),
             checked_at: Cell::new(0),
+            idp_backoff: IdpBackoff::default(),
         }
     }
 
