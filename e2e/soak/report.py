@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 
+from soak.client import MAX_OPEN
 from soak.monitor import SAMPLE_SECONDS, Sample
 from soak.records import PASS, Result
 from soak.services import (DRAIN_SECONDS, IDP_IDLE_TIMEOUT, IDP_TOKEN_TTL, JWKS_REFRESH_SECONDS,
@@ -48,7 +49,8 @@ def header(ctx: dict) -> list[str]:
         f"`jwks_refresh_seconds: {JWKS_REFRESH_SECONDS}`, IdP access tokens living {IDP_TOKEN_TTL} s (SSO "
         f"sessions refresh), `idp` cluster `idle_timeout: {IDP_IDLE_TIMEOUT}s` through a proxy that can slow "
         f"the IdP down; {ctx['users']:,} distinct IdP users; everything on 127.0.0.1, {load.processes} Python load "
-        f"processes (asyncio each, kept-alive connections, the open-loop schedule split between them) on the same "
+        f"processes (asyncio each, kept-alive connections, at most {MAX_OPEN} open per process, the open-loop "
+        f"schedule split between them) on the same "
         f"{ctx['cpus']} CPUs as Envoy.",
         "",
         f"**Load:** maximum measured at the start, closed loop ({load.burst_connections} connections over the "
