@@ -105,7 +105,8 @@ size: wasm-target venv
 # (measured first), through reloads, IdP outages, key rotation and
 # revocation, a slow IdP and a token-endpoint slowloris; writes the soak
 # section of BENCHMARKS.md. SOAK_SECONDS=60 is a try-out; SOAK_ARGS=--no-write
-# leaves BENCHMARKS.md alone (e2e/soak --help for the rest). Not in `make test`.
+# leaves BENCHMARKS.md alone (e2e/soak --help for the rest). Not in `make test`;
+# .ci/run runs the 60 s version after it.
 SOAK_SECONDS ?= 600
 SOAK_ARGS ?=
 soak: build venv idp
