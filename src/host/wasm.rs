@@ -99,6 +99,22 @@ impl WasmHost {
         cached.as_ref().map(read)
     }
 
+    /// Every value of a request header, each through `convert`.
+    fn header_values<T>(
+        &self,
+        name: &str,
+        convert: impl Fn(&[u8]) -> T,
+    ) -> Result<Vec<T>, HostError> {
+        self.with_request_headers(|headers| {
+            headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| convert(v))
+                .collect()
+        })
+        .ok_or(HostError("list request headers"))
+    }
+
     /// The plugin changed the request headers: read them again when asked.
     fn forget_request_headers(&self) {
         if let Ok(mut cached) = self.request_headers.try_borrow_mut() {
@@ -153,25 +169,11 @@ impl Host for WasmHost {
     }
 
     fn request_header_values(&self, name: &str) -> Result<Vec<String>, HostError> {
-        self.with_request_headers(|headers| {
-            headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| text(v))
-                .collect()
-        })
-        .ok_or(HostError("list request headers"))
+        self.header_values(name, text)
     }
 
     fn request_header_values_bytes(&self, name: &str) -> Result<Vec<Vec<u8>>, HostError> {
-        self.with_request_headers(|headers| {
-            headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-                .collect()
-        })
-        .ok_or(HostError("list request headers"))
+        self.header_values(name, <[u8]>::to_vec)
     }
 
     fn request_header_names(&self) -> Result<Vec<String>, HostError> {
