@@ -152,6 +152,17 @@ fn access_token_expires_in_applies_when_the_idp_omits_expires_in() {
     assert!(refreshes_at(&cfg, &session, NOW + 601));
 }
 
+/// A session whose access token lives 600 s, and the refresh call a request
+/// with it starts once that has passed (with its host).
+fn refresh_due(cfg: &Config) -> (String, FakeHost, CallOut) {
+    let session = signed_in(
+        cfg,
+        json!({"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600}),
+    );
+    let (host, call) = refresh_call(cfg, &session, NOW + 601);
+    (session, host, call)
+}
+
 /// The refresh call a request with `session` at `now` starts, and its host.
 fn refresh_call(cfg: &Config, session: &str, now: u64) -> (FakeHost, CallOut) {
     let mut host = browser("/app", Some(session), now, 9);
@@ -177,11 +188,7 @@ fn answer<'c>(
 #[test]
 fn a_refresh_without_any_answer_is_sent_once_more() {
     let cfg = config(3600);
-    let session = signed_in(
-        &cfg,
-        json!({"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600}),
-    );
-    let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
+    let (session, mut host, call) = refresh_due(&cfg);
     let (body, headers) = (call.body.clone(), call.headers.clone());
     // The connection died: no status, no body. The same call again...
     let Decision::Wait(again) = answer(&cfg, &mut host, call, None, b"") else {
@@ -251,12 +258,8 @@ fn assert_idp_unavailable(host: &FakeHost, retry_after: &str) {
 #[test]
 fn while_the_idp_does_not_answer_refreshes_are_refused_at_once_then_one_probes() {
     let cfg = config(3600);
-    let session = signed_in(
-        &cfg,
-        json!({"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600}),
-    );
     // Envoy's own 504: the call timed out (the IdP is slow).
-    let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
+    let (session, mut host, call) = refresh_due(&cfg);
     let d = answer(
         &cfg,
         &mut host,
@@ -308,11 +311,7 @@ fn an_idp_that_refuses_a_refresh_is_answering() {
     // Control: a refusal (invalid_grant) ends the session as before and
     // the next refresh is made (nothing held back).
     let cfg = config(3600);
-    let session = signed_in(
-        &cfg,
-        json!({"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 600}),
-    );
-    let (mut host, call) = refresh_call(&cfg, &session, NOW + 601);
+    let (session, mut host, call) = refresh_due(&cfg);
     let d = answer(
         &cfg,
         &mut host,
