@@ -12,7 +12,7 @@ ENVOY ?= $(CURDIR)/$(VENV)/bin/envoy
 export ENVOY
 export EDGE_AUTH_WASM := $(CURDIR)/$(WASM)
 
-.PHONY: build wasm-target venv idp browser-deps unit e2e test lint fmt demo bench oci dist fuzz fuzz-short fuzz-tool soak size clean
+.PHONY: build wasm-target venv idp browser-deps unit e2e test lint fmt demo bench vm-bench oci dist fuzz fuzz-short fuzz-tool soak size clean
 
 # The one version source: Cargo.toml's package version. The image tag, the
 # manifests and the README carry it (e2e/test_oci_image.py checks they agree).
@@ -94,6 +94,20 @@ demo: build venv idp
 bench: build venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) bench/run.py --diagnostics --wait-quiet 30 $(BENCH_ARGS)
+
+# The plugin's per-request work timed in V8 (Node's WebAssembly, Envoy's
+# engine) behind a JavaScript proxy-wasm host: no Envoy, no network, so it
+# holds stiller than `make bench` for A/B-ing the request path. 20,000
+# distinct RS256 tokens (made once, reused for 12 h) each seen once, then
+# rounds of cached verifications, beside an auth-off configuration.
+# VM_BENCH_ARGS adds options, e.g. --ab-wasm old.wasm, --rounds 9. A
+# development tool, not in `make test`.
+VM_BENCH_DIR := target/vm-bench
+VM_BENCH_TOKENS ?= 20000
+vm-bench: build venv
+	$(PYTHON) bench/vm_bench_tokens.py --out-dir $(VM_BENCH_DIR) --count $(VM_BENCH_TOKENS) --reuse
+	node bench/vm_bench.mjs $(WASM) --config $(VM_BENCH_DIR)/config.json --tokens $(VM_BENCH_DIR)/tokens.txt \
+	  --baseline-config $(VM_BENCH_DIR)/config-auth-off.json --json $(VM_BENCH_DIR)/summary.json $(VM_BENCH_ARGS)
 
 # The .wasm size (and bench speed) at opt-level 3 / s / z: the size section
 # of BENCHMARKS.md.
