@@ -221,19 +221,26 @@ async function main() {
     checkAllForwarded(vm, "the warm pass");
     results.push({ vm, warm: perRequestTime(warm, requests.length), rounds: [], slices: [], before: vm.snapshot() });
   }
-  // The rounds. Within a round the configurations take turns in slices of
-  // --slice requests, so that a neighbour's load (this is a shared VM:
-  // another process on the sibling CPU slows this one down by half) hits
-  // them alike; a round's time per request is its slices' sum.
+  // The rounds. Within a round the configurations take turns, a slice of
+  // --slice requests each per turn, so that a neighbour's load (on this
+  // shared VM another process on the sibling CPU can slow this one by half)
+  // hits them alike; a round's time per request is its slices' sum.
   for (let round = 0; round < args.rounds; round++) {
     const totals = results.map(() => ({ wall: 0, cpu: 0 }));
-    for (let done = 0; done < args.requests; done += args.slice) {
+    for (let done = 0, turn = 0; done < args.requests; done += args.slice, turn++) {
       const count = Math.min(args.slice, args.requests - done);
-      results.forEach(({ vm }, i) => {
-        const took = guarded(vm, () => vm.run(requests, done, count));
-        results[i].slices.push(perRequestTime(took, count));
-        totals[i].wall += took.wall;
-        totals[i].cpu += took.cpu;
+      // Every other turn in reverse order (A B C, C B A, ...): no
+      // configuration always runs first, or always after the same one.
+      const order = results.map((_, i) => (turn % 2 === 0 ? i : results.length - 1 - i));
+      const took = [];
+      for (const i of order) {
+        const { vm } = results[i];
+        took[i] = guarded(vm, () => vm.run(requests, done, count));
+      }
+      took.forEach((t, i) => {
+        results[i].slices.push(perRequestTime(t, count));
+        totals[i].wall += t.wall;
+        totals[i].cpu += t.cpu;
       });
     }
     results.forEach((result, i) => {
