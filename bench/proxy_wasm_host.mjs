@@ -70,7 +70,7 @@ export class PluginVm {
     this.metricById = new Map();
     this.shared = new Map(); // key -> {value, cas}
     this.nextCas = 1;
-    this.properties = new Map(); // filter state set by the plugin
+    this.properties = new Map(); // set by the plugin on the root context
     this.tickPeriodMs = 0;
     this.ticks = 0;
     this.nextContext = 2;
@@ -275,12 +275,13 @@ export class PluginVm {
       proxy_get_property: (pathPtr, pathSize, retPtr, retSize) => {
         // Path segments arrive NUL-separated ("xds\0route_name").
         const path = this.textAt(pathPtr, pathSize);
-        const value = this.properties.get(path) ?? this.streamProperty(path) ?? STATIC_PROPERTIES.get(path);
+        const value = this.propertiesHere().get(path) ?? this.streamProperty(path) ?? STATIC_PROPERTIES.get(path);
         if (value === undefined) return NOT_FOUND;
         return this.giveBytes(value, retPtr, retSize);
       },
       proxy_set_property: (pathPtr, pathSize, valuePtr, valueSize) => {
-        this.properties.set(this.textAt(pathPtr, pathSize), this.bytesAt(valuePtr, valueSize).slice());
+        // Filter state: the stream's own (gone with it), or the root's.
+        this.propertiesHere().set(this.textAt(pathPtr, pathSize), this.bytesAt(valuePtr, valueSize).slice());
         return OK;
       },
       proxy_get_shared_data: (keyPtr, keySize, retPtr, retSize, casPtr) => {
@@ -345,6 +346,12 @@ export class PluginVm {
     return cas;
   }
 
+  /** The properties set on the context the host acts for. */
+  propertiesHere() {
+    const stream = this.stream;
+    return stream !== null && this.effectiveContext === stream.id ? stream.properties : this.properties;
+  }
+
   /** A few of Envoy's `request.*` attributes, from the request's headers. */
   streamProperty(path) {
     if (this.stream === null || !path.startsWith("request\0")) return undefined;
@@ -376,7 +383,7 @@ export class PluginVm {
     const e = this.exports;
     const id = this.nextContext++;
     e.proxy_on_context_create(id, ROOT_CONTEXT);
-    const stream = { id, request: headers.slice(), response: null, local: null, resumed: false };
+    const stream = { id, request: headers.slice(), response: null, local: null, resumed: false, properties: new Map() };
     this.stream = stream;
     this.effectiveContext = id;
     const action = e.proxy_on_request_headers(id, stream.request.length, 1);
