@@ -192,10 +192,8 @@ fn remove_identity_spellings<H: Host>(
             .chain(forward.claim_headers.iter().map(|(h, _, _)| h.as_str()))
             .any(|identity| same_folded_name(identity, name))
     };
-    for name in host.request_header_names()? {
-        if is_identity(&name) {
-            host.remove_request_header(&name)?;
-        }
+    for name in host.request_header_names_where(&is_identity)? {
+        host.remove_request_header(&name)?;
     }
     Ok(())
 }

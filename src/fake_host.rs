@@ -206,11 +206,19 @@ impl Host for FakeHost {
             .collect())
     }
 
-    fn request_header_names(&self) -> Result<Vec<String>, HostError> {
+    fn request_header_names_where(
+        &self,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, HostError> {
         if self.fail_header_list {
             return Err(HostError("cannot list request headers"));
         }
-        Ok(self.headers.iter().map(|(k, _)| k.clone()).collect())
+        Ok(self
+            .headers
+            .iter()
+            .filter(|(k, _)| wanted(k))
+            .map(|(k, _)| k.clone())
+            .collect())
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {

@@ -41,8 +41,13 @@ pub trait Host {
     /// Every value of a request header as bytes, exactly as they arrived
     /// (for rewriting a header whose other parts must pass unchanged).
     fn request_header_values_bytes(&self, name: &str) -> Result<Vec<Vec<u8>>, HostError>;
-    /// The names of all request headers, as they arrived (repeats possible).
-    fn request_header_names(&self) -> Result<Vec<String>, HostError>;
+    /// The names of the request headers for which `wanted` says yes, as
+    /// they arrived (repeats possible). Filtered here, not by the caller:
+    /// forwarding asks on every request and usually wants none.
+    fn request_header_names_where(
+        &self,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, HostError>;
     /// An Envoy attribute such as `["route_name"]` or `["cluster_name"]`.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Fill `buf` from a cryptographically secure source.

@@ -17,7 +17,7 @@
 use std::mem::MaybeUninit;
 use std::ptr::null_mut;
 
-use super::pairs::{parse_pairs, serialize_pairs, BytePairs};
+use super::pairs::{serialize_pairs, HeaderBlock};
 
 /// The ABI's `Ok`.
 const OK: u32 = 0;
@@ -240,11 +240,11 @@ pub fn buffer(
 }
 
 /// Every header of a map, in order, names and values as bytes.
-pub fn header_pairs(map_type: HeaderMap) -> Result<BytePairs, Status> {
+pub fn header_pairs(map_type: HeaderMap) -> Result<HeaderBlock, Status> {
     // SAFETY: the host writes a pointer and a size into the two out-params.
     let bytes =
         read_bytes(|data, size| unsafe { proxy_get_header_map_pairs(map_type, data, size) })?;
-    Ok(bytes.map(|b| parse_pairs(&b)).unwrap_or_default())
+    Ok(bytes.map(HeaderBlock::parse).unwrap_or_default())
 }
 
 /// The first value of a header (Envoy's answer for a repeated one).

@@ -17,16 +17,15 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::abi::{self, BufferType, HeaderMap, LogLevel as WasmLogLevel};
+use super::pairs::HeaderBlock;
 use super::{Host, HostError, LogLevel};
-
-/// Request headers as Envoy listed them: names (lower case) and values as
-/// bytes.
-type HeaderList = Vec<(String, Vec<u8>)>;
 
 pub struct WasmHost {
     /// The context host calls are made for.
     acting_for: u32,
-    request_headers: RefCell<Option<HeaderList>>,
+    /// The request headers as Envoy listed them (names lower case), read
+    /// on first use.
+    request_headers: RefCell<Option<HeaderBlock>>,
 }
 
 thread_local! {
@@ -85,16 +84,10 @@ impl WasmHost {
     /// Runs `read` over the request headers, listing them from Envoy first
     /// if this callback has not yet. `None` when Envoy has no request
     /// headers to give (the call failed).
-    fn with_request_headers<T>(&self, read: impl FnOnce(&HeaderList) -> T) -> Option<T> {
+    fn with_request_headers<T>(&self, read: impl FnOnce(&HeaderBlock) -> T) -> Option<T> {
         let mut cached = self.request_headers.try_borrow_mut().ok()?;
         if cached.is_none() {
-            let pairs = abi::header_pairs(HeaderMap::Request).ok()?;
-            *cached = Some(
-                pairs
-                    .into_iter()
-                    .map(|(name, value)| (String::from_utf8_lossy(&name).into_owned(), value))
-                    .collect(),
-            );
+            *cached = Some(abi::header_pairs(HeaderMap::Request).ok()?);
         }
         cached.as_ref().map(read)
     }
@@ -108,7 +101,7 @@ impl WasmHost {
         self.with_request_headers(|headers| {
             headers
                 .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
                 .map(|(_, v)| convert(v))
                 .collect()
         })
@@ -162,7 +155,7 @@ impl Host for WasmHost {
         self.with_request_headers(|headers| {
             headers
                 .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
                 .map(|(_, v)| text(v))
         })
         .flatten()
@@ -176,9 +169,19 @@ impl Host for WasmHost {
         self.header_values(name, <[u8]>::to_vec)
     }
 
-    fn request_header_names(&self) -> Result<Vec<String>, HostError> {
-        self.with_request_headers(|headers| headers.iter().map(|(k, _)| k.clone()).collect())
-            .ok_or(HostError("list request headers"))
+    fn request_header_names_where(
+        &self,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, HostError> {
+        self.with_request_headers(|headers| {
+            headers
+                .iter()
+                .map(|(k, _)| String::from_utf8_lossy(k))
+                .filter(|k| wanted(k))
+                .map(|k| k.into_owned())
+                .collect()
+        })
+        .ok_or(HostError("list request headers"))
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {

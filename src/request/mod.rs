@@ -136,7 +136,7 @@ pub fn decide<'c, H: Host>(
 
     match requirement {
         Requirement::Authenticate { allow } => {
-            let now = host.now_unix_seconds();
+            // The clock read at the top: one callback, one instant.
             let outcome = authenticate(config, cache, scope, allow, &mut facts, now);
             match outcome {
                 Ok(forward) => {

@@ -62,7 +62,7 @@ pub fn find_tokens<'l, H: Host>(locations: &'l [TokenLocation], host: &H) -> Fou
         };
         match value {
             None => continue,
-            Some(token) if token.is_empty() || token.contains(char::is_whitespace) => {
+            Some(token) if token.is_empty() || has_whitespace(&token) => {
                 return Found::Malformed(location)
             }
             Some(token) => found.push(Presented {
@@ -77,6 +77,26 @@ pub fn find_tokens<'l, H: Host>(locations: &'l [TokenLocation], host: &H) -> Fou
     } else {
         Found::Tokens(found)
     }
+}
+
+/// Does `text` hold any character Rust calls white space? The same answer
+/// as `text.contains(char::is_whitespace)`, which decodes every character of
+/// an 800-byte token one by one (15% of a cached verification natively).
+/// Every white-space character is either an ASCII byte below `!` or starts
+/// with a byte of 0x80 or more, so text with neither, eight bytes at a time,
+/// has none; only other text is checked character by character.
+fn has_whitespace(text: &str) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below_bang_or_high = |word: u64| (word.wrapping_sub(ONES * 0x21) | word) & HIGH != 0;
+    let bytes = text.as_bytes();
+    let mut words = bytes.chunks_exact(8);
+    let suspicious = words
+        .by_ref()
+        .filter_map(|w| <[u8; 8]>::try_from(w).ok())
+        .any(|w| below_bang_or_high(u64::from_ne_bytes(w)))
+        || words.remainder().iter().any(|b| !(b'!'..0x80).contains(b));
+    suspicious && text.contains(char::is_whitespace)
 }
 
 /// Every value this location holds in the request, in order.
@@ -132,6 +152,32 @@ fn cookies<'c, 'n>(header: &'c str, name: &'n str) -> impl Iterator<Item = &'c s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn white_space_is_found_as_char_is_whitespace_finds_it() {
+        // Every white-space character, ASCII or not, alone and inside a
+        // token-like string; and every other ASCII character is not.
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let inside = format!("eyJ.a{c}b.sig");
+            assert_eq!(has_whitespace(&inside), c.is_whitespace(), "{:?}", c);
+        }
+        // At every offset of the eight-byte words and of the rest.
+        for at in 0..=19 {
+            for c in [
+                '\t', '\n', '\u{0B}', '\u{0C}', '\r', ' ', '\u{85}', '\u{A0}', '\u{2028}',
+            ] {
+                let mut token: String = "x".repeat(19);
+                token.insert(at, c);
+                assert!(has_whitespace(&token), "{c:?} at {at}");
+            }
+            let mut token: String = "x".repeat(19);
+            token.insert(at, 'é');
+            assert!(!has_whitespace(&token), "é at {at}");
+        }
+        assert!(!has_whitespace("eyJhbGciOiJSUzI1NiJ9.e30.c2ln-_"));
+        assert!(!has_whitespace(""));
+        assert!(has_whitespace("\u{3000}"));
+    }
 
     #[test]
     fn prefixes() {

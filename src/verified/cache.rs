@@ -32,6 +32,7 @@ use std::hash::Hasher;
 use lru::LruCache;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
+use super::identity::CacheKeyHasher;
 pub use super::identity::{CacheKey, Identity};
 use super::shared_cache::{key_set_fingerprint, SharedTokenCache};
 use crate::config::Config;
@@ -45,6 +46,8 @@ struct Entry {
     /// What this entry costs, as accounted against the budget.
     bytes: usize,
 }
+
+type BuildKeyHasher = std::hash::BuildHasherDefault<CacheKeyHasher>;
 
 /// Per-entry bookkeeping besides key and value: the LRU's node links and
 /// allocation header, and the hash table slot at its load factor.
@@ -73,7 +76,7 @@ impl std::fmt::Debug for TokenKeySecret {
 /// the host gave no random bytes for its key.
 #[derive(Debug)]
 pub struct TokenCache {
-    entries: Option<RefCell<LruCache<CacheKey, Entry>>>,
+    entries: Option<RefCell<LruCache<CacheKey, Entry, BuildKeyHasher>>>,
     /// Keys the token digest in [`TokenCache::key`].
     secret: TokenKeySecret,
     /// Most entries kept (`token_cache_size`).
@@ -138,7 +141,8 @@ impl TokenCache {
     fn build(max_entries: usize, max_bytes: usize, secret: TokenKeySecret) -> Self {
         let enabled = max_entries > 0 && max_bytes > 0;
         TokenCache {
-            entries: enabled.then(|| RefCell::new(LruCache::unbounded())),
+            entries: enabled
+                .then(|| RefCell::new(LruCache::unbounded_with_hasher(BuildKeyHasher::default()))),
             secret,
             max_entries,
             max_bytes,
