@@ -3,7 +3,10 @@
 --   BENCH_TOKEN_MODE  cycle: each thread goes round its own slice of the file
 --                          (every token seen again: the cache rows);
 --                     once:  each token of the thread's slice once, then the
---                          slice's last token again (the warm-up pass);
+--                          thread stops sending once as many answers came
+--                          back (the warm-up pass; wrk itself still waits
+--                          out -d; the slice's last token is sent again
+--                          while the last answers are on their way);
 --                     new:   never the same token twice while the slice
 --                          lasts (the cold rows: size the file to the run)
 --   BENCH_OFFSET      tokens of each slice already used by earlier runs
@@ -39,6 +42,14 @@ function init(args)
   i = first - 1
   if mode == "new" and per > 0 then
     i = first - 1 + (math.floor(offset / threads) % per)
+  end
+end
+
+local answered = 0
+function response()
+  answered = answered + 1
+  if mode == "once" and answered >= last - first + 1 then
+    wrk.thread:stop()
   end
 end
 
