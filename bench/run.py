@@ -10,7 +10,12 @@ of the same Envoy answering ``200 ok`` with a ``direct_response``. All Envoys
 are started first and checked (200 with the token, 401 without it where the
 scenario authenticates); then, per scenario, a short wrk warm-up followed by
 the measured ``wrk --latency`` run. On a machine with at least two CPUs, wrk
-is pinned to one CPU and the Envoys to another so they do not fight.
+is pinned to one CPU and the Envoys to another so they do not fight. Then
+the co-scheduled rounds: each goal's two Envoys loaded at the same time on
+that one CPU, so both see the same machine; their ratio of CPU per request
+decides the goal (rounds taken one after another move too much on a shared
+VM). ``--ab-wasm other.wasm`` adds a twin of every edge-auth row running
+another build, measured against it the same way.
 
 The result table goes to stdout and into the `throughput` section of
 BENCHMARKS.md (other sections are left alone). The bench is a report: it exits non-zero only when a scenario
@@ -40,6 +45,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -489,6 +495,62 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
+def with_wasm(filters: list[dict], wasm: Path) -> list[dict]:
+    """``filters`` with every edge-auth wasm module swapped for ``wasm``."""
+    ours = str(harness.wasm_path())
+
+    def swap(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("filename") == ours:
+                return {**node, "filename": str(wasm)}
+            return {k: swap(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [swap(v) for v in node]
+        return node
+
+    return swap(filters)
+
+
+def ab_twins(scenarios: Sequence[Scenario], wasm: Path) -> list[Scenario]:
+    """``scenarios`` with, right after each edge-auth one, its twin running
+    ``wasm`` (named ``<name> [B]``, compared with its A row). Adjacent rows
+    of a round share its noise, so the A/B ratio holds still better than
+    two separate runs do."""
+    out: list[Scenario] = []
+    for s in scenarios:
+        out.append(s)
+        if s.name.startswith("edge-auth"):
+            out.append(dataclasses.replace(
+                s, name=f"{s.name} [B]", filters=(lambda f=s.filters: with_wasm(f(), wasm)),
+                jwt_reference=s.name, note=f"{s.note} (B: {wasm.name})"))
+    return out
+
+
+def ab_lines(rows: Sequence[Row], paired: Sequence[Paired] = ()) -> list[str]:
+    """Per A/B pair: the median of per-round req/s ratios (B/A) and of the
+    per-round differences in Envoy CPU per request (B - A)."""
+    by_name = {r.scenario.name: r for r in rows}
+    out = []
+    for row in rows:
+        a = by_name.get(row.scenario.jwt_reference or "") if row.scenario.name.endswith(" [B]") else None
+        if a is None or not a.runs or not row.runs:
+            continue
+        pairs = list(zip(row.runs, a.runs))
+        ratios = [b.rps / x.rps for b, x in pairs]
+        diffs = [b.server_us_per_req - x.server_us_per_req for b, x in pairs
+                 if b.server_us_per_req is not None and x.server_us_per_req is not None]
+        line = (f"A/B: {row.scenario.name}: req/s B/A {statistics.median(ratios):.1%} "
+                f"(rounds {' / '.join(f'{r:.0%}' for r in ratios)})")
+        if diffs:
+            line += (f"; CPU/req B-A {statistics.median(diffs):+.1f} µs "
+                     f"(rounds {' / '.join(f'{d:+.0f}' for d in diffs)})")
+        pair = next((p for p in paired if p.scenario == row.scenario.name), None)
+        if pair is not None:
+            line += f"; {pair.describe()}"
+        out.append(line)
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class TokenSource:
     #: The scenario whose Envoy issues it.
@@ -559,6 +621,12 @@ TARGETS: list[Target] = [
            label="a wasm filter doing nothing vs a cached native verification"),
     Target("empty wasm filter, minimal exports", "empty wasm filter", None,
            label="only the callbacks a filter needs exported vs the SDK's every callback"),
+    # The ladder read against no-auth: what any wasm filter costs before it
+    # does anything, and what a cached native verification costs.
+    Target("empty wasm filter, minimal exports", NO_AUTH, None,
+           label="the bare wasm floor: a filter that exports three callbacks and does nothing"),
+    Target("jwt_authn RS256, many tokens, cache on", NO_AUTH, None,
+           label="what a cached native verification costs"),
 ]
 
 
@@ -896,6 +964,75 @@ class Load:
 # ---------------------------------------------------------------------------
 
 
+def co_scheduled(load: Load, pair: Sequence[tuple[harness.Envoy, Row, str | None]],
+                 duration: int) -> list[WrkResult]:
+    """One co-scheduled round: every Envoy of ``pair`` loaded at the same
+    time by its own wrk, all of them on the same CPU (the bench pins every
+    Envoy to one). Whatever the machine does during the round, it does to
+    all of them alike, so the ratio of their CPU per request holds still
+    where rounds taken one after another move by 20-30%. Each run's CPU is
+    its own process's."""
+    results: list[WrkResult | BaseException | None] = [None] * len(pair)
+
+    def go(i: int) -> None:
+        envoy, row, token = pair[i]
+        try:
+            results[i] = load.run(envoy, token, duration, row.scenario, offset=row.sent)
+        except BaseException as e:  # noqa: BLE001  (re-raised below, in the caller's thread)
+            results[i] = e
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(pair))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out = []
+    for (_, row, _), res in zip(pair, results):
+        if isinstance(res, BaseException) or res is None:
+            raise BenchError(f"co-scheduled run of {row.scenario.name} failed: {res}")
+        if res.errors:
+            raise BenchError(f"co-scheduled run of {row.scenario.name}: {'; '.join(res.errors)}")
+        row.sent += res.requests
+        out.append(res)
+    return out
+
+
+@dataclasses.dataclass
+class Paired:
+    """Co-scheduled rounds of a row against its reference."""
+    scenario: str
+    reference: str
+    #: (the row's run, the reference's run), one per round.
+    runs: list[tuple[WrkResult, WrkResult]] = dataclasses.field(default_factory=list)
+    failure: str | None = None
+
+    def efficiency(self) -> list[float]:
+        """Per round: the reference's CPU per request over the row's, i.e.
+        the row's requests per CPU-second as a share of the reference's."""
+        return [b.server_us_per_req / a.server_us_per_req for a, b in self.runs
+                if a.server_us_per_req and b.server_us_per_req]
+
+    def rps(self) -> list[float]:
+        return [a.rps / b.rps for a, b in self.runs if b.rps]
+
+    def describe(self) -> str:
+        eff, rps = self.efficiency(), self.rps()
+        if self.failure or not eff:
+            return f"co-scheduled rounds failed ({self.failure})" if self.failure else \
+                "no co-scheduled round measured"
+        return (f"{statistics.median(eff):.1%} co-scheduled (requests per CPU-second, median of "
+                f"{len(eff)} rounds: {' / '.join(f'{x:.0%}' for x in eff)}; side by side req/s "
+                f"{statistics.median(rps):.1%})")
+
+
+def pairs_to_measure(rows: Sequence[Row]) -> list[Paired]:
+    """Every target and comparison whose two rows ran, and every A/B twin."""
+    ok = {r.scenario.name for r in rows if not r.failure and r.runs}
+    wanted = [(t.scenario, t.reference) for t in TARGETS]
+    wanted += [(r.scenario.name, r.scenario.jwt_reference or "") for r in rows if r.scenario.name.endswith(" [B]")]
+    return [Paired(a, b) for a, b in wanted if a in ok and b in ok]
+
+
 @dataclasses.dataclass
 class Row:
     scenario: Scenario
@@ -1008,30 +1145,39 @@ def table(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def target_lines(rows: Sequence[Row]) -> list[str]:
+def target_lines(rows: Sequence[Row], paired: Sequence[Paired] = ()) -> list[str]:
     by_name = {r.scenario.name: r for r in rows}
+    by_pair = {(p.scenario, p.reference): p for p in paired}
     out = []
     for t in TARGETS:
         a, b = by_name.get(t.scenario), by_name.get(t.reference)
         ra, rb = (a.result if a else None), (b.result if b else None)
         if ra is None or rb is None:
-            verdict = "**not measured** (a row failed or was not run)"
+            out.append(f"{'Target' if t.min_ratio is not None else 'Comparison'}: {t.describe()}. "
+                       "This run: **not measured** (a row failed or was not run).")
+            continue
+        # Rounds interleave the configs: a ratio within one round shares
+        # that round's machine noise. The median of those is the result.
+        rounds = [x.rps / y.rps for x, y in zip(a.runs, b.runs)] if a and b else []
+        sequential = statistics.median(rounds) if rounds else ra.rps / rb.rps
+        spread = f", spread {min(rounds):.0%}–{max(rounds):.0%}" if len(rounds) > 1 else ""
+        seq_text = f"{sequential:.1%} (median of per-round ratios{spread}"
+        if a and b and len(a.runs) > 1 and len(a.runs) == len(b.runs):
+            seq_text += "; round by round " + " / ".join(f"{x.rps / y.rps:.0%}" for x, y in zip(a.runs, b.runs))
+        seq_text += ")"
+        pair = by_pair.get((t.scenario, t.reference))
+        efficiency = pair.efficiency() if pair and not pair.failure else []
+        # The co-scheduled measurement decides when there is one: its rounds
+        # hold still (A/A within 1-2%), the sequential ones do not.
+        ratio = statistics.median(efficiency) if efficiency else sequential
+        if t.min_ratio is None:
+            verdict = ""
         else:
-            # Rounds interleave the configs: a ratio within one round shares
-            # that round's machine noise. The median of those is the result.
-            rounds = [x.rps / y.rps for x, y in zip(a.runs, b.runs)] if a and b else []
-            ratio = statistics.median(rounds) if rounds else ra.rps / rb.rps
-            spread = f", spread {min(rounds):.0%}–{max(rounds):.0%}" if len(rounds) > 1 else ""
-            if t.min_ratio is None:
-                verdict = f"{ratio:.1%} (median of per-round ratios{spread})"
-            else:
-                verdict = (f"**{'met' if ratio >= t.min_ratio else 'NOT met'}** ({ratio:.1%}, median of "
-                           f"per-round ratios{spread}")
-            if a and b and len(a.runs) > 1 and len(a.runs) == len(b.runs):
-                per_round = " / ".join(f"{x.rps / y.rps:.0%}" for x, y in zip(a.runs, b.runs))
-                verdict += f"; round by round {per_round}"
-            if t.min_ratio is not None:
-                verdict += ")"
+            verdict = f"**{'met' if ratio >= t.min_ratio else 'NOT met'}**: "
+        if pair is not None:
+            verdict += f"{pair.describe()}. Sequential rounds: {seq_text}"
+        else:
+            verdict += f"sequential rounds {seq_text}"
         kind = "Target" if t.min_ratio is not None else "Comparison"
         out.append(f"{kind}: {t.describe()}. This run: {verdict}.")
     return out
@@ -1056,6 +1202,8 @@ def load_lines(rows: Sequence[Row]) -> list[str]:
 def write_report(
     output: Path,
     rows: Sequence[Row],
+    paired: Sequence[Paired],
+    paired_duration: int,
     load: Load,
     envoy_cpus: str | None,
     started: dt.datetime,
@@ -1135,6 +1283,17 @@ def write_report(
         "round order. `Envoy CPU/req` is the Envoy process's user+system CPU time (all threads, so it "
         "includes the upstream listener) per request served, median over the runs.",
         "",
+        "Co-scheduled rounds (they decide the goals): after the sequential rounds, each goal's two "
+        f"Envoys are loaded at the same time, {len(paired[0].runs) if paired else 0} rounds of "
+        f"{paired_duration}s, each by its own wrk (the command above), both Envoys on the same CPU. "
+        "Whatever the machine does during a round it does to both, so the ratio of their CPU per request "
+        "(the row's requests per CPU-second as a share of its reference's) holds still: an A/A check "
+        "(the same build twice) read 99-101% in every round while the machine's speed moved by 60% between "
+        "rounds. Rounds taken one after another, as in the table, moved 20-30% between runs of the same "
+        "build. Sharing a CPU raises every Envoy's CPU per request (cache and scheduling), so read the "
+        "ratio, not the µs. The goal lines give the co-scheduled median and its rounds, then the "
+        "sequential ratios.",
+        "",
         "Configs:",
         "",
         *[f"- `{row.scenario.name}`: {row.scenario.note}" for row in rows],
@@ -1143,7 +1302,7 @@ def write_report(
         "",
         *table(rows),
         "",
-        *target_lines(rows),
+        *target_lines(rows, paired),
         "",
         *load_lines(rows),
     ]
@@ -1162,6 +1321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rounds", type=int, default=3, help="measured runs per config, interleaved, median shown (default 3)"
     )
     ap.add_argument("--only", action="append", default=[], help="run only configs whose name contains this")
+    ap.add_argument(
+        "--paired-rounds", type=int, default=5,
+        help="co-scheduled rounds per target (and A/B twin), after the sequential ones; they decide the "
+        "goals (default 5, 0 = none)",
+    )
+    ap.add_argument("--paired-duration", type=int, default=5, help="seconds per co-scheduled round (default 5)")
     ap.add_argument("--distinct", type=int, default=20000,
                     help="distinct tokens of the 'many tokens' rows (default 20000)")
     ap.add_argument("--cold-tokens", type=int, default=60000,
@@ -1169,6 +1334,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--warm-distinct", type=int, default=40,
                     help="seconds of the pass that sends every distinct token once (default 40)")
     ap.add_argument("--diagnostics", action="store_true", help="also run the diagnostic wasm rows")
+    ap.add_argument(
+        "--ab-wasm",
+        type=Path,
+        metavar="WASM",
+        help="after each edge-auth row, the same row with this .wasm ([B]), interleaved; prints B/A per "
+        "round (implies --no-write)",
+    )
     ap.add_argument(
         "--upstream",
         choices=sorted(UPSTREAMS),
@@ -1206,8 +1378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--duration must be 1..120 and --warmup 0..30 seconds")
     if not 0 <= args.wait_quiet <= 60:
         ap.error("--wait-quiet must be 0..60 seconds")
-    if not 1 <= args.rounds <= 5:
-        ap.error("--rounds must be 1..5")
+    if not 1 <= args.rounds <= 12:
+        ap.error("--rounds must be 1..12")
+    if not 0 <= args.paired_rounds <= 12 or not 1 <= args.paired_duration <= 60:
+        ap.error("--paired-rounds must be 0..12 and --paired-duration 1..60 seconds")
     if shutil.which(args.wrk) is None:
         print(f"bench: {args.wrk} not found; install it with `apt-get install -y wrk`", file=sys.stderr)
         return 2
@@ -1222,6 +1396,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = [s for s in SCENARIOS if args.diagnostics or not s.diagnostic]
     if args.only:
         scenarios = [s for s in scenarios if any(o in s.name for o in args.only)]
+    if args.ab_wasm is not None:
+        if not args.ab_wasm.is_file():
+            ap.error(f"--ab-wasm {args.ab_wasm}: no such file")
+        scenarios = ab_twins(scenarios, args.ab_wasm.resolve())
+        args.no_write = True
     # Token issuers must run even when filtered out of the table.
     needed = {TOKENS[s.token].issuer_scenario for s in scenarios if s.token}
     by_name = {s.name: s for s in SCENARIOS}
@@ -1301,6 +1480,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"wrk cpu {res.client_cpu:.0%}  other load "
                     f"{f'{res.other_load:.2f}' if res.other_load is not None else '?'} CPUs"
                 )
+        paired = pairs_to_measure(rows) if args.paired_rounds else []
+        by_row = {r.scenario.name: r for r in rows}
+        for rnd in range(args.paired_rounds):
+            for pair in paired:
+                if pair.failure:
+                    continue
+                two = [by_row[pair.scenario], by_row[pair.reference]]
+                try:
+                    ra, rb = co_scheduled(load, [(envoys[r.scenario.name], r,
+                                                  tokens[r.scenario.token] if r.scenario.token else None)
+                                                 for r in two], args.paired_duration)
+                except BenchError as e:
+                    pair.failure = str(e).splitlines()[0]
+                    print(f"bench: co-scheduled [{pair.scenario}] FAILED: {e}", file=sys.stderr)
+                    continue
+                pair.runs.append((ra, rb))
+                print(f"bench: co-scheduled round {rnd + 1} {pair.scenario} vs {pair.reference}: "
+                      f"{ra.server_us_per_req:.1f} vs {rb.server_us_per_req:.1f} µs/req, "
+                      f"{ra.rps:,.0f} vs {rb.rps:,.0f} req/s")
         for row in rows:
             envoy = envoys[row.scenario.name]
             if isinstance(envoy, BenchEnvoy):
@@ -1317,12 +1515,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"wrk: {load.shown()}")
     print("\n".join(table(rows)))
-    print("\n".join(target_lines(rows)))
+    print("\n".join(target_lines(rows, paired)))
+    print("\n".join(ab_lines(rows, paired)))
     print("\n".join(load_lines(rows)).rstrip())
     if not args.no_write:
         invocation = " ".join(["bench/run.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
         try:
-            write_report(output, rows, load, envoy_cpus, started, args.rounds, version, args.upstream, invocation,
+            write_report(output, rows, paired, args.paired_duration, load, envoy_cpus, started, args.rounds,
+                         version, args.upstream, invocation,
                          require_clean=require_clean)
         except report_section.DirtyTree as e:
             print(f"bench: {e}", file=sys.stderr)
