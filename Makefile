@@ -53,6 +53,7 @@ unit:
 	cargo test --quiet
 
 e2e: build venv idp browser-deps
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) -m pytest e2e -q -p no:cacheprovider
 
 # The README's test command: native unit tests, a short fuzz pass, then the
