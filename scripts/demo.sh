@@ -33,8 +33,8 @@ sed -e "s/port_value: 10000\b/port_value: $PORT/" \
 pids=()
 stop_all() {
   trap - EXIT INT TERM
-  # Ctrl-C does not reach the children (their own process groups, below):
-  # stop each one by its pid and wait for it.
+  # Children started with & in a script ignore SIGINT, so Ctrl-C alone
+  # would leave them running: stop each one by its pid and wait for it.
   local pid
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -62,12 +62,6 @@ PY
   fail "$name not ready at $url after 60 s" "$log"
 }
 
-# Each child starts in its own process group (job control on while they
-# are launched), so Ctrl-C reaches this script alone and its trap stops
-# them one by one. In the terminal's group, a child that handles SIGINT
-# itself (Envoy does) could exit first; bash then took the SIGINT as the
-# child's business, ran no trap and reported "a process exited".
-set -m
 "$PYTHON" e2e/echo_server.py "$ECHO_PORT" > "$ECHO_LOG" 2>&1 &
 pids+=($!)
 echo_pid=$!
@@ -82,7 +76,6 @@ wait_for "identity provider" "http://127.0.0.1:$IDP_PORT/.well-known/openid-conf
   --log-level warning --log-path "$ENVOY_LOG" > "$ACCESS_LOG" 2>&1 &
 pids+=($!)
 envoy_pid=$!
-set +m
 wait_for "Envoy" "http://127.0.0.1:$ADMIN_PORT/ready" "$envoy_pid" "$ENVOY_LOG"
 
 G=http://127.0.0.1:$PORT
