@@ -54,6 +54,14 @@ def get(url: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+def terminal_signals() -> None:
+    """In the child, before exec: SIGINT at its default, as a shell started
+    from a terminal has it. A suite started in the background (`nohup make
+    test &`) passes SIGINT down ignored, and bash cannot trap a signal that
+    was ignored when it started: the demo's Ctrl-C trap would never run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def demo(tmp_path):
     ports = {}
@@ -65,7 +73,7 @@ def demo(tmp_path):
     cmd = ["make", "--no-print-directory", "-o", ".venv/.installed",
            "-o", "e2e/idp/node_modules/.package-lock.json", "demo"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=terminal_signals)
     yield proc, ports, tmp_path / "demo"
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
