@@ -495,6 +495,15 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
+#: Appended to an edge-auth row's name for its --ab-wasm twin, whose
+#: reference (``jwt_reference``) is that row.
+AB_TWIN = " [B]"
+
+
+def is_ab_twin(scenario: Scenario) -> bool:
+    return scenario.name.endswith(AB_TWIN)
+
+
 def with_wasm(filters: list[dict], wasm: Path) -> list[dict]:
     """``filters`` with every edge-auth wasm module swapped for ``wasm``."""
     ours = str(harness.wasm_path())
@@ -521,7 +530,7 @@ def ab_twins(scenarios: Sequence[Scenario], wasm: Path) -> list[Scenario]:
         out.append(s)
         if s.name.startswith("edge-auth"):
             out.append(dataclasses.replace(
-                s, name=f"{s.name} [B]", filters=(lambda f=s.filters: with_wasm(f(), wasm)),
+                s, name=f"{s.name}{AB_TWIN}", filters=(lambda f=s.filters: with_wasm(f(), wasm)),
                 jwt_reference=s.name, note=f"{s.note} (B: {wasm.name})"))
     return out
 
@@ -532,7 +541,7 @@ def ab_lines(rows: Sequence[Row], paired: Sequence[Paired] = ()) -> list[str]:
     by_name = {r.scenario.name: r for r in rows}
     out = []
     for row in rows:
-        a = by_name.get(row.scenario.jwt_reference or "") if row.scenario.name.endswith(" [B]") else None
+        a = by_name.get(row.scenario.jwt_reference or "") if is_ab_twin(row.scenario) else None
         if a is None or not a.runs or not row.runs:
             continue
         pairs = list(zip(row.runs, a.runs))
@@ -1029,7 +1038,7 @@ def pairs_to_measure(rows: Sequence[Row]) -> list[Paired]:
     """Every target and comparison whose two rows ran, and every A/B twin."""
     ok = {r.scenario.name for r in rows if not r.failure and r.runs}
     wanted = [(t.scenario, t.reference) for t in TARGETS]
-    wanted += [(r.scenario.name, r.scenario.jwt_reference or "") for r in rows if r.scenario.name.endswith(" [B]")]
+    wanted += [(r.scenario.name, r.scenario.jwt_reference or "") for r in rows if is_ab_twin(r.scenario)]
     return [Paired(a, b) for a, b in wanted if a in ok and b in ok]
 
 
@@ -1150,11 +1159,11 @@ def target_lines(rows: Sequence[Row], paired: Sequence[Paired] = ()) -> list[str
     by_pair = {(p.scenario, p.reference): p for p in paired}
     out = []
     for t in TARGETS:
+        kind = "Target" if t.min_ratio is not None else "Comparison"
         a, b = by_name.get(t.scenario), by_name.get(t.reference)
         ra, rb = (a.result if a else None), (b.result if b else None)
         if ra is None or rb is None:
-            out.append(f"{'Target' if t.min_ratio is not None else 'Comparison'}: {t.describe()}. "
-                       "This run: **not measured** (a row failed or was not run).")
+            out.append(f"{kind}: {t.describe()}. This run: **not measured** (a row failed or was not run).")
             continue
         # Rounds interleave the configs: a ratio within one round shares
         # that round's machine noise. The median of those is the result.
@@ -1178,7 +1187,6 @@ def target_lines(rows: Sequence[Row], paired: Sequence[Paired] = ()) -> list[str
             verdict += f"{pair.describe()}. Sequential rounds: {seq_text}"
         else:
             verdict += f"sequential rounds {seq_text}"
-        kind = "Target" if t.min_ratio is not None else "Comparison"
         out.append(f"{kind}: {t.describe()}. This run: {verdict}.")
     return out
 
